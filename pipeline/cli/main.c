@@ -1,0 +1,52 @@
+/* ctxdiff: contextual diffusion with a native Mask R-CNN runtime. Dispatches subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+typedef struct {
+  const char *name;
+  int (*fn)(int, char **);
+  const char *summary;
+} command;
+
+static const command commands[] = {
+#ifdef CTXDIFF_HAVE_NET
+    {"run", cx_cmd_run, "generate -> segment -> LLM context -> inpaint, iterated"},
+#endif
+    {"segment", cx_cmd_segment, "detect objects in image files (JSON + overlay per image)"},
+#ifdef CTXDIFF_HAVE_HDF5
+    {"convert", cx_cmd_convert, "convert matterport Keras .h5 weights to safetensors"},
+#endif
+    {"bench", cx_cmd_bench, "measure segmentation throughput and per-stage time"},
+    {"synth-weights", cx_cmd_synth_weights, "write the deterministic synthetic test weights"},
+    {"synth-image", cx_cmd_synth_image, "write the deterministic synthetic test image (PNG)"},
+};
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "ctxdiff %s - contextual diffusion with a native Mask R-CNN runtime\n\n"
+          "usage: ctxdiff COMMAND [options]   (ctxdiff COMMAND --help for details)\n\ncommands:\n",
+          CTXDIFF_VERSION);
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
+#ifndef CTXDIFF_HAVE_NET
+  fprintf(f, "\n(this build has no libcurl/cJSON: 'run' is not available)\n");
+#endif
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+    printf("ctxdiff %s\n", CTXDIFF_VERSION);
+    return 0;
+  }
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+  fprintf(stderr, "ctxdiff: unknown command '%s'\n\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

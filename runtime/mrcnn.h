@@ -1,0 +1,62 @@
+/* Public API of the Mask R-CNN runtime: load weights, detect objects in RGB images.
+ *
+ *   cx_model *m; cx_err e;
+ *   cx_config cfg; cx_config_default(&cfg); cx_config_set(&cfg, "DETECTION_MIN_CONFIDENCE", "0.5", &e);
+ *   if (cx_model_open("coco.safetensors", &cfg, &m, &e)) { puts(e.msg); ... }
+ *   cx_image img = { width, height, rgb };            // uint8 HxWx3, row-major
+ *   cx_detections d;
+ *   if (cx_detect(m, &img, 1, &d, &e)) ...            // d[i] for image i
+ *   cx_detections_free(&d, 1); cx_model_free(m);
+ *
+ * Backbone and class count are read from the weights (the config's BACKBONE and
+ * NUM_CLASSES are overwritten by the file's). Memory is planned once per molded
+ * shape and batch; repeated calls with the same shapes do not allocate on the hot path. */
+#ifndef CX_MRCNN_H
+#define CX_MRCNN_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "cx_error.h"
+#include "tensor_store.h"
+
+typedef struct cx_model cx_model;
+
+typedef struct cx_image {
+  int width, height;
+  const uint8_t *rgb; /* height * width * 3, RGB */
+} cx_image;
+
+typedef struct cx_detections {
+  int count;
+  int height, width;   /* original image size */
+  int32_t *rois;       /* [count][4] y1, x1, y2, x2 in original pixels (y2/x2 exclusive) */
+  int32_t *class_ids;  /* [count] */
+  float *scores;       /* [count] */
+  uint8_t *masks;      /* [count][height][width], 0 or 1 */
+} cx_detections;
+
+/* Per-stage wall time of the last cx_detect call, milliseconds. */
+typedef struct cx_timings {
+  double preprocess, backbone_fpn, rpn_proposals, classifier_detection, mask_head, unmold, total;
+} cx_timings;
+
+int cx_model_open(const char *weights_path, const cx_config *cfg, cx_model **out, cx_err *e);
+/* Takes ownership of `store` (freed with the model, also on failure). */
+int cx_model_from_store(cx_tensor_store *store, const cx_config *cfg, cx_model **out, cx_err *e);
+void cx_model_free(cx_model *m);
+
+const cx_config *cx_model_config(const cx_model *m);
+const char *cx_model_class_name(const cx_model *m, int class_id); /* NULL when unknown */
+const cx_timings *cx_model_timings(const cx_model *m);
+
+/* Runs n images as one batch (all must mold to the same shape). out[n] is filled. */
+int cx_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e);
+void cx_detections_free(cx_detections *d, int n);
+
+/* Testing aid: when set, cx_detect writes the named intermediates of image 0
+ * (molded_image, anchors, C2..C5, P2..P6, rpn_class, rpn_bbox, proposals, mrcnn_class,
+ * mrcnn_bbox, detections, mrcnn_mask) as .npy files into this directory. */
+void cx_model_set_dump_dir(cx_model *m, const char *dir);
+
+#endif
