@@ -1,0 +1,148 @@
+/* ctxdiff bench: segmentation throughput on synthetic weights and the synthetic image.
+ * One JSON line per configuration (backbone x size x batch): images/s and per-stage
+ * milliseconds (median over iterations), with DETECTION_MIN_CONFIDENCE = 0 so that a full
+ * set of detections flows through the mask head and the unmolding. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "commands.h"
+#include "mrcnn.h"
+#include "synth.h"
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int parse_list(const char *s, int *out, int max, int lo, int hi) {
+  int n = 0;
+  char *dup = strdup(s), *save = NULL;
+  if (!dup) return -1;
+  for (char *tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    char *end;
+    long v = strtol(tok, &end, 10);
+    if (*end || v < lo || v > hi || n == max) { free(dup); return -1; }
+    out[n++] = (int)v;
+  }
+  free(dup);
+  return n ? n : -1;
+}
+
+static void usage(void) {
+  printf("usage: ctxdiff bench [--device cpu] [--backbone resnet101|resnet50|both] [--size N[,N...]]\n"
+         "                    [--batch B[,B...]] [--iters N] [--warmup N] [--num-classes N] [--set NAME=VALUE]...\n\n"
+         "Times the whole segmentation (preprocessing through full-size masks) on synthetic weights\n"
+         "and the synthetic image (size x size, so no resize), DETECTION_MIN_CONFIDENCE = 0.\n"
+         "Prints one JSON line per configuration: images/s and per-stage milliseconds per batch\n"
+         "(median of --iters runs after --warmup runs). Defaults: resnet101, 1024, batch 1, 3 iters, 1 warmup.\n");
+}
+
+int cx_cmd_bench(int argc, char **argv) {
+  int sizes[8] = {1024}, nsizes = 1, batches[8] = {1}, nbatches = 1, iters = 3, warmup = 1, nc = 81;
+  int bbs[2] = {CX_BACKBONE_RESNET101}, nbb = 1;
+  const char *sets[64];
+  int nsets = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
+    if (!v) { fprintf(stderr, "ctxdiff bench: option '%s' needs a value (see --help)\n", a); return 2; }
+    i++;
+    if (!strcmp(a, "--device")) {
+      if (strcmp(v, "cpu")) { fprintf(stderr, "ctxdiff bench: device '%s' is not available in this build (cpu only)\n", v); return 2; }
+    } else if (!strcmp(a, "--backbone")) {
+      if (!strcmp(v, "resnet101")) { bbs[0] = CX_BACKBONE_RESNET101; nbb = 1; }
+      else if (!strcmp(v, "resnet50")) { bbs[0] = CX_BACKBONE_RESNET50; nbb = 1; }
+      else if (!strcmp(v, "both")) { bbs[0] = CX_BACKBONE_RESNET101; bbs[1] = CX_BACKBONE_RESNET50; nbb = 2; }
+      else { fprintf(stderr, "ctxdiff bench: --backbone must be resnet101, resnet50 or both\n"); return 2; }
+    } else if (!strcmp(a, "--size")) {
+      if ((nsizes = parse_list(v, sizes, 8, 64, 4096)) < 0) { fprintf(stderr, "ctxdiff bench: --size needs multiples of 64 in 64..4096, comma separated\n"); return 2; }
+      for (int k = 0; k < nsizes; k++)
+        if (sizes[k] % 64) { fprintf(stderr, "ctxdiff bench: --size %d is not a multiple of 64\n", sizes[k]); return 2; }
+    } else if (!strcmp(a, "--batch")) {
+      if ((nbatches = parse_list(v, batches, 8, 1, 256)) < 0) { fprintf(stderr, "ctxdiff bench: --batch needs integers in 1..256, comma separated\n"); return 2; }
+    } else if (!strcmp(a, "--iters")) {
+      iters = atoi(v);
+      if (iters < 1 || iters > 10000) { fprintf(stderr, "ctxdiff bench: --iters needs 1..10000\n"); return 2; }
+    } else if (!strcmp(a, "--warmup")) {
+      warmup = atoi(v);
+      if (warmup < 0 || warmup > 1000) { fprintf(stderr, "ctxdiff bench: --warmup needs 0..1000\n"); return 2; }
+    } else if (!strcmp(a, "--num-classes")) {
+      nc = atoi(v);
+      if (nc < 2 || nc > 100000) { fprintf(stderr, "ctxdiff bench: --num-classes needs 2..100000\n"); return 2; }
+    } else if (!strcmp(a, "--set")) {
+      if (nsets == 64) { fprintf(stderr, "ctxdiff bench: too many --set options\n"); return 2; }
+      sets[nsets++] = v;
+    } else {
+      fprintf(stderr, "ctxdiff bench: unknown option '%s' (see --help)\n", a);
+      return 2;
+    }
+  }
+  cx_err e;
+  for (int ib = 0; ib < nbb; ib++)
+    for (int is = 0; is < nsizes; is++) {
+      int size = sizes[is];
+      cx_config cfg;
+      cx_config_default(&cfg);
+      char buf[32];
+      snprintf(buf, sizeof buf, "%d", size);
+      if (cx_config_set(&cfg, "DETECTION_MIN_CONFIDENCE", "0", &e) || cx_config_set(&cfg, "IMAGE_MAX_DIM", buf, &e) ||
+          cx_config_set(&cfg, "IMAGE_MIN_DIM", buf, &e)) {
+        fprintf(stderr, "ctxdiff bench: %s\n", e.msg);
+        return 1;
+      }
+      for (int k = 0; k < nsets; k++)
+        if (cx_config_set_kv(&cfg, sets[k], &e)) { fprintf(stderr, "ctxdiff bench: --set %s: %s\n", sets[k], e.msg); return 2; }
+      cx_tensor_store *store;
+      cx_model *m;
+      if (cx_synth_store((cx_backbone)bbs[ib], nc, &store, &e) || cx_model_from_store(store, &cfg, &m, &e)) {
+        fprintf(stderr, "ctxdiff bench: %s\n", e.msg);
+        return 1;
+      }
+      uint8_t *img = cx_synth_image(size, size, 0, &e);
+      if (!img) { fprintf(stderr, "ctxdiff bench: %s\n", e.msg); cx_model_free(m); return 1; }
+      for (int ibt = 0; ibt < nbatches; ibt++) {
+        int B = batches[ibt];
+        cx_image *ims = calloc((size_t)B, sizeof *ims);
+        cx_detections *dets = calloc((size_t)B, sizeof *dets);
+        double *st[7];
+        for (int k = 0; k < 7; k++) st[k] = calloc((size_t)iters, sizeof(double));
+        if (!ims || !dets || !st[6]) { fprintf(stderr, "ctxdiff bench: out of memory\n"); return 1; }
+        for (int k = 0; k < B; k++) ims[k] = (cx_image){size, size, img};
+        int ndet = 0;
+        for (int it = 0; it < warmup + iters; it++) {
+          if (cx_detect(m, ims, B, dets, &e)) { fprintf(stderr, "ctxdiff bench: %s\n", e.msg); return 1; }
+          ndet = dets[0].count;
+          cx_detections_free(dets, B);
+          if (it < warmup) continue;
+          const cx_timings *t = cx_model_timings(m);
+          double v[7] = {t->preprocess, t->backbone_fpn, t->rpn_proposals, t->classifier_detection, t->mask_head, t->unmold, t->total};
+          for (int k = 0; k < 7; k++) st[k][it - warmup] = v[k];
+          fprintf(stderr, "ctxdiff bench: %s %d batch %d: run %d/%d %.0f ms\n", cx_backbone_name((cx_backbone)bbs[ib]), size, B,
+                  it - warmup + 1, iters, t->total);
+        }
+        double med[7];
+        for (int k = 0; k < 7; k++) med[k] = median(st[k], iters);
+        printf("{\"device\":\"cpu\",\"backbone\":\"%s\",\"size\":%d,\"batch\":%d,\"iters\":%d,\"num_classes\":%d,"
+               "\"detections_per_image\":%d,\"images_per_s\":%.4f,\"ms_per_batch\":%.1f,"
+               "\"stages_ms\":{\"preprocess\":%.1f,\"backbone_fpn\":%.1f,\"rpn_proposals\":%.1f,"
+               "\"classifier_detection\":%.1f,\"mask_head\":%.1f,\"unmold\":%.1f}}\n",
+               cx_backbone_name((cx_backbone)bbs[ib]), size, B, iters, nc, ndet, B * 1000.0 / med[6], med[6], med[0], med[1],
+               med[2], med[3], med[4], med[5]);
+        fflush(stdout);
+        for (int k = 0; k < 7; k++) free(st[k]);
+        free(ims);
+        free(dets);
+      }
+      free(img);
+      cx_model_free(m);
+    }
+  return 0;
+}

@@ -1,0 +1,74 @@
+/* Internal state of the Mask R-CNN model: folded layers and the per-shape memory plan. */
+#ifndef CX_MODEL_INTERNAL_H
+#define CX_MODEL_INTERNAL_H
+
+#include "cpu_kernels.h"
+#include "mrcnn.h"
+
+/* A convolution with its batch norm folded in (owned kernel and bias). */
+typedef struct cx_layer {
+  cx_conv2d_desc d;
+  float *kernel, *bias;
+  int same; /* TF SAME padding computed per input size */
+} cx_layer;
+
+typedef struct cx_block {
+  cx_layer a, b, c, shortcut;
+  int has_shortcut;
+} cx_block;
+
+/* Buffers for one (batch, molded H, molded W); allocated once, reused per call. */
+typedef struct cx_plan {
+  int n, H, W;
+  int fh[5], fw[5];         /* P2..P6 sizes */
+  size_t anchors_total, level_off[5];
+  float *anchors;           /* [A, 4] normalized */
+  float *molded;            /* [n, H, W, 3] */
+  float *act[5];            /* backbone working buffers */
+  size_t act_size;
+  float *C[4], *Q[4], *P[5];
+  float *rpn_shared;        /* [n, fh0, fw0, 512] */
+  float *rpn_logits, *rpn_probs, *rpn_bbox; /* [n, A, 2], [n, A, 2], [n, A, 4] */
+  float *scores;            /* [A] */
+  int *topk, *topk_ws;      /* [K], [2A] */
+  float *pre_boxes, *pre_deltas, *pre_scores; /* [K, 4], [K, 4], [K] */
+  int *sel;                 /* [max(R, D)] */
+  void *nms_ws;
+  float *rois;              /* [n, R, 4] */
+  float *pool7;             /* [n*R, 7, 7, 256] */
+  float *fc1, *fc2;         /* [n*R, 1024] */
+  float *logits, *probs, *deltas; /* [n*R, NC], [n*R, NC], [n*R, 4*NC] */
+  float *det;               /* [n, D, 6] */
+  int *det_count;           /* [n] */
+  int *cls_idx;             /* [R] */
+  float *cls_boxes, *cls_scores; /* [R, 4], [R] */
+  float *refined, *det_scores; /* [R, 4], [R] */
+  int *det_class;           /* [R] */
+  float *pool14, *mask_a, *mask_b; /* [n*D, 14, 14, 256] x 3 */
+  float *deconv, *deconv_ws, *masks; /* [n*D, 28, 28, 256], [n*D*14*14*1024], [n*D, 28, 28, NC] */
+  float *conv_ws;
+  size_t conv_ws_size;
+  double *mask_resized;     /* scratch per unmold (largest box area, grown on demand) */
+} cx_plan;
+
+struct cx_model {
+  cx_config cfg;
+  cx_tensor_store *store;
+  int num_classes;
+  char **class_names;
+  cx_layer conv1;
+  cx_block blocks[4][23];
+  int nblocks[4];
+  cx_layer fpn_lat[4]; /* c2p2..c5p5 */
+  cx_layer fpn_out[4]; /* p2..p5 */
+  cx_layer rpn_shared, rpn_class, rpn_bbox;
+  cx_layer cls_conv1, cls_conv2, cls_logits, cls_bbox;
+  cx_layer mask_conv[4], mask_out;
+  float *deconv_packed, *deconv_bias;
+  cx_plan plan;
+  int planned;
+  cx_timings timings;
+  char *dump_dir;
+};
+
+#endif
