@@ -5,15 +5,14 @@
  * matching A row, so every convolution is Y[M][cout] = A[M][K] * B with
  * M = n*ho*wo, K = kh*kw*cin. 1x1 stride-1 convolutions and "whole-input" VALID
  * convolutions (the 7x7 classifier conv on 7x7 ROIs) use the input directly as A;
- * the rest build A in row chunks so the workspace stays bounded. GEMM: OpenBLAS sgemm.
+ * the rest build A in row chunks so the workspace stays bounded. GEMM: cx_sgemm (gemm.c).
  * The epilogue is fused by seeding Y with bias (+ residual) and accumulating (beta = 1).
  * Validated by tests/test_kernels against torch.nn.functional.conv2d with explicit TF pads. */
-#include <cblas.h>
 #include <string.h>
 
 #include "cpu_kernels.h"
 
-#define IM2COL_CHUNK_FLOATS (8u << 20) /* 32 MB of patches per GEMM call */
+#define IM2COL_CHUNK_FLOATS (2u << 20) /* 8 MB of patches per GEMM call: stays in L3 */
 
 void cx_same_pads(int in, int k, int s, int *before, int *after) {
   int out = (in + s - 1) / s;
@@ -81,8 +80,7 @@ void cx_conv2d(const cx_conv2d_desc *d, const float *x, int n, int h, int w, flo
   if (m == 0) return;
   if (direct_gemm(d, h, w)) {
     seed_output(d, y, residual, 0, m);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, d->cout, k, 1.0f, x, k, d->kernel, d->cout, 1.0f,
-                y, d->cout);
+    cx_sgemm((int)m, d->cout, k, x, k, d->kernel, d->cout, 1.0f, y, d->cout);
     if (relu) relu_rows(y, m * d->cout);
     return;
   }
@@ -119,8 +117,7 @@ void cx_conv2d(const cx_conv2d_desc *d, const float *x, int n, int h, int w, flo
       }
     }
     seed_output(d, y, residual, m0, mc);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)mc, d->cout, k, 1.0f, ws, k, d->kernel, d->cout, 1.0f,
-                y + m0 * d->cout, d->cout);
+    cx_sgemm((int)mc, d->cout, k, ws, k, d->kernel, d->cout, 1.0f, y + m0 * d->cout, d->cout);
   }
   if (relu) relu_rows(y, m * d->cout);
 }

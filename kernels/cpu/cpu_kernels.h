@@ -12,6 +12,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* ---- gemm.c: C[M][N] = A[M][K] * B[K][N] + beta * C, row-major, beta 0 or 1 ----------
+ * OpenBLAS when built with it, else (or after cx_gemm_select("own")) our own kernel. */
+void cx_sgemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+int cx_gemm_select(const char *name); /* "blas" or "own"; -1 when not available */
+const char *cx_gemm_name(void);
+
 /* ---- conv.c: 2-D convolution (cross-correlation), implicit-im2col GEMM ----------------
  * x [n, h, w, cin]; kernel in Keras layout (kh, kw, cin, cout), which is the row-major
  * GEMM matrix [kh*kw*cin, cout]; bias [cout] (may be NULL).
@@ -50,13 +56,13 @@ void cx_sigmoid(float *x, size_t count);
 void cx_upsample2_add(const float *x, int n, int h, int w, int c, float *y);
 /* Row-wise softmax over `cols` (max-subtracted), rows independent; y may equal x. */
 void cx_softmax_rows(const float *x, size_t rows, int cols, float *y);
-/* Inference batch norm in Keras order: inv = gamma / sqrt(var + eps); shift = beta - mean*inv. */
+/* Inference batch norm in Keras order: inv = rsqrt(var + eps) * gamma; shift = beta - mean*inv. */
 void cx_bn_coeffs(const float *gamma, const float *beta, const float *mean, const float *var,
                   int c, float eps, float *inv, float *shift);
 
 /* ---- deconv.c: Conv2DTranspose 2x2, stride 2, VALID -----------------------------------
  * out[2i+a][2j+b][o] = bias[o] + sum_c x[i][j][c] * K[a][b][o][c]; K in Keras layout
- * (2, 2, cout, cin). cx_deconv_pack repacks K once (at load) into `packed`
+ * (2, 2, cout, cin). cx_deconv2x2_pack repacks K once (at load) into `packed`
  * (cin * 4 * cout floats) for the GEMM form; the kernel takes the packed form.
  * y [n, 2h, 2w, cout]; optional ReLU. ws: n*h*w*4*cout floats. */
 void cx_deconv2x2_pack(const float *keras_kernel, int cin, int cout, float *packed);

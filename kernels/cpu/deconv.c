@@ -4,12 +4,11 @@
  * (no kernel flip, no overlap between input pixels), optional ReLU.
  * Layouts: x [n, h, w, cin] NHWC; Keras kernel K (2, 2, cout, cin); packed kernel
  * P [cin, 4*cout] with column (a*2 + b)*cout + o; y [n, 2h, 2w, cout].
- * GEMM form: ws[n*h*w, 4*cout] = x[n*h*w, cin] * P (OpenBLAS sgemm), then a parallel
+ * GEMM form: ws[n*h*w, 4*cout] = x[n*h*w, cin] * P (cx_sgemm), then a parallel
  * scatter of each 4*cout row into the 2x2 output block with bias and ReLU.
  * Validated by tests/kernels against torch.nn.functional.conv_transpose2d. */
 #include "cpu_kernels.h"
 
-#include <cblas.h>
 
 void cx_deconv2x2_pack(const float *keras_kernel, int cin, int cout, float *packed) {
   for (int ab = 0; ab < 4; ab++)
@@ -24,8 +23,7 @@ void cx_deconv2x2(const float *x, int n, int h, int w, int cin, const float *pac
   const size_t m = (size_t)n * h * w;
   const int nc = 4 * cout;
   if (m == 0) return;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, nc, cin, 1.0f, x, cin, packed,
-              nc, 0.0f, ws, nc);
+  cx_sgemm((int)m, nc, cin, x, cin, packed, nc, 0.0f, ws, nc);
   const long rows = (long)m;
 #pragma omp parallel for schedule(static)
   for (long p = 0; p < rows; p++) {

@@ -124,7 +124,12 @@ static double getd(const tcase *t, const char *k) { return atof(par(t, k)); }
 
 /* ---------------------------------------------------------------------------------------
  * comparison and reporting */
+static const char *g_gemm_label = ""; /* "[openblas]" / "[own]" while GEMM ops run */
+
 static void report(const tcase *t, const char *what, double err, double tol, int ok) {
+  char label[192];
+  snprintf(label, sizeof label, "%s%s", what ? what : t->name, g_gemm_label);
+  what = label;
   printf("%-13s %-32s %-44s err %-11.3g tol %-9.3g %s\n", t->op, what ? what : t->name, t->desc, err,
          tol, ok ? "PASS" : "FAIL");
   if (ok) g_pass++;
@@ -545,8 +550,22 @@ int main(int argc, char **argv) {
       t.np++;
     }
     cases++;
-    if (!strcmp(t.op, "conv")) run_conv(&t);
-    else if (!strcmp(t.op, "dense")) run_dense(&t);
+    /* GEMM-based ops run through both GEMMs: OpenBLAS (when built) and our own kernel. */
+    if (!strcmp(t.op, "conv") || !strcmp(t.op, "dense") || !strcmp(t.op, "deconv")) {
+      const char *gemms[2] = {"blas", "own"};
+      for (int gi = 0; gi < 2; gi++) {
+        if (cx_gemm_select(gemms[gi])) continue; /* no BLAS in this build */
+        g_gemm_label = gi ? "[own]" : "[openblas]";
+        if (!strcmp(t.op, "conv")) run_conv(&t);
+        else if (!strcmp(t.op, "dense")) run_dense(&t);
+        else run_deconv(&t);
+      }
+      cx_gemm_select("blas");
+      g_gemm_label = "";
+      continue;
+    }
+    if (0) {
+    }
     else if (!strcmp(t.op, "maxpool")) run_maxpool(&t);
     else if (!strcmp(t.op, "subsample2")) run_subsample2(&t);
     else if (!strcmp(t.op, "relu")) run_unary(&t, 0);
@@ -554,7 +573,6 @@ int main(int argc, char **argv) {
     else if (!strcmp(t.op, "upsample2_add")) run_upsample(&t);
     else if (!strcmp(t.op, "softmax")) run_softmax(&t);
     else if (!strcmp(t.op, "bn_coeffs")) run_bn(&t);
-    else if (!strcmp(t.op, "deconv")) run_deconv(&t);
     else if (!strcmp(t.op, "crop")) run_crop(&t);
     else if (!strcmp(t.op, "levels")) run_levels(&t);
     else if (!strcmp(t.op, "box_deltas")) run_box_deltas(&t);
