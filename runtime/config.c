@@ -100,6 +100,14 @@ void cx_config_default(cx_config *c) {
   c->MAX_INPUT_DIM = 16384;
 }
 
+/* Shortest text that reads back as the same double (0.7, not 0.69999999999999996). */
+static void fmt_double(char *buf, size_t len, double v) {
+  for (int prec = 6; prec <= 17; prec++) {
+    snprintf(buf, len, "%.*g", prec, v);
+    if (strtod(buf, NULL) == v) return;
+  }
+}
+
 static const setting *find(const char *name) {
   for (int i = 0; i < NSETTINGS; i++)
     if (!strcmp(SETTINGS[i].name, name)) return &SETTINGS[i];
@@ -263,14 +271,14 @@ int cx_config_format(const cx_config *c, const char *name, char *buf, size_t len
     case T_RESIZE: { const char *n[4] = {"none", "square", "pad64", "crop"}; APP("%s", n[*(const cx_resize_mode *)base]); break; }
     case T_BACKBONE: APP("%s", *(const cx_backbone *)base == CX_BACKBONE_RESNET50 ? "resnet50" : "resnet101"); break;
     case T_INT: APP("%d", *(const int *)base); break;
-    case T_DOUBLE: APP("%.17g", *(const double *)base); break;
+    case T_DOUBLE: { char d[32]; fmt_double(d, sizeof d, *(const double *)base); APP("%s", d); break; }
     case T_INTS:
     case T_DOUBLES: {
       int n = s->count_off ? *(const int *)((const char *)c + s->count_off) : s->max_count;
       APP("(");
       for (int i = 0; i < n; i++) {
         if (s->type == T_INTS) APP("%s%d", i ? ", " : "", ((const int *)base)[i]);
-        else APP("%s%.17g", i ? ", " : "", ((const double *)base)[i]);
+        else { char d[32]; fmt_double(d, sizeof d, ((const double *)base)[i]); APP("%s%s", i ? ", " : "", d); }
       }
       APP(")");
       break;

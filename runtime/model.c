@@ -216,10 +216,10 @@ static int mold_geometry(const cx_config *c, int h, int w, mold_info *mi, cx_err
 
 /* Resize (uint8, truncated), pad with 0, subtract the mean in double, store float32.
  * resized: scratch of rh*rw*3 bytes (NULL when no resize is needed). */
-static void mold_image(const cx_config *c, const cx_image *im, const mold_info *mi, uint8_t *resized, float *out) {
+static void mold_image(const cx_backend *be, const cx_config *c, const cx_image *im, const mold_info *mi, uint8_t *resized, float *out) {
   const uint8_t *src = im->rgb;
   if (mi->rh != im->height || mi->rw != im->width) {
-    cx_skimage_resize_u8(im->rgb, im->height, im->width, 3, mi->rh, mi->rw, resized);
+    be->resize_u8(im->rgb, im->height, im->width, 3, mi->rh, mi->rw, resized);
     src = resized;
   }
   float pad[3];
@@ -249,7 +249,7 @@ static void conv(cx_model *m, const cx_layer *L, const float *x, int n, int h, i
     cx_same_pads(h, d.kh, d.stride, &d.pad_t, &d.pad_b);
     cx_same_pads(w, d.kw, d.stride, &d.pad_l, &d.pad_r);
   }
-  cx_conv2d(&d, x, n, h, w, y, res, relu, m->plan.conv_ws);
+  m->be->conv2d(&d, x, n, h, w, y, res, relu, m->plan.conv_ws);
   if (ho) *ho = cx_conv2d_out(h, d.kh, d.stride, d.pad_t, d.pad_b);
   if (wo) *wo = cx_conv2d_out(w, d.kw, d.stride, d.pad_l, d.pad_r);
 }
@@ -258,7 +258,7 @@ static void backbone(cx_model *m) {
   cx_plan *p = &m->plan;
   int n = p->n, h, w;
   conv(m, &m->conv1, p->molded, n, p->H, p->W, p->act[0], NULL, 1, &h, &w);
-  cx_maxpool_same(p->act[0], n, h, w, 64, 3, 2, p->act[1]);
+  m->be->maxpool_same(p->act[0], n, h, w, 64, 3, 2, p->act[1]);
   h = (h + 1) / 2; w = (w + 1) / 2;
   float *x = p->act[1];
   for (int s = 0; s < 4; s++)
@@ -284,10 +284,10 @@ static void fpn(cx_model *m) {
   int n = p->n;
   for (int l = 3; l >= 0; l--) {
     conv(m, &m->fpn_lat[l], p->C[l], n, p->fh[l], p->fw[l], p->Q[l], NULL, 0, NULL, NULL);
-    if (l < 3) cx_upsample2_add(p->Q[l + 1], n, p->fh[l + 1], p->fw[l + 1], FEAT, p->Q[l]);
+    if (l < 3) m->be->upsample2_add(p->Q[l + 1], n, p->fh[l + 1], p->fw[l + 1], FEAT, p->Q[l]);
   }
   for (int l = 0; l < 4; l++) conv(m, &m->fpn_out[l], p->Q[l], n, p->fh[l], p->fw[l], p->P[l], NULL, 0, NULL, NULL);
-  cx_subsample2(p->P[3], n, p->fh[3], p->fw[3], FEAT, p->P[4]);
+  m->be->subsample2(p->P[3], n, p->fh[3], p->fw[3], FEAT, p->P[4]);
 }
 
 static void rpn(cx_model *m) {
@@ -304,7 +304,7 @@ static void rpn(cx_model *m) {
       conv(m, &m->rpn_bbox, s, 1, hs, ws, p->rpn_bbox + ((size_t)b * A + p->level_off[l]) * 4, NULL, 0, NULL, NULL);
     }
   }
-  cx_softmax_rows(p->rpn_logits, (size_t)p->n * A, 2, p->rpn_probs);
+  m->be->softmax_rows(p->rpn_logits, (size_t)p->n * A, 2, p->rpn_probs);
 }
 
 static void proposals(cx_model *m, int b) {
@@ -314,7 +314,7 @@ static void proposals(cx_model *m, int b) {
   const float *probs = p->rpn_probs + (size_t)b * A * 2, *bbox = p->rpn_bbox + (size_t)b * A * 4;
   for (int i = 0; i < A; i++) p->scores[i] = probs[2 * i + 1];
   int K = c->PRE_NMS_LIMIT < A ? c->PRE_NMS_LIMIT : A;
-  K = cx_topk_stable(p->scores, A, K, p->topk, p->topk_ws);
+  K = m->be->topk_stable(p->scores, A, K, p->topk, p->topk_ws);
   float sd[4];
   for (int j = 0; j < 4; j++) sd[j] = (float)c->RPN_BBOX_STD_DEV[j];
   for (int i = 0; i < K; i++) {
@@ -325,10 +325,10 @@ static void proposals(cx_model *m, int b) {
       p->pre_boxes[i * 4 + j] = p->anchors[(size_t)ix * 4 + j];
     }
   }
-  cx_apply_box_deltas(p->pre_boxes, p->pre_deltas, K, p->pre_boxes);
+  m->be->apply_box_deltas(p->pre_boxes, p->pre_deltas, K, p->pre_boxes);
   const float unit[4] = {0, 0, 1, 1};
-  cx_clip_boxes(p->pre_boxes, K, unit);
-  int kept = cx_nms(p->pre_boxes, p->pre_scores, K, R, (float)c->RPN_NMS_THRESHOLD, p->sel, p->nms_ws);
+  m->be->clip_boxes(p->pre_boxes, K, unit);
+  int kept = m->be->nms(p->pre_boxes, p->pre_scores, K, R, (float)c->RPN_NMS_THRESHOLD, p->sel, p->nms_ws);
   float *rois = p->rois + (size_t)b * R * 4;
   memset(rois, 0, (size_t)R * 4 * sizeof(float));
   for (int i = 0; i < kept; i++) memcpy(rois + i * 4, p->pre_boxes + (size_t)p->sel[i] * 4, 4 * sizeof(float));
@@ -338,12 +338,12 @@ static void proposals(cx_model *m, int b) {
 static void roi_align(cx_model *m, int b, const float *boxes, int nb, int pool, float *out) {
   cx_plan *p = &m->plan;
   int *lv = p->cls_idx; /* scratch, nb <= R */
-  cx_roi_levels(boxes, nb, p->H, p->W, lv);
+  m->be->roi_levels(boxes, nb, p->H, p->W, lv);
 #pragma omp parallel for schedule(dynamic, 16)
   for (int i = 0; i < nb; i++) {
     int l = lv[i] - 2;
     const float *f = p->P[l] + (size_t)b * p->fh[l] * p->fw[l] * FEAT;
-    cx_crop_and_resize(f, p->fh[l], p->fw[l], FEAT, boxes + (size_t)i * 4, 1, pool, pool, out + (size_t)i * pool * pool * FEAT);
+    m->be->crop_and_resize(f, p->fh[l], p->fw[l], FEAT, boxes + (size_t)i * 4, 1, pool, pool, out + (size_t)i * pool * pool * FEAT);
   }
 }
 
@@ -353,9 +353,9 @@ static void classifier(cx_model *m) {
   for (int b = 0; b < p->n; b++) roi_align(m, b, p->rois + (size_t)b * R * 4, R, 7, p->pool7 + (size_t)b * R * 49 * FEAT);
   conv(m, &m->cls_conv1, p->pool7, nR, 7, 7, p->fc1, NULL, 1, NULL, NULL);
   conv(m, &m->cls_conv2, p->fc1, nR, 1, 1, p->fc2, NULL, 1, NULL, NULL);
-  cx_dense(p->fc2, nR, 1024, m->cls_logits.kernel, m->cls_logits.bias, NC, 0, p->logits);
-  cx_softmax_rows(p->logits, (size_t)nR, NC, p->probs);
-  cx_dense(p->fc2, nR, 1024, m->cls_bbox.kernel, m->cls_bbox.bias, 4 * NC, 0, p->deltas);
+  m->be->dense(p->fc2, nR, 1024, m->cls_logits.kernel, m->cls_logits.bias, NC, 0, p->logits);
+  m->be->softmax_rows(p->logits, (size_t)nR, NC, p->probs);
+  m->be->dense(p->fc2, nR, 1024, m->cls_bbox.kernel, m->cls_bbox.bias, 4 * NC, 0, p->deltas);
 }
 
 /* DetectionLayer (spec §11) for image b with molded window `win_px`. */
@@ -383,8 +383,8 @@ static void detection(cx_model *m, int b, const int win_px[4]) {
     p->det_scores[i] = pr[best];
     for (int j = 0; j < 4; j++) d[i * 4 + j] = deltas[((size_t)i * NC + best) * 4 + j] * sd[j];
   }
-  cx_apply_box_deltas(rois, d, R, p->refined);
-  cx_clip_boxes(p->refined, R, win);
+  m->be->apply_box_deltas(rois, d, R, p->refined);
+  m->be->clip_boxes(p->refined, R, win);
   /* keep: ascending ROI indices of non-background classes above the confidence. */
   int *keep = p->topk_ws; /* >= 2A ints: room for keep and the NMS survivors */
   int nk = 0;
@@ -403,7 +403,7 @@ static void detection(cx_model *m, int b, const int win_px[4]) {
       memcpy(p->cls_boxes + t * 4, p->refined + (size_t)p->cls_idx[t] * 4, 4 * sizeof(float));
       p->cls_scores[t] = p->det_scores[p->cls_idx[t]];
     }
-    int ns = cx_nms(p->cls_boxes, p->cls_scores, nc, D, (float)c->DETECTION_NMS_THRESHOLD, p->sel, p->nms_ws);
+    int ns = m->be->nms(p->cls_boxes, p->cls_scores, nc, D, (float)c->DETECTION_NMS_THRESHOLD, p->sel, p->nms_ws);
     for (int t = 0; t < ns; t++) alive[p->cls_idx[p->sel[t]]] = 1;
   }
   int ns = 0;
@@ -412,7 +412,7 @@ static void detection(cx_model *m, int b, const int win_px[4]) {
   for (int t = 0; t < ns; t++) p->cls_scores[t] = p->det_scores[p->cls_idx[t]];
   int num = ns < D ? ns : D;
   int *order = p->sel;
-  num = cx_topk_stable(p->cls_scores, ns, num, order, keep);
+  num = m->be->topk_stable(p->cls_scores, ns, num, order, keep);
   float *det = p->det + (size_t)b * D * 6;
   memset(det, 0, (size_t)D * 6 * sizeof(float));
   for (int t = 0; t < num; t++) {
@@ -442,9 +442,9 @@ static int mask_head(cx_model *m) {
     conv(m, &m->mask_conv[k], x, total, 14, 14, bufs[k & 1], NULL, 1, NULL, NULL);
     x = bufs[k & 1];
   }
-  cx_deconv2x2(x, total, 14, 14, FEAT, m->deconv_packed, m->deconv_bias, FEAT, 1, p->deconv, p->deconv_ws);
+  m->be->deconv2x2(x, total, 14, 14, FEAT, m->deconv_packed, m->deconv_bias, FEAT, 1, p->deconv, p->deconv_ws);
   conv(m, &m->mask_out, p->deconv, total, 28, 28, p->masks, NULL, 0, NULL, NULL);
-  cx_sigmoid(p->masks, (size_t)total * 784 * m->num_classes);
+  m->be->sigmoid(p->masks, (size_t)total * 784 * m->num_classes);
   return total;
 }
 
@@ -498,7 +498,7 @@ static int unmold(cx_model *m, int b, const cx_image *im, const mold_info *mi, i
     size_t need = (size_t)bh * bw;
     double *res = malloc(need * sizeof(double));
     if (!res) { free(boxes); cx_detections_free(out, 1); return cx_fail(e, "out of memory resizing a %dx%d mask", bw, bh); }
-    cx_skimage_resize_f32(m28, 28, 28, bh, bw, res);
+    m->be->resize_mask(m28, 28, 28, bh, bw, res);
     uint8_t *dst = out->masks + (size_t)k * plane;
     for (int y = 0; y < bh; y++) {
       int iy = bx[0] + y;
@@ -610,7 +610,7 @@ int cx_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx
   cx_plan *p = &m->plan;
   uint8_t *resized = cx_malloc(max_resized, e, "resized image");
   if (!resized) { free(mi); return -1; }
-  for (int i = 0; i < n; i++) mold_image(c, &images[i], &mi[i], resized, p->molded + (size_t)i * p->H * p->W * 3);
+  for (int i = 0; i < n; i++) mold_image(m->be, c, &images[i], &mi[i], resized, p->molded + (size_t)i * p->H * p->W * 3);
   free(resized);
   double t1 = now_ms();
   t.preprocess = t1 - t0;

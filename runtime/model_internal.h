@@ -2,6 +2,7 @@
 #ifndef CX_MODEL_INTERNAL_H
 #define CX_MODEL_INTERNAL_H
 
+#include "backend.h"
 #include "cpu_kernels.h"
 #include "mrcnn.h"
 
@@ -53,6 +54,7 @@ typedef struct cx_plan {
 
 struct cx_model {
   cx_config cfg;
+  const cx_backend *be; /* ops of the graph */
   cx_tensor_store *store;
   int num_classes;
   char **class_names;

@@ -134,6 +134,7 @@ int cx_model_from_store(cx_tensor_store *store, const cx_config *cfg, cx_model *
   if (!m) { cx_store_free(store); return -1; }
   m->store = store;
   m->cfg = *cfg;
+  m->be = cx_backend_cpu();
   const char *src = cx_store_meta(store, "path");
   if (!src) src = cx_store_meta(store, "source");
   if (!src) src = "weights";
