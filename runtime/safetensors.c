@@ -1,6 +1,7 @@
 /* Named float32 tensor store and the safetensors format (8-byte LE header length, JSON
  * header, raw little-endian data), loaded by mmap. */
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,7 +141,7 @@ int cx_safetensors_parse_header(const char *json, size_t json_len, const uint8_t
     double numel = 1;
     int d = 0;
     for (const cx_json *x = sh->child; x; x = x->next, d++) {
-      if (x->type != CX_JSON_NUMBER || x->number < 0 || x->number > 1e12 || x->number != (double)(int64_t)x->number) {
+      if (x->type != CX_JSON_NUMBER || !(x->number >= 0) || x->number > 1e12 || x->number != floor(x->number)) {
         cx_fail(e, "%s: tensor '%s' has an invalid shape entry", path, m->key);
         goto done;
       }
@@ -148,8 +149,9 @@ int cx_safetensors_parse_header(const char *json, size_t json_len, const uint8_t
       numel *= x->number;
     }
     double b = off->child->number, en = off->child->next->number;
-    if (off->child->type != CX_JSON_NUMBER || off->child->next->type != CX_JSON_NUMBER || b < 0 || en < b ||
-        b != (double)(uint64_t)b || en != (double)(uint64_t)en) {
+    /* Range first: casting an out-of-range double to an integer is undefined. */
+    if (off->child->type != CX_JSON_NUMBER || off->child->next->type != CX_JSON_NUMBER || !(b >= 0) || !(en >= b) ||
+        en > 9.0e15 || b != floor(b) || en != floor(en)) {
       cx_fail(e, "%s: tensor '%s' has invalid data_offsets", path, m->key);
       goto done;
     }

@@ -1,0 +1,499 @@
+/* ctxdiff segment: Mask R-CNN on image files. Per image, DIR/<stem>.json (seg_json.h) and
+ * DIR/<stem>.overlay.png (overlay.h), both written atomically. A failed image is
+ * reported and skipped; the exit status is 0 only when every image was processed. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "config.h"
+#include "image_io.h"
+#include "json.h"
+#include "mrcnn.h"
+#include "overlay.h"
+#include "seg_json.h"
+#include "synth.h"
+#include "weights_table.h"
+
+#define MAX_BATCH 64
+
+static void segment_usage(FILE *f) {
+  fprintf(f,
+          "usage: ctxdiff segment [options] IMAGE...\n\n"
+          "Detects objects in PNG/JPEG images; writes DIR/<name>.json (boxes, classes, scores,\n"
+          "COCO RLE masks) and DIR/<name>.overlay.png for each image.\n\n"
+          "  --weights FILE     converted weights (.safetensors); default: $CTXDIFF_WEIGHTS, then\n"
+          "                     ./coco.safetensors, else synthetic test weights (with a warning)\n"
+          "  --device cpu       where to run (cpu)\n"
+          "  --config FILE      JSON object of matterport settings, e.g. {\"DETECTION_MIN_CONFIDENCE\": 0.5}\n"
+          "  --set NAME=VALUE   one setting, applied after --config (repeatable)\n"
+          "  --out DIR          output directory (created if missing; default: .)\n"
+          "  --batch N          images per inference batch (default 1)\n"
+          "  --quiet            no progress output\n");
+}
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Settings                                                                            */
+/* ---------------------------------------------------------------------------------- */
+
+/* A JSON value as the text cx_config_set accepts: numbers verbatim, lists as tuples. */
+static int json_value_text(const cx_json *v, FILE *out) {
+  switch (v->type) {
+  case CX_JSON_NUMBER: fwrite(v->raw, 1, v->raw_len, out); return 0;
+  case CX_JSON_STRING: fputs(v->string, out); return 0;
+  case CX_JSON_TRUE: fputs("True", out); return 0;
+  case CX_JSON_FALSE: fputs("False", out); return 0;
+  case CX_JSON_ARRAY:
+    fputc('(', out);
+    for (const cx_json *c = v->child; c; c = c->next) {
+      if (c != v->child) fputs(", ", out);
+      if (c->type == CX_JSON_ARRAY || c->type == CX_JSON_OBJECT || c->type == CX_JSON_NULL) return -1;
+      if (json_value_text(c, out)) return -1;
+    }
+    fputc(')', out);
+    return 0;
+  default: return -1;
+  }
+}
+
+static int load_config_file(cx_config *cfg, const char *path, cx_err *e) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return cx_fail(e, "cannot open config file '%s': %s", path, strerror(errno));
+  char *text = NULL;
+  size_t len = 0, cap = 0;
+  for (;;) {
+    if (len == cap) {
+      if (cap >= (1u << 20)) {
+        free(text);
+        fclose(f);
+        return cx_fail(e, "config file '%s' is larger than 1 MB", path);
+      }
+      cap = cap ? cap * 2 : 4096;
+      char *nt = realloc(text, cap);
+      if (!nt) {
+        free(text);
+        fclose(f);
+        return cx_fail(e, "out of memory reading '%s'", path);
+      }
+      text = nt;
+    }
+    size_t n = fread(text + len, 1, cap - len, f);
+    if (n == 0) break;
+    len += n;
+  }
+  fclose(f);
+  cx_json *j = cx_json_parse(text ? text : "", len, path, e);
+  if (!j) {
+    free(text);
+    return cx_failctx(e, "config file '%s'", path);
+  }
+  int rc = 0;
+  if (j->type != CX_JSON_OBJECT) {
+    rc = cx_fail(e, "config file '%s' must hold a JSON object of settings, e.g. {\"IMAGE_MAX_DIM\": 512}", path);
+  } else {
+    for (const cx_json *m = j->child; m && rc == 0; m = m->next) {
+      char *buf = NULL;
+      size_t blen = 0;
+      FILE *mf = open_memstream(&buf, &blen);
+      if (!mf) {
+        rc = cx_fail(e, "out of memory");
+        break;
+      }
+      int bad = json_value_text(m, mf);
+      fclose(mf);
+      if (bad)
+        rc = cx_fail(e, "config file '%s': setting %s must be a number, a string or a list of those", path, m->key);
+      else if (cx_config_set(cfg, m->key, buf, e))
+        rc = cx_failctx(e, "config file '%s'", path);
+      free(buf);
+    }
+  }
+  cx_json_free(j);
+  free(text);
+  return rc;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Output                                                                              */
+/* ---------------------------------------------------------------------------------- */
+
+static int make_dirs(const char *dir, cx_err *e) {
+  char *p = strdup(dir);
+  if (!p) return cx_fail(e, "out of memory");
+  for (char *s = p + 1; *s; s++) {
+    if (*s != '/') continue;
+    *s = 0;
+    if (mkdir(p, 0777) && errno != EEXIST) {
+      int err = errno;
+      free(p);
+      return cx_fail(e, "cannot create output directory '%s': %s", dir, strerror(err));
+    }
+    *s = '/';
+  }
+  if (mkdir(p, 0777) && errno != EEXIST) {
+    int err = errno;
+    free(p);
+    return cx_fail(e, "cannot create output directory '%s': %s", dir, strerror(err));
+  }
+  free(p);
+  struct stat st;
+  if (stat(dir, &st) || !S_ISDIR(st.st_mode)) return cx_fail(e, "output path '%s' is not a directory", dir);
+  if (access(dir, W_OK | X_OK)) return cx_fail(e, "output directory '%s' is not writable: %s", dir, strerror(errno));
+  return 0;
+}
+
+/* File name without directory and last extension. */
+static void stem_of(const char *path, char *out, size_t len) {
+  const char *b = strrchr(path, '/');
+  b = b ? b + 1 : path;
+  snprintf(out, len, "%s", b);
+  char *dot = strrchr(out, '.');
+  if (dot && dot != out) *dot = 0;
+  if (!out[0]) snprintf(out, len, "image");
+}
+
+typedef struct job {
+  const char *path;
+  char stem[256];
+  cx_rgb_image img;
+  double decode_ms;
+  int ok;
+  char err[1200];
+} job;
+
+typedef struct run_ctx {
+  cx_model *model;
+  const char *out_dir;
+  const char *weights_file;
+  int synthetic;
+  cx_seg_setting *settings;
+  int nsettings;
+  const char **class_names;
+  int nclass;
+} run_ctx;
+
+static int write_outputs(run_ctx *rc, job *jb, const cx_detections *d, const cx_timings *t, int batch,
+                         cx_err *e) {
+  double t0 = now_ms();
+  size_t dlen = strlen(rc->out_dir) + strlen(jb->stem) + 32;
+  char *json_path = malloc(dlen), *png_path = malloc(dlen);
+  char **labels = calloc((size_t)(d->count ? d->count : 1), sizeof *labels);
+  uint8_t *canvas = malloc((size_t)jb->img.width * jb->img.height * 3);
+  int ret = -1;
+  if (!json_path || !png_path || !labels || !canvas) {
+    cx_fail(e, "out of memory");
+    goto done;
+  }
+  snprintf(json_path, dlen, "%s/%s.json", rc->out_dir, jb->stem);
+  snprintf(png_path, dlen, "%s/%s.overlay.png", rc->out_dir, jb->stem);
+  for (int i = 0; i < d->count; i++) {
+    const char *name = cx_model_class_name(rc->model, d->class_ids[i]);
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s %.3f", name ? name : "?", (double)d->scores[i]);
+    labels[i] = strdup(buf);
+  }
+  memcpy(canvas, jb->img.rgb, (size_t)jb->img.width * jb->img.height * 3);
+  if (cx_overlay_draw(canvas, jb->img.width, jb->img.height, d, (const char *const *)labels, e)) goto done;
+  if (cx_png_write(png_path, jb->img.width, jb->img.height, 3, canvas, NULL, 0, e)) goto done;
+
+  char *jbuf = NULL;
+  size_t jlen = 0;
+  FILE *mf = open_memstream(&jbuf, &jlen);
+  if (!mf) {
+    unlink(png_path);
+    cx_fail(e, "out of memory");
+    goto done;
+  }
+  cx_seg_record r = {
+      .image_file = jb->path, .width = jb->img.width, .height = jb->img.height,
+      .weights_file = rc->weights_file,
+      .backbone = cx_backbone_name(cx_model_config(rc->model)->BACKBONE),
+      .num_classes = cx_model_config(rc->model)->NUM_CLASSES, .synthetic = rc->synthetic,
+      .settings = rc->settings, .nsettings = rc->nsettings, .timings = t, .decode_ms = jb->decode_ms,
+      .write_ms = now_ms() - t0, .batch_size = batch, .det = d,
+      .class_names = rc->class_names, .nclass_names = rc->nclass,
+  };
+  int jrc = cx_seg_json_write(mf, &r, e);
+  fclose(mf);
+  if (jrc || cx_write_file_atomic(json_path, jbuf, jlen, e)) {
+    free(jbuf);
+    unlink(png_path); /* no half set of outputs */
+    goto done;
+  }
+  free(jbuf);
+  ret = 0;
+done:
+  if (labels)
+    for (int i = 0; i < d->count; i++) free(labels[i]);
+  free(labels);
+  free(canvas);
+  free(json_path);
+  free(png_path);
+  return ret;
+}
+
+/* Runs jobs[idx[0..n-1]] as one batch; on a batch failure retries them one by one. */
+static void run_batch(run_ctx *rc, job *jobs, const int *idx, int n) {
+  cx_image ims[MAX_BATCH];
+  cx_detections dets[MAX_BATCH];
+  for (int k = 0; k < n; k++) {
+    job *jb = &jobs[idx[k]];
+    ims[k] = (cx_image){jb->img.width, jb->img.height, jb->img.rgb};
+  }
+  cx_err e = {{0}};
+  memset(dets, 0, sizeof dets);
+  if (cx_detect(rc->model, ims, n, dets, &e)) {
+    if (n > 1) {
+      for (int k = 0; k < n; k++) run_batch(rc, jobs, &idx[k], 1);
+      return;
+    }
+    snprintf(jobs[idx[0]].err, sizeof jobs[idx[0]].err, "detection failed: %s", e.msg);
+    return;
+  }
+  cx_timings t = *cx_model_timings(rc->model);
+  for (int k = 0; k < n; k++) {
+    job *jb = &jobs[idx[k]];
+    cx_err we = {{0}};
+    if (write_outputs(rc, jb, &dets[k], &t, n, &we))
+      snprintf(jb->err, sizeof jb->err, "%s", we.msg);
+    else
+      jb->ok = 1;
+  }
+  cx_detections_free(dets, n);
+}
+
+/* ---------------------------------------------------------------------------------- */
+
+int cx_cmd_segment(int argc, char **argv) {
+  const char *weights = NULL, *config_file = NULL, *out_dir = ".", *device = "cpu";
+  int batch = 1, quiet = 0;
+  const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+  const char **images = calloc((size_t)argc + 1, sizeof *images);
+  int nsets = 0, nimages = 0, status = 1;
+  cx_model *model = NULL;
+  job *jobs = NULL;
+  cx_seg_setting *settings = NULL;
+  const char **class_names = NULL;
+  int nsettings = 0;
+  char (*setting_vals)[256] = NULL;
+  if (!sets || !images) {
+    fprintf(stderr, "ctxdiff segment: out of memory\n");
+    goto out;
+  }
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+#define NEED_ARG()                                                        \
+  if (i + 1 >= argc) {                                                    \
+    fprintf(stderr, "ctxdiff segment: %s needs a value\n", a);           \
+    status = 2;                                                           \
+    goto out;                                                             \
+  }
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      segment_usage(stdout);
+      status = 0;
+      goto out;
+    } else if (!strcmp(a, "--weights")) {
+      NEED_ARG();
+      weights = argv[++i];
+    } else if (!strcmp(a, "--device")) {
+      NEED_ARG();
+      device = argv[++i];
+    } else if (!strcmp(a, "--config")) {
+      NEED_ARG();
+      config_file = argv[++i];
+    } else if (!strcmp(a, "--set")) {
+      NEED_ARG();
+      sets[nsets++] = argv[++i];
+    } else if (!strcmp(a, "--out") || !strcmp(a, "-o")) {
+      NEED_ARG();
+      out_dir = argv[++i];
+    } else if (!strcmp(a, "--batch")) {
+      NEED_ARG();
+      char *end;
+      long b = strtol(argv[++i], &end, 10);
+      if (*end || b < 1 || b > MAX_BATCH) {
+        fprintf(stderr, "ctxdiff segment: --batch must be an integer from 1 to %d, got '%s'\n", MAX_BATCH, argv[i]);
+        status = 2;
+        goto out;
+      }
+      batch = (int)b;
+    } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
+      quiet = 1;
+    } else if (a[0] == '-' && a[1]) {
+      fprintf(stderr, "ctxdiff segment: unknown option '%s'\n\n", a);
+      segment_usage(stderr);
+      status = 2;
+      goto out;
+    } else {
+      images[nimages++] = a;
+    }
+#undef NEED_ARG
+  }
+  if (nimages == 0) {
+    segment_usage(stderr);
+    status = 2;
+    goto out;
+  }
+  if (strcmp(device, "cpu")) {
+    fprintf(stderr, "ctxdiff segment: device '%s' is not available (this runtime runs on: cpu)\n", device);
+    status = 2;
+    goto out;
+  }
+
+  /* Settings: defaults, then the config file, then --set in order. */
+  cx_err e = {{0}};
+  cx_config cfg, defaults;
+  cx_config_default(&cfg);
+  cx_config_default(&defaults);
+  if (config_file && load_config_file(&cfg, config_file, &e)) {
+    fprintf(stderr, "ctxdiff segment: %s\n", e.msg);
+    status = 2;
+    goto out;
+  }
+  for (int i = 0; i < nsets; i++)
+    if (cx_config_set_kv(&cfg, sets[i], &e)) {
+      fprintf(stderr, "ctxdiff segment: --set %s: %s\n", sets[i], e.msg);
+      status = 2;
+      goto out;
+    }
+  if (cx_config_validate(&cfg, &e)) {
+    fprintf(stderr, "ctxdiff segment: invalid settings: %s\n", e.msg);
+    status = 2;
+    goto out;
+  }
+  if (make_dirs(out_dir, &e)) {
+    fprintf(stderr, "ctxdiff segment: %s\n", e.msg);
+    goto out;
+  }
+
+  /* Weights: --weights, $CTXDIFF_WEIGHTS, ./coco.safetensors, else synthetic. */
+  const char *env = getenv("CTXDIFF_WEIGHTS");
+  if (!weights && env && env[0]) weights = env;
+  if (!weights && access("coco.safetensors", R_OK) == 0) weights = "coco.safetensors";
+  int synthetic = weights == NULL;
+  if (synthetic) {
+    fprintf(stderr,
+            "ctxdiff segment: WARNING: no weights given (--weights, $CTXDIFF_WEIGHTS or ./coco.safetensors): "
+            "using SYNTHETIC test weights (%s, %d classes); detections are meaningless. "
+            "Get real weights with scripts/get-coco-weights.\n",
+            cx_backbone_name(cfg.BACKBONE), cfg.NUM_CLASSES);
+    cx_tensor_store *store = NULL;
+    if (cx_synth_store(cfg.BACKBONE, cfg.NUM_CLASSES, &store, &e) ||
+        cx_model_from_store(store, &cfg, &model, &e)) {
+      fprintf(stderr, "ctxdiff segment: synthetic weights: %s\n", e.msg);
+      goto out;
+    }
+  } else if (cx_model_open(weights, &cfg, &model, &e)) {
+    fprintf(stderr, "ctxdiff segment: %s\n", e.msg);
+    goto out;
+  }
+
+  /* Settings that differ from the defaults (backbone and classes come from the weights). */
+  const cx_config *mc = cx_model_config(model);
+  int ncfg = cx_config_count();
+  settings = calloc((size_t)ncfg, sizeof *settings);
+  setting_vals = calloc((size_t)ncfg, sizeof *setting_vals);
+  int nclass = mc->NUM_CLASSES;
+  class_names = calloc((size_t)nclass, sizeof *class_names);
+  if (!settings || !setting_vals || !class_names) {
+    fprintf(stderr, "ctxdiff segment: out of memory\n");
+    goto out;
+  }
+  for (int i = 0; i < ncfg; i++) {
+    const char *name = cx_config_name(i);
+    char dv[256];
+    if (!strcmp(name, "BACKBONE") || !strcmp(name, "NUM_CLASSES")) continue;
+    if (cx_config_format(&defaults, name, dv, sizeof dv) || cx_config_format(mc, name, setting_vals[i], 256))
+      continue;
+    if (strcmp(dv, setting_vals[i])) settings[nsettings++] = (cx_seg_setting){name, setting_vals[i]};
+  }
+  for (int i = 0; i < nclass; i++) class_names[i] = cx_model_class_name(model, i);
+
+  run_ctx rc = {model, out_dir, weights, synthetic, settings, nsettings, class_names, nclass};
+  jobs = calloc((size_t)nimages, sizeof *jobs);
+  if (!jobs) {
+    fprintf(stderr, "ctxdiff segment: out of memory\n");
+    goto out;
+  }
+  /* Output names: the file stem, made unique when two inputs share one. */
+  for (int i = 0; i < nimages; i++) {
+    jobs[i].path = images[i];
+    char base[240];
+    stem_of(images[i], base, sizeof base);
+    snprintf(jobs[i].stem, sizeof jobs[i].stem, "%s", base);
+    for (int k = 2;; k++) {
+      int clash = 0;
+      for (int p = 0; p < i && !clash; p++) clash = !strcmp(jobs[p].stem, jobs[i].stem);
+      if (!clash) break;
+      snprintf(jobs[i].stem, sizeof jobs[i].stem, "%s-%d", base, k);
+    }
+  }
+
+  double t_start = now_ms();
+  int done = 0;
+  for (int i = 0; i < nimages;) {
+    int idx[MAX_BATCH], n = 0;
+    int first = i;
+    while (i < nimages && n < batch) {
+      job *jb = &jobs[i];
+      cx_err le = {{0}};
+      double t0 = now_ms();
+      if (cx_image_load(jb->path, &jb->img, &le))
+        snprintf(jb->err, sizeof jb->err, "%s", le.msg);
+      else {
+        jb->decode_ms = now_ms() - t0;
+        idx[n++] = i;
+      }
+      i++;
+    }
+    if (n) run_batch(&rc, jobs, idx, n);
+    for (int k = first; k < i; k++) {
+      job *jb = &jobs[k];
+      done++;
+      if (!quiet && nimages > 1) {
+        double s = (now_ms() - t_start) / 1e3;
+        if (jb->ok)
+          fprintf(stderr, "[%d/%d] %s -> %s/%s.json (%.2f images/s)\n", done, nimages, jb->path, out_dir, jb->stem,
+                  s > 0 ? done / s : 0.0);
+        else
+          fprintf(stderr, "[%d/%d] %s FAILED: %s\n", done, nimages, jb->path, jb->err);
+      } else if (!jb->ok && nimages == 1) {
+        fprintf(stderr, "ctxdiff segment: %s\n", jb->err);
+      }
+      cx_rgb_image_free(&jb->img);
+    }
+  }
+  int failed = 0;
+  for (int i = 0; i < nimages; i++) failed += !jobs[i].ok;
+  if (failed && nimages > 1) {
+    fprintf(stderr, "ctxdiff segment: %d of %d images failed:\n", failed, nimages);
+    for (int i = 0; i < nimages; i++)
+      if (!jobs[i].ok) fprintf(stderr, "  %s: %s\n", jobs[i].path, jobs[i].err);
+  } else if (!quiet && nimages > 1) {
+    double s = (now_ms() - t_start) / 1e3;
+    fprintf(stderr, "ctxdiff segment: %d images in %.1f s (%.2f images/s), results in %s\n", nimages, s,
+            s > 0 ? nimages / s : 0.0, out_dir);
+  }
+  status = failed ? 1 : 0;
+out:
+  if (jobs)
+    for (int i = 0; i < nimages; i++) cx_rgb_image_free(&jobs[i].img);
+  free(jobs);
+  free(settings);
+  free(setting_vals);
+  free(class_names);
+  cx_model_free(model);
+  free(sets);
+  free(images);
+  return status;
+}
