@@ -156,8 +156,16 @@ int cx_cmd_run(int argc, char **argv) {
     if (!weights) weights = getenv("CTXDIFF_WEIGHTS");
     if (!weights && access("coco.safetensors", R_OK) == 0) weights = "coco.safetensors";
     if (!weights) {
-      fprintf(stderr, "ctxdiff run: no segmentation weights: pass --weights FILE.safetensors (convert matterport "
-                      "weights with  ctxdiff convert mask_rcnn_coco.h5 coco.safetensors) or set $CTXDIFF_WEIGHTS\n");
+      /* A first run usually lacks more than the weights: list everything still missing. */
+      fprintf(stderr, "ctxdiff run: no segmentation weights: pass --weights FILE.safetensors (get them with "
+                      "scripts/get-coco-weights, or convert with  ctxdiff convert mask_rcnn_coco.h5 coco.safetensors) "
+                      "or set $CTXDIFF_WEIGHTS\n");
+      const char *url = llm_url ? llm_url : o.llm.url;
+      if (strstr(url, "api.openai.com") && !getenv("OPENAI_API_KEY"))
+        fprintf(stderr, "ctxdiff run: also needed: OPENAI_API_KEY for %s (or --llm-url of a local OpenAI-compatible "
+                        "server, e.g. http://127.0.0.1:11434/v1 for Ollama)\n", url);
+      fprintf(stderr, "ctxdiff run: and a Stable Diffusion web UI must be running with --api at %s (see README)\n",
+              sd_url ? sd_url : o.sd.url);
       return 2;
     }
   }
