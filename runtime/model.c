@@ -30,8 +30,16 @@ void cx_plan_free(cx_plan *p) {
                   &p->mask_a, &p->mask_b, &p->deconv, &p->deconv_ws, &p->masks, &p->conv_ws};
   for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) { free(*fl[i]); *fl[i] = NULL; }
   free(p->topk); free(p->topk_ws); free(p->sel); free(p->nms_ws); free(p->det_count); free(p->cls_idx);
-  free(p->det_class); free(p->mask_resized);
+  free(p->det_class);
+  /* The grow-only scratch survives a re-plan (it depends on the input, not the shape). */
+  uint8_t *resized = p->resized;
+  double *mask = p->mask_resized;
+  void *mold = p->mold;
+  size_t rc = p->resized_cap, mc = p->mask_cap, oc = p->mold_cap;
   memset(p, 0, sizeof *p);
+  p->resized = resized; p->resized_cap = rc;
+  p->mask_resized = mask; p->mask_cap = mc;
+  p->mold = mold; p->mold_cap = oc;
 }
 
 static size_t conv_ws_need(const cx_layer *L, int n, int h, int w) {
@@ -44,6 +52,26 @@ static size_t conv_ws_need(const cx_layer *L, int n, int h, int w) {
 }
 
 #define MAXZ(a, b) ((a) > (b) ? (a) : (b))
+
+/* Grows a scratch buffer to at least `need` bytes (never shrinks). */
+static int grow(void **buf, size_t *cap, size_t need, cx_err *e, const char *what) {
+  if (need <= *cap) return 0;
+  void *p = realloc(*buf, need);
+  if (!p) return cx_fail(e, "out of memory allocating %zu bytes for %s", need, what);
+  *buf = p;
+  *cap = need;
+  return 0;
+}
+
+void cx_scratch_free(cx_plan *p) {
+  free(p->resized);
+  free(p->mask_resized);
+  free(p->mold);
+  p->resized = NULL;
+  p->mask_resized = NULL;
+  p->mold = NULL;
+  p->resized_cap = p->mask_cap = p->mold_cap = 0;
+}
 
 static int plan_make(cx_model *m, int n, int H, int W, cx_err *e) {
   cx_plan *p = &m->plan;
@@ -393,7 +421,7 @@ static void detection(cx_model *m, int b, const int win_px[4]) {
     if (p->det_class[i] > 0 && (c->DETECTION_MIN_CONFIDENCE == 0 || p->det_scores[i] >= minc)) keep[nk++] = i;
   /* Per-class NMS; survivors marked in `alive`, then collected in ascending order. */
   char *alive = (char *)(keep + R);
-  memset(alive, 0, (size_t)R);
+  memset(alive, 0, (size_t)(unsigned)R);
   for (int cls = 1; cls < NC; cls++) {
     int nc = 0;
     for (int t = 0; t < nk; t++)
@@ -495,9 +523,12 @@ static int unmold(cx_model *m, int b, const cx_image *im, const mold_info *mi, i
     float m28[784];
     const float *src = p->masks + (size_t)(mask_row + i) * 784 * NC;
     for (int q = 0; q < 784; q++) m28[q] = src[(size_t)q * NC + cls];
-    size_t need = (size_t)bh * bw;
-    double *res = malloc(need * sizeof(double));
-    if (!res) { free(boxes); cx_detections_free(out, 1); return cx_fail(e, "out of memory resizing a %dx%d mask", bw, bh); }
+    if (grow((void **)&p->mask_resized, &p->mask_cap, (size_t)bh * bw * sizeof(double), e, "a resized mask")) {
+      free(boxes);
+      cx_detections_free(out, 1);
+      return -1;
+    }
+    double *res = p->mask_resized;
     m->be->resize_mask(m28, 28, 28, bh, bw, res);
     uint8_t *dst = out->masks + (size_t)k * plane;
     for (int y = 0; y < bh; y++) {
@@ -509,7 +540,6 @@ static int unmold(cx_model *m, int b, const cx_image *im, const mold_info *mi, i
         dst[(size_t)iy * im->width + ix] = res[(size_t)y * bw + x] >= 0.5;
       }
     }
-    free(res);
     k++;
   }
   out->count = keep;
@@ -581,37 +611,32 @@ int cx_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx
   memset(out, 0, (size_t)n * sizeof *out);
   cx_timings t = {0};
   double t0 = now_ms(), t_all = t0;
-  mold_info *mi = cx_calloc((size_t)n, sizeof *mi, e, "batch");
-  if (!mi) return -1;
+  if (grow(&m->plan.mold, &m->plan.mold_cap, (size_t)n * sizeof(mold_info), e, "the batch")) return -1;
+  mold_info *mi = m->plan.mold;
   size_t max_resized = 0;
   for (int i = 0; i < n; i++) {
     const cx_image *im = &images[i];
-    if (!im->rgb) { free(mi); return cx_fail(e, "image %d has no pixel data", i); }
+    if (!im->rgb) { return cx_fail(e, "image %d has no pixel data", i); }
     if (im->width < 2 || im->height < 2) {
-      free(mi);
       return cx_fail(e, "image %d is %dx%d pixels: Mask R-CNN needs an RGB image of at least 2x2", i, im->width, im->height);
     }
     if (im->width > c->MAX_INPUT_DIM || im->height > c->MAX_INPUT_DIM) {
-      free(mi);
       return cx_fail(e, "image %d is %dx%d pixels, larger than MAX_INPUT_DIM = %d (raise it with --set MAX_INPUT_DIM=N)", i,
                      im->width, im->height, c->MAX_INPUT_DIM);
     }
-    if (mold_geometry(c, im->height, im->width, &mi[i], e)) { free(mi); return cx_failctx(e, "image %d", i); }
+    if (mold_geometry(c, im->height, im->width, &mi[i], e)) return cx_failctx(e, "image %d", i);
     if (mi[i].H != mi[0].H || mi[i].W != mi[0].W) {
       int H0 = mi[0].H, W0 = mi[0].W;
-      free(mi);
       return cx_fail(e, "images of one batch must mold to the same shape: image 0 molds to %dx%d, image %d to %dx%d (use IMAGE_RESIZE_MODE square, or batch 1)",
                      W0, H0, i, mi[i].W, mi[i].H);
     }
     size_t rs = (size_t)mi[i].rh * mi[i].rw * 3;
     if (rs > max_resized) max_resized = rs;
   }
-  if (plan_make(m, n, mi[0].H, mi[0].W, e)) { free(mi); return -1; }
+  if (plan_make(m, n, mi[0].H, mi[0].W, e)) { return -1; }
   cx_plan *p = &m->plan;
-  uint8_t *resized = cx_malloc(max_resized, e, "resized image");
-  if (!resized) { free(mi); return -1; }
-  for (int i = 0; i < n; i++) mold_image(m->be, c, &images[i], &mi[i], resized, p->molded + (size_t)i * p->H * p->W * 3);
-  free(resized);
+  if (grow((void **)&p->resized, &p->resized_cap, max_resized, e, "the resized image")) { return -1; }
+  for (int i = 0; i < n; i++) mold_image(m->be, c, &images[i], &mi[i], p->resized, p->molded + (size_t)i * p->H * p->W * 3);
   double t1 = now_ms();
   t.preprocess = t1 - t0;
   backbone(m);
@@ -634,7 +659,6 @@ int cx_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx
   for (int b = 0; b < n; b++) {
     if (unmold(m, b, &images[b], &mi[b], row, &out[b], e)) {
       cx_detections_free(out, n);
-      free(mi);
       return cx_failctx(e, "image %d", b);
     }
     row += p->det_count[b];
@@ -643,6 +667,5 @@ int cx_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx
   t.unmold = t6 - t5;
   t.total = t6 - t_all;
   m->timings = t;
-  free(mi);
   return 0;
 }

@@ -49,7 +49,14 @@ typedef struct cx_plan {
   float *deconv, *deconv_ws, *masks; /* [n*D, 28, 28, 256], [n*D*14*14*1024], [n*D, 28, 28, NC] */
   float *conv_ws;
   size_t conv_ws_size;
-  double *mask_resized;     /* scratch per unmold (largest box area, grown on demand) */
+  /* Grow-only scratch whose size depends on the input image rather than the molded shape:
+   * after the first image of a given size the hot path allocates nothing but its results. */
+  uint8_t *resized;         /* resized image before padding */
+  size_t resized_cap;
+  double *mask_resized;     /* one mask resized to its box */
+  size_t mask_cap;
+  void *mold;               /* per-image molding geometry of the batch */
+  size_t mold_cap;
 } cx_plan;
 
 struct cx_model {

@@ -53,6 +53,7 @@ static void free_layer(cx_layer *L) {
 }
 
 void cx_plan_free(cx_plan *p);
+void cx_scratch_free(cx_plan *p);
 
 void cx_model_free(cx_model *m) {
   if (!m) return;
@@ -83,6 +84,7 @@ void cx_model_free(cx_model *m) {
     for (int i = 0; i < m->num_classes; i++) free(m->class_names[i]);
   free(m->class_names);
   cx_plan_free(&m->plan);
+  cx_scratch_free(&m->plan);
   cx_store_free(m->store);
   free(m->dump_dir);
   free(m);
