@@ -10,6 +10,9 @@ int cx_cmd_synth_image(int argc, char **argv);   /* cmd_synth.c */
 #ifdef CTXDIFF_HAVE_HDF5
 int cx_cmd_convert(int argc, char **argv);       /* cmd_convert.c */
 #endif
+#ifdef CTXDIFF_HAVE_CUDA
+int cx_cmd_validate(int argc, char **argv);      /* cmd_validate.c */
+#endif
 #ifdef CTXDIFF_HAVE_NET
 int cx_cmd_run(int argc, char **argv);           /* cmd_run.c */
 #endif

@@ -19,6 +19,9 @@ static const command commands[] = {
     {"convert", cx_cmd_convert, "convert matterport Keras .h5 weights to safetensors"},
 #endif
     {"bench", cx_cmd_bench, "measure segmentation throughput and per-stage time"},
+#ifdef CTXDIFF_HAVE_CUDA
+    {"validate", cx_cmd_validate, "check the CUDA kernels op by op against the CPU backend"},
+#endif
     {"synth-weights", cx_cmd_synth_weights, "write the deterministic synthetic test weights"},
     {"synth-image", cx_cmd_synth_image, "write the deterministic synthetic test image (PNG)"},
 };

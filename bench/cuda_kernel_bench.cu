@@ -1,0 +1,221 @@
+/* cuda_kernel_bench — timings of the CUDA kernels (kernels/cuda) at Mask R-CNN shapes, next to
+ * a cuBLAS baseline for the convolutions (the same GEMM M x N x K without the im2col gather,
+ * i.e. an optimistic bound for an implicit GEMM): cublasSgemm in default math mode (strict
+ * fp32, no TF32) and cublasGemmEx fp16 x fp16 -> fp32 with fp32 compute.
+ * Timing only; correctness is `ctxdiff validate --device cuda`. Median of ITERS runs after
+ * two warm-ups, CUDA events on the legacy default stream.
+ *
+ *   cuda_kernel_bench [--iters N]      exit 77 when there is no CUDA device */
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_backend.h"
+
+static int g_iters = 10;
+
+#define BCHECK(call)                                                                          \
+  do {                                                                                        \
+    cudaError_t e_ = (call);                                                                  \
+    if (e_ != cudaSuccess) {                                                                  \
+      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+      exit(1);                                                                                \
+    }                                                                                         \
+  } while (0)
+#define BLASCHECK(call)                                                              \
+  do {                                                                               \
+    cublasStatus_t s_ = (call);                                                      \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                               \
+      fprintf(stderr, "%s:%d: %s: cuBLAS status %d\n", __FILE__, __LINE__, #call, (int)s_); \
+      exit(1);                                                                       \
+    }                                                                                \
+  } while (0)
+
+static void lib_check(const char *what) {
+  if (cx_cuda_sync() || cx_cuda_last_error()) {
+    fprintf(stderr, "%s: %s\n", what, cx_cuda_last_error());
+    exit(1);
+  }
+}
+
+static float *dev_random(size_t n, float scale) {
+  float *h = (float *)malloc(n * sizeof(float));
+  if (!h) exit(1);
+  unsigned s = 12345u;
+  for (size_t i = 0; i < n; i++) {
+    s = s * 1664525u + 1013904223u;
+    h[i] = scale * ((float)(s >> 8) / 16777216.0f * 2.0f - 1.0f);
+  }
+  float *d = (float *)cx_cuda_malloc(n * sizeof(float));
+  if (!d || cx_cuda_upload(d, h, n * sizeof(float))) lib_check("upload");
+  free(h);
+  return d;
+}
+
+static int cmp_float(const void *a, const void *b) {
+  const float x = *(const float *)a, y = *(const float *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* median ms of fn(arg) */
+template <typename F>
+static float time_ms(F fn) {
+  cudaEvent_t a, b;
+  BCHECK(cudaEventCreate(&a));
+  BCHECK(cudaEventCreate(&b));
+  float t[64];
+  const int iters = g_iters < 64 ? g_iters : 64;
+  for (int i = 0; i < 2; i++) fn();
+  for (int i = 0; i < iters; i++) {
+    BCHECK(cudaEventRecord(a, 0));
+    fn();
+    BCHECK(cudaEventRecord(b, 0));
+    BCHECK(cudaEventSynchronize(b));
+    BCHECK(cudaEventElapsedTime(&t[i], a, b));
+  }
+  lib_check("timed op");
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  qsort(t, (size_t)iters, sizeof(float), cmp_float);
+  return t[iters / 2];
+}
+
+struct conv_case {
+  const char *name;
+  int n, h, w, cin, cout, k, s, pad;
+};
+
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--iters") && i + 1 < argc) g_iters = atoi(argv[++i]);
+    else {
+      fprintf(stderr, "usage: cuda_kernel_bench [--iters N]\n");
+      return 2;
+    }
+  }
+  if (g_iters < 1) g_iters = 1;
+  if (cx_cuda_device_count() <= 0) {
+    fprintf(stderr, "cuda_kernel_bench: no CUDA device - skipped\n");
+    return 77;
+  }
+  if (cx_cuda_init(0)) {
+    fprintf(stderr, "cuda_kernel_bench: %s\n", cx_cuda_last_error());
+    return 1;
+  }
+  printf("cuda_kernel_bench: %s, median of %d\n", cx_cuda_device_name(), g_iters);
+  const cx_backend *be = cx_backend_cuda();
+  cublasHandle_t blas;
+  BLASCHECK(cublasCreate(&blas));
+  BLASCHECK(cublasSetMathMode(blas, CUBLAS_DEFAULT_MATH)); /* no TF32 for sgemm */
+
+  static const conv_case cases[] = {
+      {"stem 7x7/2 3->64 @1024", 1, 1024, 1024, 3, 64, 7, 2, 3},
+      {"res2 3x3 64->64 @256", 1, 256, 256, 64, 64, 3, 1, 1},
+      {"res4 3x3 256->256 @64", 1, 64, 64, 256, 256, 3, 1, 1},
+      {"res4 1x1 1024->256 @64", 1, 64, 64, 1024, 256, 1, 1, 0},
+      {"fpn P2 3x3 256->256 @256", 1, 256, 256, 256, 256, 3, 1, 1},
+      {"mask 3x3 256->256 100x14x14", 100, 14, 14, 256, 256, 3, 1, 1},
+      {"cls 7x7 256->1024 1000 rois", 1000, 7, 7, 256, 1024, 7, 1, 0},
+  };
+  printf("\n%-30s %8s | %9s %9s %9s | %9s %9s   (TFLOP/s)\n", "conv (implicit GEMM)", "GFLOP", "ours f32",
+         "ours f16", "ours bf16", "cublas32", "cublasf16");
+  for (const conv_case &c : cases) {
+    cx_conv2d_desc d = {c.k, c.k, c.cin, c.cout, c.s, c.pad, c.pad, c.pad, c.pad, NULL, NULL};
+    const int ho = cx_conv2d_out(c.h, c.k, c.s, c.pad, c.pad), wo = cx_conv2d_out(c.w, c.k, c.s, c.pad, c.pad);
+    const long long M = (long long)c.n * ho * wo, N = c.cout, K = (long long)c.k * c.k * c.cin;
+    const double gflop = 2.0 * M * N * K * 1e-9;
+    float *x = dev_random((size_t)c.n * c.h * c.w * c.cin, 1.0f);
+    float *wt = dev_random((size_t)K * N, 0.05f);
+    float *bias = dev_random((size_t)N, 0.1f);
+    float *y = (float *)cx_cuda_malloc((size_t)M * N * sizeof(float));
+    d.kernel = wt;
+    d.bias = bias;
+    float ms[3];
+    for (int p = 0; p < 3; p++) {
+      cx_cuda_set_precision((cx_precision)p);
+      ms[p] = time_ms([&] { be->conv2d(&d, x, c.n, c.h, c.w, y, NULL, 1, NULL); });
+    }
+    cx_cuda_set_precision(CX_PREC_FP32);
+    /* cuBLAS on the GEMM shape: row-major Y[M][N] = A[M][K] B[K][N] as column-major Y^T = B^T A^T */
+    float *a = (float *)cx_cuda_malloc((size_t)M * K * sizeof(float));
+    const float one = 1.0f, zero = 0.0f;
+    float ms_blas32 = -1.0f, ms_blas16 = -1.0f;
+    if (a) {
+      BCHECK(cudaMemset(a, 0, (size_t)M * K * sizeof(float)));
+      ms_blas32 = time_ms([&] {
+        BLASCHECK(cublasSgemm(blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)N, (int)M, (int)K, &one, wt, (int)N, a, (int)K,
+                              &zero, y, (int)N));
+      });
+      __half *ah = (__half *)a, *bh = (__half *)cx_cuda_malloc((size_t)K * N * sizeof(__half));
+      if (bh) {
+        BCHECK(cudaMemset(bh, 0, (size_t)K * N * sizeof(__half)));
+        ms_blas16 = time_ms([&] {
+          BLASCHECK(cublasGemmEx(blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)N, (int)M, (int)K, &one, bh, CUDA_R_16F, (int)N,
+                                 ah, CUDA_R_16F, (int)K, &zero, y, CUDA_R_32F, (int)N, CUBLAS_COMPUTE_32F,
+                                 CUBLAS_GEMM_DEFAULT));
+        });
+        cx_cuda_free(bh);
+      }
+      cx_cuda_free(a);
+    } else {
+      cx_cuda_clear_error(); /* im2col-sized baseline buffer too large: skip the baseline */
+    }
+    printf("%-30s %8.2f | %9.2f %9.2f %9.2f | %9.2f %9.2f\n", c.name, gflop, gflop / ms[0], gflop / ms[1],
+           gflop / ms[2], ms_blas32 > 0 ? gflop / ms_blas32 : 0.0, ms_blas16 > 0 ? gflop / ms_blas16 : 0.0);
+    printf("%-30s %8s | %7.3fms %7.3fms %7.3fms | %7.3fms %7.3fms\n", "", "", ms[0], ms[1], ms[2], ms_blas32,
+           ms_blas16);
+    cx_cuda_free(x);
+    cx_cuda_free(wt);
+    cx_cuda_free(bias);
+    cx_cuda_free(y);
+  }
+
+  printf("\n%-44s %10s\n", "other ops", "ms");
+  {
+    const int n = 261888, k = 6000;
+    float *s = dev_random((size_t)n, 1.0f);
+    int *idx = (int *)cx_cuda_malloc((size_t)k * sizeof(int));
+    printf("%-44s %10.3f\n", "topk 261888 -> 6000", time_ms([&] { be->topk_stable(s, n, k, idx, NULL); }));
+    cx_cuda_free(s);
+    cx_cuda_free(idx);
+  }
+  {
+    const int n = 6000;
+    float *b = dev_random((size_t)n * 4, 0.5f), *s = dev_random((size_t)n, 1.0f);
+    int *sel = (int *)cx_cuda_malloc(1000 * sizeof(int));
+    printf("%-44s %10.3f\n", "nms 6000 -> 1000 (random boxes, incl. sync)",
+           time_ms([&] { be->nms(b, s, n, 1000, 0.7f, sel, NULL); }));
+    cx_cuda_free(b);
+    cx_cuda_free(s);
+    cx_cuda_free(sel);
+  }
+  {
+    float *f = dev_random((size_t)256 * 256 * 256, 1.0f), *b = dev_random(4000, 0.5f);
+    float *o = (float *)cx_cuda_malloc((size_t)1000 * 7 * 7 * 256 * sizeof(float));
+    printf("%-44s %10.3f\n", "crop_and_resize 1000 x 7x7 x 256",
+           time_ms([&] { be->crop_and_resize(f, 256, 256, 256, b, 1000, 7, 7, o); }));
+    cx_cuda_free(f);
+    cx_cuda_free(b);
+    cx_cuda_free(o);
+  }
+  {
+    float *x = dev_random((size_t)100 * 14 * 14 * 256, 1.0f), *p = dev_random((size_t)256 * 4 * 256, 0.05f);
+    float *bias = dev_random(256, 0.1f);
+    float *y = (float *)cx_cuda_malloc((size_t)100 * 28 * 28 * 256 * sizeof(float));
+    float *ws = (float *)cx_cuda_malloc((size_t)100 * 14 * 14 * 4 * 256 * sizeof(float));
+    printf("%-44s %10.3f\n", "deconv2x2 100x14x14x256 -> 256 (fp32)",
+           time_ms([&] { be->deconv2x2(x, 100, 14, 14, 256, p, bias, 256, 1, y, ws); }));
+    cx_cuda_free(x);
+    cx_cuda_free(p);
+    cx_cuda_free(bias);
+    cx_cuda_free(y);
+    cx_cuda_free(ws);
+  }
+  lib_check("end");
+  cublasDestroy(blas);
+  cx_cuda_release_scratch();
+  return 0;
+}

@@ -1,0 +1,89 @@
+/* cuda_common.cuh — internal helpers shared by the kernels/cuda .cu files (not a public
+ * header): error recording with file and line, the backend's stream and precision, the
+ * scratch arena, grid sizing, and the launch functions each op file exports to
+ * cuda_backend.cu. */
+#ifndef CX_CUDA_COMMON_CUH
+#define CX_CUDA_COMMON_CUH
+
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cuda_backend.h"
+
+/* Records the first error (sticky) with file and line; returns -1 so callers can
+ * `return cx_cuda_fail(...)`. */
+int cx_cuda_fail_at(const char *file, int line, const char *what, cudaError_t err);
+int cx_cuda_fail_msg(const char *file, int line, const char *fmt, ...);
+int cx_cuda_has_error(void);
+
+/* cudaCheck: evaluates a CUDA runtime call; on failure records it and returns -1 from the
+ * enclosing function (which must return int). */
+#define CX_CUDA_CHECK(call)                                                        \
+  do {                                                                             \
+    cudaError_t cx_e_ = (call);                                                    \
+    if (cx_e_ != cudaSuccess) return cx_cuda_fail_at(__FILE__, __LINE__, #call, cx_e_); \
+  } while (0)
+/* After a kernel launch: catches launch-configuration errors (asynchronous faults show up at
+ * the next synchronising call). */
+#define CX_CUDA_LAUNCH_CHECK() CX_CUDA_CHECK(cudaGetLastError())
+#define CX_CUDA_FAIL(...) cx_cuda_fail_msg(__FILE__, __LINE__, __VA_ARGS__)
+
+cudaStream_t cx_cuda_stream(void);
+
+/* Scratch arena: one device buffer, grown (never shrunk) when a call needs more; valid until
+ * the next cx_cuda_scratch call. Returns NULL (error recorded) on failure. */
+void *cx_cuda_scratch(size_t bytes);
+
+static inline unsigned cx_blocks(size_t work, unsigned threads) {
+  size_t b = (work + threads - 1) / threads;
+  if (b > 1048576u) b = 1048576u; /* kernels use grid-stride loops beyond this */
+  return b ? (unsigned)b : 1u;
+}
+
+/* ---- launch functions, one group per op file; all return 0 or -1 (error recorded) ---- */
+/* conv.cu */
+int cx_cuda_conv2d(const cx_conv2d_desc *d, const float *x, int n, int h, int w, float *y,
+                   const float *residual, int relu);
+/* pool.cu */
+int cx_cuda_maxpool_same(const float *x, int n, int h, int w, int c, int k, int s, float *y);
+int cx_cuda_subsample2(const float *x, int n, int h, int w, int c, float *y);
+/* elementwise.cu */
+int cx_cuda_upsample2_add(const float *x, int n, int h, int w, int c, float *y);
+int cx_cuda_softmax_rows(const float *x, size_t rows, int cols, float *y);
+int cx_cuda_sigmoid(float *x, size_t count);
+int cx_cuda_fill_nan_impl(float *x, size_t count);
+/* deconv.cu */
+int cx_cuda_deconv2x2(const float *x, int n, int h, int w, int cin, const float *packed,
+                      const float *bias, int cout, int relu, float *y, float *ws);
+/* crop_resize.cu */
+int cx_cuda_crop_and_resize(const float *feat, int hf, int wf, int c, const float *boxes, int nb,
+                            int ph, int pw, float *out);
+int cx_cuda_roi_levels(const float *boxes, int nb, int image_h, int image_w, int *levels);
+/* boxes.cu */
+int cx_cuda_apply_box_deltas(const float *boxes, const float *deltas, int nb, float *out);
+int cx_cuda_clip_boxes(float *boxes, int nb, const float window[4]);
+/* sort.cu: stable descending order of n float scores (ties by ascending index, NaN last,
+ * -0 == +0): writes the first k indices of that order into idx_out (device). ws: device
+ * memory of cx_cuda_sort_ws(n) bytes, 256-byte aligned (callers carve it from the scratch). */
+size_t cx_cuda_sort_ws(int n);
+int cx_cuda_sort_desc_stable(const float *scores, int n, int k, int *idx_out, void *ws);
+static inline size_t cx_align256(size_t v) { return (v + 255u) & ~(size_t)255u; }
+/* topk.cu / nms.cu return the count, or -1 */
+int cx_cuda_topk_stable(const float *scores, int n, int k, int *idx_out);
+int cx_cuda_nms(const float *boxes, const float *scores, int n, int max_out, float iou_threshold,
+                int *sel_out);
+/* resize.cu */
+int cx_cuda_resize_u8(const uint8_t *in, int ih, int iw, int c, int oh, int ow, uint8_t *out);
+int cx_cuda_resize_mask(const float *in, int ih, int iw, int oh, int ow, double *out);
+
+/* Descending-score sort key of kernels/cpu/sortkeys.h (cx_desc_key), on the device. */
+static __device__ inline uint32_t cx_desc_key_dev(float v) {
+  if (v != v) return 0xFFFFFFFFu;
+  if (v == 0.0f) v = 0.0f;
+  uint32_t u = __float_as_uint(v);
+  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return ~u;
+}
+
+#endif

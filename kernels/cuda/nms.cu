@@ -1,0 +1,147 @@
+/* nms.cu — TensorFlow non_max_suppression semantics (spec §8.1, §16.6), bitmask form:
+ *   1. order = stable descending score order (sort.cu; ties by ascending index, NaN last);
+ *   2. gather the boxes in that order, min/max-normalised, with their float32 areas;
+ *   3. mask[i][jb] bit jj = (IoU(i, j) > threshold) for j = jb*64 + jj > i, computed by
+ *      (64 rows x 64 columns) blocks; a pair with a zero (or negative/NaN) area never sets a
+ *      bit, so zero-area boxes are never suppressed and never suppress;
+ *   4. one block walks the candidates in order, keeping a "removed" bitset in shared memory:
+ *      a candidate not removed is selected and ORs its mask row into the set; stops at
+ *      max_out. This is exactly the greedy loop of kernels/cpu/nms.c.
+ * IoU uses the CPU's expressions (ternary min/max, inter / (ai + aj - inter), IEEE division,
+ * --fmad=false), so every comparison, and hence the selection, is identical.
+ * Layout: boxes [n, 4] (y1, x1, y2, x2), scores [n] -> sel_out [max_out] indices into boxes in
+ * selection order, all device memory. `ws` of the table entry is unused (scratch arena:
+ * about n*n/8 bytes for the mask, 4.5 MB at n = 6000). n is limited to 65536.
+ * Returns the number selected (synchronises the stream to read it), or -1 on error.
+ * Validated by `ctxdiff validate --device cuda` against cx_nms (exact index lists). */
+#include "cuda_common.cuh"
+
+namespace {
+
+constexpr int NMS_MAX_N = 65536;
+
+__global__ void nms_gather_kernel(const float *__restrict__ boxes, const int *__restrict__ order, int n,
+                                  float4 *__restrict__ sb, float *__restrict__ area) {
+  for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < n; r += gridDim.x * blockDim.x) {
+    const float *b = boxes + (size_t)order[r] * 4;
+    const float y1 = b[0], x1 = b[1], y2 = b[2], x2 = b[3];
+    float4 v;
+    v.x = y1 < y2 ? y1 : y2; /* ymin */
+    v.y = x1 < x2 ? x1 : x2; /* xmin */
+    v.z = y1 < y2 ? y2 : y1; /* ymax */
+    v.w = x1 < x2 ? x2 : x1; /* xmax */
+    sb[r] = v;
+    area[r] = (v.z - v.x) * (v.w - v.y);
+  }
+}
+
+/* grid (nblk, nblk): blockIdx.y = row block, blockIdx.x = column block; 64 threads. */
+__global__ void __launch_bounds__(64) nms_mask_kernel(const float4 *__restrict__ sb, const float *__restrict__ area,
+                                                      int n, int nblk, float thr,
+                                                      unsigned long long *__restrict__ mask) {
+  const int rb = blockIdx.y, cb = blockIdx.x, t = threadIdx.x;
+  const int i = rb * 64 + t;
+  __shared__ float4 cbox[64];
+  __shared__ float carea[64];
+  const int j0 = cb * 64;
+  if (j0 + t < n) {
+    cbox[t] = sb[j0 + t];
+    carea[t] = area[j0 + t];
+  }
+  __syncthreads();
+  if (i >= n) return;
+  unsigned long long bits = 0;
+  const float ai = area[i];
+  if (cb >= rb && ai > 0.0f) {
+    const float4 bi = sb[i];
+    const float y0i = bi.x, x0i = bi.y, y1i = bi.z, x1i = bi.w;
+    const int jn = n - j0 < 64 ? n - j0 : 64;
+    for (int jj = 0; jj < jn; jj++) {
+      const int j = j0 + jj;
+      if (j <= i) continue;
+      const float aj = carea[jj];
+      if (!(aj > 0.0f)) continue;
+      const float4 bj = cbox[jj];
+      const float ih0 = (y1i < bj.z ? y1i : bj.z) - (y0i > bj.x ? y0i : bj.x);
+      const float iw0 = (x1i < bj.w ? x1i : bj.w) - (x0i > bj.y ? x0i : bj.y);
+      const float ih = ih0 > 0.0f ? ih0 : 0.0f;
+      const float iw = iw0 > 0.0f ? iw0 : 0.0f;
+      const float inter = ih * iw;
+      const float iou = inter / (ai + aj - inter);
+      if (iou > thr) bits |= 1ull << jj;
+    }
+  }
+  mask[(size_t)i * nblk + cb] = bits;
+}
+
+/* One block; dynamic shared memory: nblk words of the removed set. */
+__global__ void nms_scan_kernel(const unsigned long long *__restrict__ mask, const int *__restrict__ order, int n,
+                                int nblk, int max_out, int *__restrict__ sel_out, int *__restrict__ count_out) {
+  extern __shared__ unsigned long long removed[];
+  __shared__ int s_count;
+  for (int w = threadIdx.x; w < nblk; w += blockDim.x) removed[w] = 0ull;
+  if (threadIdx.x == 0) s_count = 0;
+  __syncthreads();
+  for (int i = 0; i < n; i++) {
+    const int cnt = s_count;
+    if (cnt >= max_out) break; /* uniform: every thread read the same value */
+    const bool keep = !((removed[i >> 6] >> (i & 63)) & 1ull);
+    if (keep) {
+      __syncthreads(); /* all reads of s_count / removed above happen before the writes */
+      if (threadIdx.x == 0) {
+        sel_out[cnt] = order[i];
+        s_count = cnt + 1;
+      }
+      const unsigned long long *row = mask + (size_t)i * nblk;
+      for (int w = threadIdx.x; w < nblk; w += blockDim.x) removed[w] |= row[w];
+      __syncthreads();
+    }
+  }
+  if (threadIdx.x == 0) *count_out = s_count;
+}
+
+} /* namespace */
+
+int cx_cuda_nms(const float *boxes, const float *scores, int n, int max_out, float iou_threshold, int *sel_out) {
+  if (n <= 0 || max_out <= 0) return 0;
+  if (n > NMS_MAX_N)
+    return CX_CUDA_FAIL("nms: %d candidates exceed the CUDA kernel's limit of %d (the mask needs n*n/8 bytes)", n,
+                        NMS_MAX_N);
+  const int nblk = (n + 63) / 64;
+  const size_t nn = (size_t)n;
+  const size_t sort_bytes = cx_align256(cx_cuda_sort_ws(n));
+  const size_t order_bytes = cx_align256(nn * sizeof(int));
+  const size_t sb_bytes = cx_align256(nn * sizeof(float4));
+  const size_t area_bytes = cx_align256(nn * sizeof(float));
+  const size_t mask_bytes = cx_align256(nn * (size_t)nblk * sizeof(unsigned long long));
+  const size_t count_bytes = 256;
+  unsigned char *p =
+      (unsigned char *)cx_cuda_scratch(sort_bytes + order_bytes + sb_bytes + area_bytes + mask_bytes + count_bytes);
+  if (!p) return -1;
+  void *sort_ws = p;
+  p += sort_bytes;
+  int *order = (int *)p;
+  p += order_bytes;
+  float4 *sb = (float4 *)p;
+  p += sb_bytes;
+  float *area = (float *)p;
+  p += area_bytes;
+  unsigned long long *mask = (unsigned long long *)p;
+  p += mask_bytes;
+  int *count_dev = (int *)p;
+
+  const cudaStream_t st = cx_cuda_stream();
+  if (cx_cuda_sort_desc_stable(scores, n, n, order, sort_ws)) return -1;
+  nms_gather_kernel<<<cx_blocks(nn, 256), 256, 0, st>>>(boxes, order, n, sb, area);
+  CX_CUDA_LAUNCH_CHECK();
+  nms_mask_kernel<<<dim3((unsigned)nblk, (unsigned)nblk), 64, 0, st>>>(sb, area, n, nblk, iou_threshold, mask);
+  CX_CUDA_LAUNCH_CHECK();
+  const int lim = max_out < n ? max_out : n;
+  nms_scan_kernel<<<1, 256, (size_t)nblk * sizeof(unsigned long long), st>>>(mask, order, n, nblk, lim, sel_out,
+                                                                              count_dev);
+  CX_CUDA_LAUNCH_CHECK();
+  int count = 0;
+  CX_CUDA_CHECK(cudaMemcpyAsync(&count, count_dev, sizeof(int), cudaMemcpyDeviceToHost, st));
+  CX_CUDA_CHECK(cudaStreamSynchronize(st));
+  return count;
+}
