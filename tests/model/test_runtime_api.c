@@ -46,6 +46,7 @@ int main(int argc, char **argv) {
   snprintf(good, sizeof good, "%s/api_good.safetensors", dir);
   cx_tensor_store *s;
   if (cx_synth_store(CX_BACKBONE_RESNET50, 81, &s, &e) || cx_safetensors_save(s, good, &e)) { printf("setup: %s\n", e.msg); return 1; }
+  cx_store_free(s);
   cx_model *m = NULL;
 
   /* Config errors name the setting. */

@@ -200,20 +200,23 @@ static int cmd_sd(const char *url, const char *cfg, const char *prompt, const ch
   cx_sd_settings s;
   cx_llm_settings l;
   cx_err e;
+  /* Everything the failure path frees, so the sanitizer run sees no leak there either. */
+  cJSON *log = NULL;
+  cx_sd_image a = {0}, b = {0};
+  uint8_t *mask = NULL, *mpng = NULL;
   cx_sd_settings_default(&s);
   cx_llm_settings_default(&l);
   snprintf(s.url, sizeof s.url, "%s", url);
   if (load_cfg(cfg, &s, &l, &e)) goto fail;
-  cJSON *log = cJSON_CreateArray();
+  log = cJSON_CreateArray();
   cx_sd sd;
   if (cx_sd_init(&sd, &s, log, NULL, &e) || cx_sd_connect(&sd, &e)) goto fail;
-  cx_sd_image a = {0}, b = {0};
   if (cx_sd_txt2img(&sd, prompt, "lowres", -1, &a, &e)) goto fail;
   int w = a.image.width, h = a.image.height;
-  uint8_t *mask = calloc((size_t)w * h, 1);
+  mask = calloc((size_t)w * h, 1);
+  if (!mask) { cx_fail(&e, "out of memory"); goto fail; }
   for (int y = 0; y < h; y++)
     for (int x = 0; x < w / 2; x++) mask[(size_t)y * w + x] = 255;
-  uint8_t *mpng;
   size_t mlen;
   if (cx_png_encode(w, h, 1, mask, NULL, 0, &mpng, &mlen, &e)) goto fail;
   if (cx_sd_inpaint(&sd, a.png, a.png_len, mpng, mlen, w, h, "red shoe", "", a.seed + 1, &b, &e)) goto fail;
@@ -241,6 +244,9 @@ static int cmd_sd(const char *url, const char *cfg, const char *prompt, const ch
   return 0;
 fail:
   fprintf(stderr, "error: %s\n", e.msg);
+  cJSON_Delete(log);
+  free(mask), free(mpng);
+  cx_sd_image_free(&a), cx_sd_image_free(&b);
   return 1;
 }
 
