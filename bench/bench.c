@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "commands.h"
+#include "cpu_kernels.h"
 #include "mrcnn.h"
 #include "synth.h"
 
@@ -37,11 +38,14 @@ static int parse_list(const char *s, int *out, int max, int lo, int hi) {
 
 static void usage(void) {
   printf("usage: ctxdiff bench [--device cpu] [--backbone resnet101|resnet50|both] [--size N[,N...]]\n"
-         "                    [--batch B[,B...]] [--iters N] [--warmup N] [--num-classes N] [--set NAME=VALUE]...\n\n"
+         "                    [--batch B[,B...]] [--iters N] [--warmup N] [--num-classes N] [--set NAME=VALUE]...\n"
+         "                    [--gemm blas|own] [--conv winograd|im2col]\n\n"
          "Times the whole segmentation (preprocessing through full-size masks) on synthetic weights\n"
          "and the synthetic image (size x size, so no resize), DETECTION_MIN_CONFIDENCE = 0.\n"
          "Prints one JSON line per configuration: images/s and per-stage milliseconds per batch\n"
-         "(median of --iters runs after --warmup runs). Defaults: resnet101, 1024, batch 1, 3 iters, 1 warmup.\n");
+         "(median of --iters runs after --warmup runs). Defaults: resnet101, 1024, batch 1, 3 iters, 1 warmup.\n"
+         "--gemm and --conv pick the CPU GEMM (OpenBLAS or our own) and the 3x3 convolution path\n"
+         "(Winograd F(2x2,3x3) or im2col) so they can be compared.\n");
 }
 
 int cx_cmd_bench(int argc, char **argv) {
@@ -77,6 +81,10 @@ int cx_cmd_bench(int argc, char **argv) {
     } else if (!strcmp(a, "--num-classes")) {
       nc = atoi(v);
       if (nc < 2 || nc > 100000) { fprintf(stderr, "ctxdiff bench: --num-classes needs 2..100000\n"); return 2; }
+    } else if (!strcmp(a, "--gemm")) {
+      if (cx_gemm_select(v)) { fprintf(stderr, "ctxdiff bench: --gemm must be blas or own (blas only when built with OpenBLAS)\n"); return 2; }
+    } else if (!strcmp(a, "--conv")) {
+      if (cx_conv_select(v)) { fprintf(stderr, "ctxdiff bench: --conv must be winograd or im2col\n"); return 2; }
     } else if (!strcmp(a, "--set")) {
       if (nsets == 64) { fprintf(stderr, "ctxdiff bench: too many --set options\n"); return 2; }
       sets[nsets++] = v;
@@ -130,11 +138,11 @@ int cx_cmd_bench(int argc, char **argv) {
         }
         double med[7];
         for (int k = 0; k < 7; k++) med[k] = median(st[k], iters);
-        printf("{\"device\":\"cpu\",\"backbone\":\"%s\",\"size\":%d,\"batch\":%d,\"iters\":%d,\"num_classes\":%d,"
+        printf("{\"device\":\"cpu\",\"gemm\":\"%s\",\"conv3x3\":\"%s\",\"backbone\":\"%s\",\"size\":%d,\"batch\":%d,\"iters\":%d,\"num_classes\":%d,"
                "\"detections_per_image\":%d,\"images_per_s\":%.4f,\"ms_per_batch\":%.1f,"
                "\"stages_ms\":{\"preprocess\":%.1f,\"backbone_fpn\":%.1f,\"rpn_proposals\":%.1f,"
                "\"classifier_detection\":%.1f,\"mask_head\":%.1f,\"unmold\":%.1f}}\n",
-               cx_backbone_name((cx_backbone)bbs[ib]), size, B, iters, nc, ndet, B * 1000.0 / med[6], med[6], med[0], med[1],
+               cx_gemm_name(), cx_conv_name(), cx_backbone_name((cx_backbone)bbs[ib]), size, B, iters, nc, ndet, B * 1000.0 / med[6], med[6], med[0], med[1],
                med[2], med[3], med[4], med[5]);
         fflush(stdout);
         for (int k = 0; k < 7; k++) free(st[k]);

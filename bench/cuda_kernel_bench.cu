@@ -123,7 +123,7 @@ int main(int argc, char **argv) {
   printf("\n%-30s %8s | %9s %9s %9s | %9s %9s   (TFLOP/s)\n", "conv (implicit GEMM)", "GFLOP", "ours f32",
          "ours f16", "ours bf16", "cublas32", "cublasf16");
   for (const conv_case &c : cases) {
-    cx_conv2d_desc d = {c.k, c.k, c.cin, c.cout, c.s, c.pad, c.pad, c.pad, c.pad, NULL, NULL};
+    cx_conv2d_desc d = {c.k, c.k, c.cin, c.cout, c.s, c.pad, c.pad, c.pad, c.pad, NULL, NULL, NULL};
     const int ho = cx_conv2d_out(c.h, c.k, c.s, c.pad, c.pad), wo = cx_conv2d_out(c.w, c.k, c.s, c.pad, c.pad);
     const long long M = (long long)c.n * ho * wo, N = c.cout, K = (long long)c.k * c.k * c.cin;
     const double gflop = 2.0 * M * N * K * 1e-9;

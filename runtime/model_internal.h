@@ -10,6 +10,7 @@
 typedef struct cx_layer {
   cx_conv2d_desc d;
   float *kernel, *bias;
+  float *winograd; /* F(2x2, 3x3) form of 3x3 stride-1 kernels, or NULL */
   int same; /* TF SAME padding computed per input size */
 } cx_layer;
 

@@ -40,7 +40,13 @@ static int make_layer(cx_model *m, cx_layer *L, const char *layer, const char *b
     for (int o = 0; o < cout; o++) L->bias[o] = L->bias[o] * inv[o] + shift[o];
     free(inv);
   }
-  cx_conv2d_desc d = {kh, kw, cin, cout, stride, 0, 0, 0, 0, L->kernel, L->bias};
+  cx_conv2d_desc d = {kh, kw, cin, cout, stride, 0, 0, 0, 0, L->kernel, L->bias, NULL};
+  if (kh == 3 && kw == 3 && stride == 1 && same) { /* SAME 3x3/1 pads 1 everywhere: Winograd */
+    L->winograd = cx_malloc(cx_winograd_packed_floats(cin, cout) * sizeof(float), e, layer);
+    if (!L->winograd) return -1;
+    cx_winograd_pack(L->kernel, cin, cout, L->winograd);
+    d.winograd = L->winograd;
+  }
   L->d = d;
   L->same = same;
   return 0;
@@ -49,7 +55,8 @@ static int make_layer(cx_model *m, cx_layer *L, const char *layer, const char *b
 static void free_layer(cx_layer *L) {
   free(L->kernel);
   free(L->bias);
-  L->kernel = L->bias = NULL;
+  free(L->winograd);
+  L->kernel = L->bias = L->winograd = NULL;
 }
 
 void cx_plan_free(cx_plan *p);

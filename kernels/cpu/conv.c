@@ -41,6 +41,7 @@ static size_t chunk_rows(const cx_conv2d_desc *d, size_t m) {
 }
 
 size_t cx_conv2d_workspace(const cx_conv2d_desc *d, int n, int h, int w) {
+  if (cx_winograd_applies(d)) return cx_winograd_workspace(d, n, h, w);
   if (direct_gemm(d, h, w)) return 0;
   int ho = cx_conv2d_out(h, d->kh, d->stride, d->pad_t, d->pad_b);
   int wo = cx_conv2d_out(w, d->kw, d->stride, d->pad_l, d->pad_r);
@@ -78,6 +79,10 @@ void cx_conv2d(const cx_conv2d_desc *d, const float *x, int n, int h, int w, flo
   const size_t m = (size_t)n * ho * wo;
   const int k = d->kh * d->kw * d->cin;
   if (m == 0) return;
+  if (cx_winograd_applies(d)) {
+    cx_conv3x3_winograd(d, x, n, h, w, y, residual, relu, ws);
+    return;
+  }
   if (direct_gemm(d, h, w)) {
     seed_output(d, y, residual, 0, m);
     cx_sgemm((int)m, d->cout, k, x, k, d->kernel, d->cout, 1.0f, y, d->cout);
@@ -123,6 +128,6 @@ void cx_conv2d(const cx_conv2d_desc *d, const float *x, int n, int h, int w, flo
 }
 
 void cx_dense(const float *x, int rows, int in, const float *k, const float *bias, int out, int relu, float *y) {
-  cx_conv2d_desc d = {1, 1, in, out, 1, 0, 0, 0, 0, k, bias};
+  cx_conv2d_desc d = {1, 1, in, out, 1, 0, 0, 0, 0, k, bias, NULL};
   cx_conv2d(&d, x, rows, 1, 1, y, NULL, relu, NULL);
 }

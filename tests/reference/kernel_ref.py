@@ -93,6 +93,8 @@ conv_case("conv1x1_s2_valid", 1, 15, 14, 16, 8, 1, 2, "valid")
 conv_case("conv7x7_s2_pad3", 1, 32, 30, 3, 16, 7, 2, "explicit", pads=(3, 3, 3, 3), relu=True)
 conv_case("conv3x3_same", 2, 20, 17, 32, 24, 3, 1, "same")
 conv_case("conv3x3_same_res_relu", 1, 9, 11, 64, 48, 3, 1, "same", residual=True, relu=True)
+# Many Winograd chunks (tiles > one chunk) with odd sizes, batch 2.
+conv_case("conv3x3_same_chunked", 2, 91, 77, 128, 96, 3, 1, "same", residual=True, relu=True)
 conv_case("conv1x1_nobias", 1, 10, 7, 40, 33, 1, 1, "valid", bias=False)
 
 
