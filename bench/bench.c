@@ -39,13 +39,13 @@ static int parse_list(const char *s, int *out, int max, int lo, int hi) {
 static void usage(void) {
   printf("usage: ctxdiff bench [--device cpu] [--backbone resnet101|resnet50|both] [--size N[,N...]]\n"
          "                    [--batch B[,B...]] [--iters N] [--warmup N] [--num-classes N] [--set NAME=VALUE]...\n"
-         "                    [--gemm blas|own] [--conv winograd|im2col]\n\n"
+         "                    [--gemm blas|own] [--conv winograd4|winograd2|im2col]\n\n"
          "Times the whole segmentation (preprocessing through full-size masks) on synthetic weights\n"
          "and the synthetic image (size x size, so no resize), DETECTION_MIN_CONFIDENCE = 0.\n"
          "Prints one JSON line per configuration: images/s and per-stage milliseconds per batch\n"
          "(median of --iters runs after --warmup runs). Defaults: resnet101, 1024, batch 1, 3 iters, 1 warmup.\n"
          "--gemm and --conv pick the CPU GEMM (OpenBLAS or our own) and the 3x3 convolution path\n"
-         "(Winograd F(2x2,3x3) or im2col) so they can be compared.\n");
+         "(Winograd F(4x4,3x3), F(2x2,3x3) or im2col) so they can be compared.\n");
 }
 
 int cx_cmd_bench(int argc, char **argv) {
@@ -84,7 +84,7 @@ int cx_cmd_bench(int argc, char **argv) {
     } else if (!strcmp(a, "--gemm")) {
       if (cx_gemm_select(v)) { fprintf(stderr, "ctxdiff bench: --gemm must be blas or own (blas only when built with OpenBLAS)\n"); return 2; }
     } else if (!strcmp(a, "--conv")) {
-      if (cx_conv_select(v)) { fprintf(stderr, "ctxdiff bench: --conv must be winograd or im2col\n"); return 2; }
+      if (cx_conv_select(v)) { fprintf(stderr, "ctxdiff bench: --conv must be winograd4, winograd2 or im2col\n"); return 2; }
     } else if (!strcmp(a, "--set")) {
       if (nsets == 64) { fprintf(stderr, "ctxdiff bench: too many --set options\n"); return 2; }
       sets[nsets++] = v;

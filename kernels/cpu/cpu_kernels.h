@@ -30,9 +30,10 @@ typedef struct cx_conv2d_desc {
   int pad_t, pad_l, pad_b, pad_r;
   const float *kernel; /* (kh, kw, cin, cout) */
   const float *bias;   /* (cout) or NULL */
-  /* Optional Winograd form of a 3x3 kernel (cx_winograd_pack); when set, 3x3 stride-1
-   * convolutions padded by 1 on every side use winograd.c instead of im2col. */
+  /* Optional Winograd form of a 3x3 kernel (cx_winograd_pack) and its output tile (2 or
+   * 4); when set, 3x3 stride-1 convolutions padded by 1 everywhere use winograd.c. */
   const float *winograd;
+  int winograd_tile;
 } cx_conv2d_desc;
 
 /* TensorFlow SAME padding for one axis: out = ceil(in / s), extra pixel at bottom/right. */
@@ -42,19 +43,20 @@ size_t cx_conv2d_workspace(const cx_conv2d_desc *d, int n, int h, int w);
 void cx_conv2d(const cx_conv2d_desc *d, const float *x, int n, int h, int w, float *y,
                const float *residual, int relu, float *ws);
 
-/* ---- winograd.c: the same 3x3 / stride 1 / pad 1 convolution as Winograd F(2x2, 3x3) ---
- * 16 GEMMs of (tiles x cin) * (cin x cout) replace the im2col GEMM: 2.25x fewer
- * multiplications; the transforms only use 0, +-1, +-0.5, so float32 rounding stays at
- * the im2col path's level (validated against torch conv2d like conv.c). */
-size_t cx_winograd_packed_floats(int cin, int cout);
-void cx_winograd_pack(const float *kernel, int cin, int cout, float *packed);
+/* ---- winograd.c: the same 3x3 / stride 1 / pad 1 convolution in Winograd form ----------
+ * F(4x4, 3x3) (default; 4x fewer multiplications) or F(2x2, 3x3) (2.25x): GEMMs over
+ * channels of transformed tiles replace the im2col GEMM. The tile is fixed when a kernel
+ * is packed (desc.winograd_tile); cx_conv_select picks the tile for kernels packed later
+ * ("winograd4", "winograd2") or turns the Winograd path off ("im2col"). */
+size_t cx_winograd_packed_floats(int tile, int cin, int cout);
+void cx_winograd_pack(int tile, const float *kernel, int cin, int cout, float *packed);
 int cx_winograd_applies(const cx_conv2d_desc *d);
-/* "winograd" (default) or "im2col": lets benchmarks and tests compare the two paths. */
-int cx_conv_select(const char *name);
-const char *cx_conv_name(void);
 size_t cx_winograd_workspace(const cx_conv2d_desc *d, int n, int h, int w);
 void cx_conv3x3_winograd(const cx_conv2d_desc *d, const float *x, int n, int h, int w, float *y,
                          const float *residual, int relu, float *ws);
+int cx_conv_select(const char *name);
+const char *cx_conv_name(void);
+int cx_winograd_default_tile(void); /* 4, 2, or 0 (im2col) */
 
 /* Dense: y[rows, out] = x[rows, in] * k[in, out] + bias, optional ReLU. */
 void cx_dense(const float *x, int rows, int in, const float *k, const float *bias, int out,

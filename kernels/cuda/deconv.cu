@@ -39,7 +39,7 @@ int cx_cuda_deconv2x2(const float *x, int n, int h, int w, int cin, const float 
   if (m == 0 || cout <= 0) return 0;
   if (m > 0x7fffffffLL) return CX_CUDA_FAIL("deconv2x2: %lld input pixels exceed the int range", m);
   if (!ws) return CX_CUDA_FAIL("deconv2x2: the CUDA kernel needs a workspace of n*h*w*4*cout floats");
-  cx_conv2d_desc d = {1, 1, cin, 4 * cout, 1, 0, 0, 0, 0, packed, NULL, NULL};
+  cx_conv2d_desc d = {1, 1, cin, 4 * cout, 1, 0, 0, 0, 0, packed, NULL, NULL, 0};
   if (cx_cuda_conv2d(&d, x, (int)m, 1, 1, ws, NULL, 0)) return -1;
   const size_t total = (size_t)m * 4 * cout;
   deconv_scatter_kernel<<<cx_blocks(total, 256), 256, 0, cx_cuda_stream()>>>(ws, n, h, w, cout, bias, relu, y);

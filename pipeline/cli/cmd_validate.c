@@ -199,7 +199,7 @@ static const cx_backend *CPU;
 /* conv2d: x [n,h,w,cin], Keras kernel, bias, optional residual, SAME or explicit pads */
 static void t_conv(vdev *v, const char *label, int n, int h, int w, int cin, int cout, int k, int s, int same,
                    int pad, int with_res, int relu) {
-  cx_conv2d_desc d = {k, k, cin, cout, s, pad, pad, pad, pad, NULL, NULL, NULL};
+  cx_conv2d_desc d = {k, k, cin, cout, s, pad, pad, pad, pad, NULL, NULL, NULL, 0};
   if (same) {
     cx_same_pads(h, k, s, &d.pad_t, &d.pad_b);
     cx_same_pads(w, k, s, &d.pad_l, &d.pad_r);

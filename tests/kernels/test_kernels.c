@@ -216,15 +216,18 @@ static void run_conv(tcase *t) {
   const int shape_bad = (y.shape[1] != ho) + (y.shape[2] != wo);
   report(t, "cx_conv2d_out", shape_bad, 0, shape_bad == 0);
   if (shape_bad) return;
-  cx_conv2d_desc d = {k, k, cin, cout, s, pt, pl, pb, pr, F(&kern, 'f'), has_b ? F(&b, 'f') : NULL, NULL};
+  cx_conv2d_desc d = {k, k, cin, cout, s, pt, pl, pb, pr, F(&kern, 'f'), has_b ? F(&b, 'f') : NULL, NULL, 0};
   /* im2col path, then (for 3x3 / stride 1 / pad 1) the Winograd path on the same case. */
   float *packed = NULL;
-  for (int pass = 0; pass < 2; pass++) {
-    if (pass == 1) {
+  for (int pass = 0; pass < 3; pass++) { /* im2col, Winograd F(2x2,3x3), Winograd F(4x4,3x3) */
+    if (pass > 0) {
       if (!(k == 3 && s == 1 && pt == 1 && pl == 1 && pb == 1 && pr == 1)) break;
-      packed = nan_buf(cx_winograd_packed_floats(cin, cout));
-      cx_winograd_pack(d.kernel, cin, cout, packed);
+      const int tile = pass == 1 ? 2 : 4;
+      free(packed);
+      packed = nan_buf(cx_winograd_packed_floats(tile, cin, cout));
+      cx_winograd_pack(tile, d.kernel, cin, cout, packed);
       d.winograd = packed;
+      d.winograd_tile = tile;
       if (!cx_winograd_applies(&d)) { report(t, "winograd not applied", 1, 0, 0); break; }
     }
     size_t wsn = cx_conv2d_workspace(&d, n, h, w);
@@ -232,7 +235,7 @@ static void run_conv(tcase *t) {
     float *out = nan_buf(y.count);
     cx_conv2d(&d, F(&x, 'f'), n, h, w, out, has_res ? F(&res, 'f') : NULL, relu, ws);
     char what[160];
-    snprintf(what, sizeof what, "%s%s", t->name, pass ? "[winograd]" : "");
+    snprintf(what, sizeof what, "%s%s", t->name, pass == 1 ? "[winograd2]" : pass == 2 ? "[winograd4]" : "");
     check_f32(t, what, out, F(&y, 'f'), y.count, gemm_tol(k * k * cin));
     free(out);
     free(ws);
