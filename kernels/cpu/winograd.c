@@ -19,7 +19,7 @@
 
 #include "cpu_kernels.h"
 
-#define CHUNK_FLOATS (4u << 20) /* V + M of one chunk: 16 MB */
+#define CHUNK_FLOATS (8u << 20) /* V + M of one chunk: 32 MB */
 #define WINO_MAX_C 4096         /* channel limit of the branch-free loops (Mask R-CNN: <= 512) */
 
 static const float zeros[WINO_MAX_C]; /* the image's zero padding, and "no bias/residual" */
