@@ -22,7 +22,7 @@ def median(v):
     return v[n // 2] if n % 2 else 0.5 * (v[n // 2 - 1] + v[n // 2])
 
 
-def run_peer(size, iters, threads, device):
+def build_peer(size, threads, device):
     import torch
     import torchvision
     from torchvision.models.detection import MaskRCNN
@@ -45,51 +45,76 @@ def run_peer(size, iters, threads, device):
                      rpn_pre_nms_top_n_test=1000, rpn_post_nms_top_n_test=1000,
                      box_score_thresh=0.0, box_detections_per_img=100).eval().to(device)
     img = torch.rand(3, size, size, device=device)
+    name = "torchvision %s (torch %s) maskrcnn resnet101-fpn" % (torchvision.__version__, torch.__version__)
+    return model, img, name
+
+
+def peer_once(model, img, device):
+    """One timed run: (end-to-end ms, backbone+FPN ms, detections)."""
+    import torch
     sync = (lambda: torch.cuda.synchronize()) if device == "cuda" else (lambda: None)
-    total, bb, ndet = [], [], 0
     with torch.no_grad():
-        for it in range(iters + 1):
-            sync()
-            t0 = time.perf_counter()
-            out = model([img])
-            sync()
-            t1 = time.perf_counter()
-            images, _ = model.transform([img])
-            sync()
-            t2 = time.perf_counter()
-            model.backbone(images.tensors)
-            sync()
-            t3 = time.perf_counter()
-            if it == 0:
-                continue  # warm-up
-            total.append((t1 - t0) * 1e3)
-            bb.append((t3 - t2) * 1e3)
-            ndet = int(out[0]["masks"].shape[0])
-            print("peer run %d/%d: %.0f ms" % (it, iters, total[-1]), file=sys.stderr)
-    return {"peer": "torchvision %s (torch %s) maskrcnn resnet101-fpn" % (torchvision.__version__, torch.__version__),
-            "device": device, "threads": threads, "size": size, "iters": iters, "detections_per_image": ndet,
-            "ms_per_image": round(median(total), 1), "backbone_fpn_ms": round(median(bb), 1),
-            "images_per_s": round(1000.0 / median(total), 4)}
+        sync()
+        t0 = time.perf_counter()
+        out = model([img])
+        sync()
+        t1 = time.perf_counter()
+        images, _ = model.transform([img])
+        sync()
+        t2 = time.perf_counter()
+        model.backbone(images.tensors)
+        sync()
+        t3 = time.perf_counter()
+    return (t1 - t0) * 1e3, (t3 - t2) * 1e3, int(out[0]["masks"].shape[0])
+
+
+def run_peer(size, iters, threads, device):
+    """Peer timings alone (median of `iters` after one warm-up)."""
+    model, img, name = build_peer(size, threads, device)
+    peer_once(model, img, device)
+    runs = [peer_once(model, img, device) for _ in range(iters)]
+    return {"peer": name, "device": device, "threads": threads, "size": size, "iters": iters,
+            "detections_per_image": runs[-1][2], "ms_per_image": round(median([r[0] for r in runs]), 1),
+            "backbone_fpn_ms": round(median([r[1] for r in runs]), 1),
+            "images_per_s": round(1000.0 / median([r[0] for r in runs]), 4)}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ctxdiff", default="build/pipeline/ctxdiff", help="path to the ctxdiff binary")
     ap.add_argument("--size", type=int, default=1024)
-    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=5, help="alternating rounds (default 5)")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--ctxdiff-args", default="", help="extra arguments for ctxdiff bench (e.g. '--precision fp16')")
     a = ap.parse_args()
 
+    # Rounds alternate one ctxdiff bench run and one peer run, so that a machine whose speed
+    # drifts (shared VMs do) slows both sides alike; medians over the rounds.
     cmd = [a.ctxdiff, "bench", "--device", a.device, "--backbone", "resnet101", "--size", str(a.size),
-           "--batch", "1", "--iters", str(a.iters)] + a.ctxdiff_args.split()
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-    if r.returncode != 0:
-        print("ctxdiff bench failed (exit %d)" % r.returncode, file=sys.stderr)
-        return 1
-    ours = json.loads(r.stdout.strip().splitlines()[-1])
-    peer = run_peer(a.size, a.iters, a.threads, a.device)
+           "--batch", "1", "--iters", "1", "--warmup", "1"] + a.ctxdiff_args.split()
+    model, img, name = build_peer(a.size, a.threads, a.device)
+    peer_once(model, img, a.device)  # warm-up
+    ours_runs, peer_runs = [], []
+    for k in range(a.iters):
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        if r.returncode != 0:
+            print("ctxdiff bench failed (exit %d)" % r.returncode, file=sys.stderr)
+            return 1
+        ours_runs.append(json.loads(r.stdout.strip().splitlines()[-1]))
+        peer_runs.append(peer_once(model, img, a.device))
+        print("round %d/%d: ctxdiff %.0f ms, peer %.0f ms" % (k + 1, a.iters, ours_runs[-1]["ms_per_batch"],
+              peer_runs[-1][0]), file=sys.stderr)
+    ours = dict(ours_runs[-1])
+    ours["iters"] = a.iters
+    ours["ms_per_batch"] = round(median([o["ms_per_batch"] for o in ours_runs]), 1)
+    ours["images_per_s"] = round(1000.0 / ours["ms_per_batch"], 4)
+    ours["stages_ms"] = {k: round(median([o["stages_ms"][k] for o in ours_runs]), 1) for k in ours["stages_ms"]}
+    peer = {"peer": name, "device": a.device, "threads": a.threads, "size": a.size, "iters": a.iters,
+            "detections_per_image": peer_runs[-1][2],
+            "ms_per_image": round(median([p[0] for p in peer_runs]), 1),
+            "backbone_fpn_ms": round(median([p[1] for p in peer_runs]), 1)}
+    peer["images_per_s"] = round(1000.0 / peer["ms_per_image"], 4)
     if peer["detections_per_image"] < 100:
         print("warning: the peer produced %d detections, not 100: its time is not comparable" % peer["detections_per_image"],
               file=sys.stderr)
@@ -98,7 +123,7 @@ def main():
     e2e = peer["ms_per_image"] / ours["ms_per_batch"]
     bb = peer["backbone_fpn_ms"] / ours["stages_ms"]["backbone_fpn"]
     print(json.dumps({"ratio_end_to_end": round(e2e, 2), "ratio_backbone_fpn": round(bb, 2),
-                      "note": "peer time / ctxdiff time; > 1 means ctxdiff is faster"}))
+                      "note": "peer time / ctxdiff time, medians of alternating rounds; > 1 means ctxdiff is faster"}))
     return 0
 
 
