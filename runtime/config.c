@@ -149,7 +149,7 @@ int cx_config_set(cx_config *c, const char *name, const char *value, cx_err *e) 
   strip_copy(value, v, sizeof v);
   switch (s->type) {
     case T_STR:
-      snprintf(base, sizeof c->NAME, "%s", v);
+      snprintf(base, sizeof c->NAME, "%.63s", v);
       return 0;
     case T_RESIZE: {
       const char *names[4] = {"none", "square", "pad64", "crop"};

@@ -605,6 +605,7 @@ static void dump_all(cx_model *m, int masks_rows) {
 /* ---- driver ----------------------------------------------------------------------------- */
 
 int cx_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e) {
+  if (m->gpu) return cx_gpu_detect(m, images, n, out, e);
   const cx_config *c = &m->cfg;
   if (n < 1) return cx_fail(e, "cx_detect needs at least one image");
   if (n > 4096) return cx_fail(e, "batch of %d images is too large", n);

@@ -60,6 +60,12 @@ typedef struct cx_plan {
   size_t mold_cap;
 } cx_plan;
 
+/* GPU state of a model (model_gpu.c, CUDA builds): device weights, buffers, graph. */
+typedef struct cx_gpu_model cx_gpu_model;
+int cx_gpu_attach(cx_model *m, const char *precision, cx_err *e);
+void cx_gpu_detach(cx_model *m);
+int cx_gpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e);
+
 struct cx_model {
   cx_config cfg;
   const cx_backend *be; /* ops of the graph */
@@ -79,6 +85,7 @@ struct cx_model {
   int planned;
   cx_timings timings;
   char *dump_dir;
+  cx_gpu_model *gpu; /* non-NULL: cx_detect runs on the GPU */
 };
 
 #endif

@@ -66,6 +66,7 @@ void cx_scratch_free(cx_plan *p);
 
 void cx_model_free(cx_model *m) {
   if (!m) return;
+  if (m->gpu) cx_gpu_detach(m);
   free_layer(&m->conv1);
   for (int s = 0; s < 4; s++)
     for (int b = 0; b < m->nblocks[s]; b++) {
@@ -275,3 +276,33 @@ void cx_model_set_dump_dir(cx_model *m, const char *dir) {
   free(m->dump_dir);
   m->dump_dir = dir ? strdup(dir) : NULL;
 }
+
+int cx_model_set_device(cx_model *m, const char *device, const char *precision, cx_err *e) {
+  if (!strcmp(device, "cpu")) {
+    if (precision && strcmp(precision, "fp32"))
+      return cx_fail(e, "the CPU path computes in float32 only (precision '%s' needs --device cuda)", precision);
+    if (m->gpu) cx_gpu_detach(m);
+    return 0;
+  }
+  if (!strcmp(device, "cuda")) {
+    if (m->gpu) cx_gpu_detach(m);
+    return cx_gpu_attach(m, precision ? precision : "fp32", e);
+  }
+  return cx_fail(e, "unknown device '%s' (cpu or cuda)", device);
+}
+
+const char *cx_model_device(const cx_model *m) { return m->gpu ? "cuda" : "cpu"; }
+
+#ifndef CTXDIFF_HAVE_CUDA
+/* Builds without the CUDA backend: the GPU path reports that it is absent. */
+int cx_gpu_attach(cx_model *m, const char *precision, cx_err *e) {
+  (void)m;
+  (void)precision;
+  return cx_fail(e, "this build has no CUDA backend (rebuild with nvcc on the PATH, -DCTXDIFF_CUDA=ON)");
+}
+void cx_gpu_detach(cx_model *m) { m->gpu = NULL; }
+int cx_gpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e) {
+  (void)m; (void)images; (void)n; (void)out;
+  return cx_fail(e, "this build has no CUDA backend");
+}
+#endif

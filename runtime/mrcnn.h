@@ -50,6 +50,12 @@ const cx_config *cx_model_config(const cx_model *m);
 const char *cx_model_class_name(const cx_model *m, int class_id); /* NULL when unknown */
 const cx_timings *cx_model_timings(const cx_model *m);
 
+/* Where cx_detect runs: "cpu" (default) or "cuda" (builds with the CUDA backend and a GPU;
+ * precision "fp32" (strict, the reference path), "fp16" or "bf16"). Errors name what is
+ * missing ("no CUDA device", "this build has no CUDA backend"). */
+int cx_model_set_device(cx_model *m, const char *device, const char *precision, cx_err *e);
+const char *cx_model_device(const cx_model *m);
+
 /* Runs n images as one batch (all must mold to the same shape). out[n] is filled. */
 int cx_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e);
 void cx_detections_free(cx_detections *d, int n);
