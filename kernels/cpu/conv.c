@@ -12,6 +12,7 @@
 
 #include "cpu_kernels.h"
 
+#define DIRECT_CHUNK_FLOATS (1u << 20) /* 4 MB of output rows per GEMM call */
 #define IM2COL_CHUNK_FLOATS (2u << 20) /* 8 MB of patches per GEMM call: stays in L3 */
 
 void cx_same_pads(int in, int k, int s, int *before, int *after) {
@@ -84,9 +85,15 @@ void cx_conv2d(const cx_conv2d_desc *d, const float *x, int n, int h, int w, flo
     return;
   }
   if (direct_gemm(d, h, w)) {
-    seed_output(d, y, residual, 0, m);
-    cx_sgemm((int)m, d->cout, k, x, k, d->kernel, d->cout, 1.0f, y, d->cout);
-    if (relu) relu_rows(y, m * d->cout);
+    /* Row chunks keep seed -> GEMM -> ReLU on the same few MB of y while it is in cache. */
+    size_t rows = DIRECT_CHUNK_FLOATS / (size_t)d->cout;
+    if (rows < 256) rows = 256;
+    for (size_t m0 = 0; m0 < m; m0 += rows) {
+      size_t mc = (m - m0 < rows) ? m - m0 : rows;
+      seed_output(d, y, residual, m0, mc);
+      cx_sgemm((int)mc, d->cout, k, x + m0 * k, k, d->kernel, d->cout, 1.0f, y + m0 * d->cout, d->cout);
+      if (relu) relu_rows(y + m0 * d->cout, mc * d->cout);
+    }
     return;
   }
   const size_t rows = chunk_rows(d, m);
@@ -123,8 +130,8 @@ void cx_conv2d(const cx_conv2d_desc *d, const float *x, int n, int h, int w, flo
     }
     seed_output(d, y, residual, m0, mc);
     cx_sgemm((int)mc, d->cout, k, ws, k, d->kernel, d->cout, 1.0f, y + m0 * d->cout, d->cout);
+    if (relu) relu_rows(y + m0 * d->cout, mc * d->cout);
   }
-  if (relu) relu_rows(y, m * d->cout);
 }
 
 void cx_dense(const float *x, int rows, int in, const float *k, const float *bias, int out, int relu, float *y) {
