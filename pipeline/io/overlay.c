@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* 5x7 glyphs, one byte per row, bit 4 = leftmost column. */
@@ -130,16 +131,35 @@ int cx_overlay_draw(uint8_t *rgb, int w, int h, const cx_detections *d, const ch
   }
   int scale = (w < 480 || h < 480) ? 1 : (w < 1600 && h < 1600 ? 2 : 3);
   static const uint8_t white[3] = {255, 255, 255};
+  /* Captions already drawn (x, y, width, height): a caption that would cover one moves
+   * down (or up) a line at a time and is left out when no free spot is near its box, so
+   * every caption shown stays legible. Detections come by descending score, so the
+   * strongest keep their place. */
+  int (*placed)[4] = labels ? calloc((size_t)n, sizeof *placed) : NULL;
+  int nplaced = 0;
+  if (labels && !placed) return cx_fail(e, "overlay: out of memory");
   for (int i = 0; i < n; i++) {
     if (!labels || !labels[i]) continue;
     const int32_t *r = d->rois + 4 * i;
     if (r[0] == 0 && r[1] == 0 && r[2] == 0 && r[3] == 0) continue;
     int tw = cx_overlay_text_width(labels[i], scale), th = 7 * scale;
-    int x = r[1] + 2, y = r[0] + 2;
+    int x = r[1] + 2, y0 = r[0] + 2, y = y0, found = 0;
     if (x + tw + 2 > w) x = w - tw - 2;
     if (x < 0) x = 0;
-    if (y + th + 2 > h) y = h - th - 2;
-    if (y < 0) y = 0;
+    for (int attempt = 0; attempt < 12 && !found; attempt++) {
+      int step = (attempt + 1) / 2 * (th + 3);
+      y = y0 + ((attempt % 2) ? step : -step);
+      if (y + th + 2 > h) y = h - th - 2;
+      if (y < 0) y = 0;
+      found = 1;
+      for (int k = 0; k < nplaced && found; k++)
+        if (x < placed[k][0] + placed[k][2] && placed[k][0] < x + tw && y - 1 < placed[k][1] + placed[k][3] &&
+            placed[k][1] < y + th + 1)
+          found = 0;
+    }
+    if (!found) continue;
+    placed[nplaced][0] = x, placed[nplaced][1] = y - 1, placed[nplaced][2] = tw, placed[nplaced][3] = th + 2;
+    nplaced++;
     /* Darkened backing so the caption stays legible on any image. */
     for (int yy = y - 1; yy < y + th + 1; yy++)
       for (int xx = x - 1; xx < x + tw; xx++)
@@ -149,5 +169,6 @@ int cx_overlay_draw(uint8_t *rgb, int w, int h, const cx_detections *d, const ch
         }
     cx_overlay_text(rgb, w, h, x, y, labels[i], scale, white);
   }
+  free(placed);
   return 0;
 }
