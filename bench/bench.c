@@ -11,6 +11,11 @@
 #include "cpu_kernels.h"
 #include "mrcnn.h"
 #include "synth.h"
+#ifdef CTXDIFF_HAVE_CUDA
+#include "cuda_backend.h"
+#endif
+
+#define BENCH_SKIP 77 /* --device cuda where there is no CUDA device (or no CUDA build) */
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -37,7 +42,7 @@ static int parse_list(const char *s, int *out, int max, int lo, int hi) {
 }
 
 static void usage(void) {
-  printf("usage: ctxdiff bench [--device cpu] [--backbone resnet101|resnet50|both] [--size N[,N...]]\n"
+  printf("usage: ctxdiff bench [--device cpu|cuda] [--precision fp32|fp16|bf16] [--backbone resnet101|resnet50|both] [--size N[,N...]]\n"
          "                    [--batch B[,B...]] [--iters N] [--warmup N] [--num-classes N] [--set NAME=VALUE]...\n"
          "                    [--gemm blas|own] [--conv winograd4|winograd2|im2col]\n\n"
          "Times the whole segmentation (preprocessing through full-size masks) on synthetic weights\n"
@@ -45,10 +50,15 @@ static void usage(void) {
          "Prints one JSON line per configuration: images/s and per-stage milliseconds per batch\n"
          "(median of --iters runs after --warmup runs). Defaults: resnet101, 1024, batch 1, 3 iters, 1 warmup.\n"
          "--gemm and --conv pick the CPU GEMM (OpenBLAS or our own) and the 3x3 convolution path\n"
-         "(Winograd F(4x4,3x3), F(2x2,3x3) or im2col) so they can be compared.\n");
+         "(Winograd F(4x4,3x3), F(2x2,3x3) or im2col) so they can be compared.\n"
+         "--device cuda runs the GPU graph (--precision: GEMM arithmetic, default fp32 strict); it exits\n"
+         "with status 77 and a message when this machine has no CUDA device or the build has no CUDA.\n"
+         "Each line also gives gflop_per_batch (convolutions and dense layers, counted from the layer\n"
+         "shapes) and tflops = that / median batch time (all stages, host ones included).\n");
 }
 
 int cx_cmd_bench(int argc, char **argv) {
+  const char *device = "cpu", *precision = NULL;
   int sizes[8] = {1024}, nsizes = 1, batches[8] = {1}, nbatches = 1, iters = 3, warmup = 1, nc = 81;
   int bbs[2] = {CX_BACKBONE_RESNET101}, nbb = 1;
   const char *sets[64];
@@ -60,7 +70,11 @@ int cx_cmd_bench(int argc, char **argv) {
     if (!v) { fprintf(stderr, "ctxdiff bench: option '%s' needs a value (see --help)\n", a); return 2; }
     i++;
     if (!strcmp(a, "--device")) {
-      if (strcmp(v, "cpu")) { fprintf(stderr, "ctxdiff bench: device '%s' is not available in this build (cpu only)\n", v); return 2; }
+      if (strcmp(v, "cpu") && strcmp(v, "cuda")) { fprintf(stderr, "ctxdiff bench: unknown device '%s' (cpu or cuda)\n", v); return 2; }
+      device = v;
+    } else if (!strcmp(a, "--precision")) {
+      if (strcmp(v, "fp32") && strcmp(v, "fp16") && strcmp(v, "bf16")) { fprintf(stderr, "ctxdiff bench: --precision must be fp32, fp16 or bf16\n"); return 2; }
+      precision = v;
     } else if (!strcmp(a, "--backbone")) {
       if (!strcmp(v, "resnet101")) { bbs[0] = CX_BACKBONE_RESNET101; nbb = 1; }
       else if (!strcmp(v, "resnet50")) { bbs[0] = CX_BACKBONE_RESNET50; nbb = 1; }
@@ -93,6 +107,23 @@ int cx_cmd_bench(int argc, char **argv) {
       return 2;
     }
   }
+  const int cuda = !strcmp(device, "cuda");
+  if (precision && !cuda && strcmp(precision, "fp32")) {
+    fprintf(stderr, "ctxdiff bench: --precision %s needs --device cuda (the CPU path is fp32)\n", precision);
+    return 2;
+  }
+  const char *gpu_name = "";
+  if (cuda) {
+#ifdef CTXDIFF_HAVE_CUDA
+    if (cx_cuda_device_count() <= 0) {
+      fprintf(stderr, "ctxdiff bench: --device cuda: no CUDA device (no GPU or no driver on this machine) - skipped\n");
+      return BENCH_SKIP;
+    }
+#else
+    fprintf(stderr, "ctxdiff bench: --device cuda: this build has no CUDA backend (rebuild with nvcc, -DCTXDIFF_CUDA=ON) - skipped\n");
+    return BENCH_SKIP;
+#endif
+  }
   cx_err e;
   for (int ib = 0; ib < nbb; ib++)
     for (int is = 0; is < nsizes; is++) {
@@ -114,6 +145,14 @@ int cx_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "ctxdiff bench: %s\n", e.msg);
         return 1;
       }
+      if (cuda && cx_model_set_device(m, "cuda", precision ? precision : "fp32", &e)) {
+        fprintf(stderr, "ctxdiff bench: --device cuda: %s\n", e.msg);
+        cx_model_free(m);
+        return 1;
+      }
+#ifdef CTXDIFF_HAVE_CUDA
+      if (cuda) gpu_name = cx_cuda_device_name();
+#endif
       uint8_t *img = cx_synth_image(size, size, 0, &e);
       if (!img) { fprintf(stderr, "ctxdiff bench: %s\n", e.msg); cx_model_free(m); return 1; }
       for (int ibt = 0; ibt < nbatches; ibt++) {
@@ -124,10 +163,12 @@ int cx_cmd_bench(int argc, char **argv) {
         for (int k = 0; k < 7; k++) st[k] = calloc((size_t)iters, sizeof(double));
         if (!ims || !dets || !st[6]) { fprintf(stderr, "ctxdiff bench: out of memory\n"); return 1; }
         for (int k = 0; k < B; k++) ims[k] = (cx_image){size, size, img};
-        int ndet = 0;
+        int ndet = 0, mask_rows = 0;
         for (int it = 0; it < warmup + iters; it++) {
           if (cx_detect(m, ims, B, dets, &e)) { fprintf(stderr, "ctxdiff bench: %s\n", e.msg); return 1; }
           ndet = dets[0].count;
+          mask_rows = 0;
+          for (int k = 0; k < B; k++) mask_rows += dets[k].count;
           cx_detections_free(dets, B);
           if (it < warmup) continue;
           const cx_timings *t = cx_model_timings(m);
@@ -138,12 +179,18 @@ int cx_cmd_bench(int argc, char **argv) {
         }
         double med[7];
         for (int k = 0; k < 7; k++) med[k] = median(st[k], iters);
-        printf("{\"device\":\"cpu\",\"gemm\":\"%s\",\"conv3x3\":\"%s\",\"backbone\":\"%s\",\"size\":%d,\"batch\":%d,\"iters\":%d,\"num_classes\":%d,"
+        const double flops = cx_model_flops(m, size, size, B, mask_rows);
+        if (cuda)
+          printf("{\"device\":\"cuda\",\"precision\":\"%s\",\"gpu\":\"%s\",", precision ? precision : "fp32", gpu_name);
+        else
+          printf("{\"device\":\"cpu\",\"gemm\":\"%s\",\"conv3x3\":\"%s\",", cx_gemm_name(), cx_conv_name());
+        printf("\"backbone\":\"%s\",\"size\":%d,\"batch\":%d,\"iters\":%d,\"num_classes\":%d,"
                "\"detections_per_image\":%d,\"images_per_s\":%.4f,\"ms_per_batch\":%.1f,"
-               "\"stages_ms\":{\"preprocess\":%.1f,\"backbone_fpn\":%.1f,\"rpn_proposals\":%.1f,"
-               "\"classifier_detection\":%.1f,\"mask_head\":%.1f,\"unmold\":%.1f}}\n",
-               cx_gemm_name(), cx_conv_name(), cx_backbone_name((cx_backbone)bbs[ib]), size, B, iters, nc, ndet, B * 1000.0 / med[6], med[6], med[0], med[1],
-               med[2], med[3], med[4], med[5]);
+               "\"stages_ms\":{\"preprocess\":%.2f,\"backbone_fpn\":%.2f,\"rpn_proposals\":%.2f,"
+               "\"classifier_detection\":%.2f,\"mask_head\":%.2f,\"unmold\":%.2f},"
+               "\"gflop_per_batch\":%.1f,\"tflops\":%.3f}\n",
+               cx_backbone_name((cx_backbone)bbs[ib]), size, B, iters, nc, ndet, B * 1000.0 / med[6], med[6], med[0], med[1],
+               med[2], med[3], med[4], med[5], flops / 1e9, med[6] > 0 ? flops / (med[6] * 1e-3) / 1e12 : 0.0);
         fflush(stdout);
         for (int k = 0; k < 7; k++) free(st[k]);
         free(ims);

@@ -196,14 +196,9 @@ fail:
 
 /* ---- preprocessing (spec §3) ------------------------------------------------------------ */
 
-typedef struct {
-  int H, W;          /* molded size */
-  int window[4];     /* y1, x1, y2, x2 in molded pixels */
-  double scale;
-  int rh, rw;        /* resized size */
-} mold_info;
+typedef cx_mold_info mold_info; /* model_internal.h: shared with the GPU graph */
 
-static int mold_geometry(const cx_config *c, int h, int w, mold_info *mi, cx_err *e) {
+int cx_mold_geometry(const cx_config *c, int h, int w, mold_info *mi, cx_err *e) {
   double scale = 1;
   mi->rh = h; mi->rw = w;
   if (c->IMAGE_RESIZE_MODE == CX_RESIZE_NONE) {
@@ -244,7 +239,7 @@ static int mold_geometry(const cx_config *c, int h, int w, mold_info *mi, cx_err
 
 /* Resize (uint8, truncated), pad with 0, subtract the mean in double, store float32.
  * resized: scratch of rh*rw*3 bytes (NULL when no resize is needed). */
-static void mold_image(const cx_backend *be, const cx_config *c, const cx_image *im, const mold_info *mi, uint8_t *resized, float *out) {
+void cx_mold_image(const cx_backend *be, const cx_config *c, const cx_image *im, const mold_info *mi, uint8_t *resized, float *out) {
   const uint8_t *src = im->rgb;
   if (mi->rh != im->height || mi->rw != im->width) {
     be->resize_u8(im->rgb, im->height, im->width, 3, mi->rh, mi->rw, resized);
@@ -476,18 +471,18 @@ static int mask_head(cx_model *m) {
   return total;
 }
 
-/* unmold_detections (spec §13) for image b; mask rows start at `mask_row`. */
-static int unmold(cx_model *m, int b, const cx_image *im, const mold_info *mi, int mask_row, cx_detections *out, cx_err *e) {
+/* unmold_detections (spec §13) for one image of molded size H x W: det [N, 6] its detections,
+ * masks its first mask row; mask_channels = NC (28x28xNC rows, the detection's class is
+ * picked) or 1 (28x28x1 rows already holding the detection's own class, the GPU path). */
+int cx_unmold(cx_model *m, int H, int W, const float *det, int N, const float *masks, int mask_channels,
+              const cx_image *im, const mold_info *mi, cx_detections *out, cx_err *e) {
   cx_plan *p = &m->plan;
-  const int D = m->cfg.DETECTION_MAX_INSTANCES, NC = m->num_classes;
-  const int N = p->det_count[b];
-  const float *det = p->det + (size_t)b * D * 6;
   memset(out, 0, sizeof *out);
   out->height = im->height;
   out->width = im->width;
   double wpx[4] = {mi->window[0], mi->window[1], mi->window[2], mi->window[3]};
   float nw[4];
-  cx_norm_boxes(wpx, 1, p->H, p->W, nw);
+  cx_norm_boxes(wpx, 1, H, W, nw);
   const float wh = nw[2] - nw[0], ww = nw[3] - nw[1];
   int32_t *boxes = cx_malloc((size_t)(N ? N : 1) * 4 * sizeof(int32_t), e, "detections");
   float *rel = cx_malloc((size_t)(N ? N : 1) * 4 * sizeof(float), e, "detections");
@@ -521,8 +516,9 @@ static int unmold(cx_model *m, int b, const cx_image *im, const mold_info *mi, i
     /* The 28x28 mask of its own class, resized to the box with the scikit-image
      * resampler and thresholded at 0.5, pasted into the full-size image. */
     float m28[784];
-    const float *src = p->masks + (size_t)(mask_row + i) * 784 * NC;
-    for (int q = 0; q < 784; q++) m28[q] = src[(size_t)q * NC + cls];
+    const float *src = masks + (size_t)i * 784 * mask_channels;
+    const int ch = mask_channels > 1 ? cls : 0;
+    for (int q = 0; q < 784; q++) m28[q] = src[(size_t)q * mask_channels + ch];
     if (grow((void **)&p->mask_resized, &p->mask_cap, (size_t)bh * bw * sizeof(double), e, "a resized mask")) {
       free(boxes);
       cx_detections_free(out, 1);
@@ -625,7 +621,7 @@ int cx_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx
       return cx_fail(e, "image %d is %dx%d pixels, larger than MAX_INPUT_DIM = %d (raise it with --set MAX_INPUT_DIM=N)", i,
                      im->width, im->height, c->MAX_INPUT_DIM);
     }
-    if (mold_geometry(c, im->height, im->width, &mi[i], e)) return cx_failctx(e, "image %d", i);
+    if (cx_mold_geometry(c, im->height, im->width, &mi[i], e)) return cx_failctx(e, "image %d", i);
     if (mi[i].H != mi[0].H || mi[i].W != mi[0].W) {
       int H0 = mi[0].H, W0 = mi[0].W;
       return cx_fail(e, "images of one batch must mold to the same shape: image 0 molds to %dx%d, image %d to %dx%d (use IMAGE_RESIZE_MODE square, or batch 1)",
@@ -637,7 +633,7 @@ int cx_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx
   if (plan_make(m, n, mi[0].H, mi[0].W, e)) { return -1; }
   cx_plan *p = &m->plan;
   if (grow((void **)&p->resized, &p->resized_cap, max_resized, e, "the resized image")) { return -1; }
-  for (int i = 0; i < n; i++) mold_image(m->be, c, &images[i], &mi[i], p->resized, p->molded + (size_t)i * p->H * p->W * 3);
+  for (int i = 0; i < n; i++) cx_mold_image(m->be, c, &images[i], &mi[i], p->resized, p->molded + (size_t)i * p->H * p->W * 3);
   double t1 = now_ms();
   t.preprocess = t1 - t0;
   backbone(m);
@@ -658,7 +654,9 @@ int cx_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx
   if (m->dump_dir) dump_all(m, p->det_count[0]);
   int row = 0;
   for (int b = 0; b < n; b++) {
-    if (unmold(m, b, &images[b], &mi[b], row, &out[b], e)) {
+    const int D = c->DETECTION_MAX_INSTANCES, NC = m->num_classes;
+    if (cx_unmold(m, p->H, p->W, p->det + (size_t)b * D * 6, p->det_count[b], p->masks + (size_t)row * 784 * NC, NC,
+                  &images[b], &mi[b], &out[b], e)) {
       cx_detections_free(out, n);
       return cx_failctx(e, "image %d", b);
     }

@@ -1,19 +1,762 @@
-/* The Mask R-CNN graph on the CUDA backend (CUDA builds). Until the GPU graph lands,
- * selecting the GPU reports that plainly; the per-op CUDA kernels are exercised by
- * `ctxdiff validate`. */
+/* The Mask R-CNN graph on the CUDA backend (CUDA builds): the same stages, in the same order
+ * and with the same ops as the CPU graph (model.c, the reference), on device memory.
+ *
+ *   host:   molding (cx_mold_image, as the CPU path), one upload of the molded batch
+ *   device: ResNet + FPN (implicit-GEMM convs), RPN, proposals (top-k + TF NMS per image),
+ *           PyramidROIAlign of all ROIs of all images in one launch, classifier, detection
+ *           layer (argmax, refine, clip, per-class NMS, top-k: graph_glue.cu), mask head on
+ *           the valid detections of all images packed together
+ *   unmold: pixel boxes on the host (model.c's expressions, while the GPU runs the mask
+ *           head); masks resampled to their boxes and thresholded on the device (unmold.cu,
+ *           bit-identical to the CPU resampler), downloaded packed, pasted on the host.
+ *           CTXDIFF_GPU_HOST_UNMOLD=1 (read at attach; a diagnosis aid) downloads the 28x28
+ *           planes instead and unmolds with model.c's cx_unmold, exactly the CPU code.
+ *
+ * Host round trips inside the graph: the proposal NMS returns its count (one small sync per
+ * image), and the detection counts are read back before the mask head so that its convs run
+ * on the valid rows only. Everything else is queued on one stream. Stage timings are
+ * host clock between stream synchronisations (the syncs cost a few microseconds each).
+ * TODO: CUDA graph capture of the backbone/FPN/RPN part (fixed shapes per plan).
+ *
+ * Weights are uploaded once at attach in fp32 (folded kernels, Keras layout, exactly the
+ * CPU's arrays): the fp16/bf16 conv kernels round operands to 16 bits while staging them in
+ * shared memory, so no converted copy is needed. Buffers are planned per (batch, molded
+ * shape) on first use and kept (re-planned only when the shape changes); the per-image path
+ * allocates nothing but its results. The dump directory (cx_model_set_dump_dir) is a CPU-path
+ * testing aid and is ignored here. */
 #ifdef CTXDIFF_HAVE_CUDA
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cuda_backend.h"
 #include "model_internal.h"
 
-int cx_gpu_attach(cx_model *m, const char *precision, cx_err *e) {
-  (void)m;
-  (void)precision;
-  return cx_fail(e, "whole-model inference on CUDA is not implemented yet in this version; per-op kernels: ctxdiff validate --device cuda");
+#define FEAT 256 /* TOP_DOWN_PYRAMID_SIZE: fixed by the weights */
+
+typedef struct glayer {
+  cx_conv2d_desc d; /* kernel and bias are device pointers; no Winograd form */
+  int same;
+} glayer;
+
+typedef struct gblock {
+  glayer a, b, c, shortcut;
+  int has_shortcut;
+} gblock;
+
+/* A list of device allocations freed together. */
+typedef struct dlist {
+  void **p;
+  int n, cap;
+} dlist;
+
+typedef struct gplan {
+  int valid, n, H, W, K;
+  int fh[5], fw[5];
+  size_t A, level_off[5];
+  float *anchors, *molded, *act[5], *C[4], *Q[4], *P[5];
+  float *rpn_shared, *rpn_logits, *rpn_probs, *rpn_bbox;
+  float *scores, *pre_boxes, *pre_deltas, *pre_scores;
+  int *topk, *sel;
+  float *rois;
+  int *levels;
+  float *pool7, *fc1, *fc2, *logits, *probs, *deltas;
+  int *det_cls;
+  float *det_score, *det_d, *refined;
+  int *nms_ws, *list_ws;
+  unsigned char *alive;
+  float *det;
+  int *det_count;
+  float *mboxes;
+  int *mimg, *mcls;
+  float *pool14, *mask_a, *mask_b, *deconv, *deconv_ws, *masks, *mask_sel;
+  dlist dev;
+  /* host side */
+  float *h_molded, *h_det, *h_masks;
+  int *h_count;
+  /* unmold: pixel boxes and the device resampling parameters */
+  float *h_rel;
+  int32_t *h_boxes;
+  int *h_prm, *d_prm;           /* [nD][4]: mask row, bh, bw, 0 */
+  long long *h_off, *d_off;     /* [nD] byte offsets into the packed masks */
+  long long *h_rowoff;          /* [nD] offset of each mask row, -1 when its box is empty */
+} gplan;
+
+struct cx_gpu_model {
+  cx_precision prec;
+  glayer conv1;
+  gblock blocks[4][23];
+  glayer fpn_lat[4], fpn_out[4];
+  glayer rpn_shared, rpn_class, rpn_bbox;
+  glayer cls_conv1, cls_conv2, cls_logits, cls_bbox;
+  glayer mask_conv[4], mask_out;
+  float *deconv_packed, *deconv_bias;
+  dlist weights;
+  gplan plan;
+  int host_unmold;
+  /* packed thresholded box masks of one batch: grow-only (their size depends on the boxes) */
+  unsigned char *d_packed, *h_packed;
+  size_t packed_cap;
+};
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-void cx_gpu_detach(cx_model *m) { m->gpu = NULL; }
+/* Turns the backend's sticky error into e (and clears it so the model stays usable). */
+static int cuda_fail(cx_err *e, const char *what) {
+  const char *msg = cx_cuda_last_error();
+  cx_fail(e, "CUDA %s: %s", what, msg ? msg : "unknown error");
+  cx_cuda_clear_error();
+  return -1;
+}
+
+static void *dl_alloc(dlist *l, size_t bytes, cx_err *e, const char *what) {
+  if (l->n == l->cap) {
+    int cap = l->cap ? 2 * l->cap : 64;
+    void **np = realloc(l->p, (size_t)cap * sizeof *np);
+    if (!np) {
+      cx_fail(e, "out of host memory tracking GPU buffers");
+      return NULL;
+    }
+    l->p = np;
+    l->cap = cap;
+  }
+  void *p = cx_cuda_malloc(bytes ? bytes : 1);
+  if (!p) {
+    cx_fail(e, "cannot allocate %.1f MiB of GPU memory for %s: %s", bytes / 1048576.0, what,
+            cx_cuda_last_error() ? cx_cuda_last_error() : "cudaMalloc failed");
+    cx_cuda_clear_error();
+    return NULL;
+  }
+  l->p[l->n++] = p;
+  return p;
+}
+
+static void dl_free(dlist *l) {
+  for (int i = 0; i < l->n; i++) cx_cuda_free(l->p[i]);
+  free(l->p);
+  memset(l, 0, sizeof *l);
+}
+
+/* ---- weights ---------------------------------------------------------------------------- */
+
+static int up_floats(cx_gpu_model *g, const float *host, size_t count, float **out, cx_err *e, const char *what) {
+  *out = NULL;
+  if (!host) return 0;
+  float *d = dl_alloc(&g->weights, count * sizeof(float), e, what);
+  if (!d) return -1;
+  if (cx_cuda_upload(d, host, count * sizeof(float))) return cuda_fail(e, "weight upload");
+  *out = d;
+  return 0;
+}
+
+static int up_layer(cx_gpu_model *g, const cx_layer *L, glayer *G, cx_err *e) {
+  G->d = L->d;
+  G->same = L->same;
+  G->d.winograd = NULL;
+  G->d.winograd_tile = 0;
+  const size_t kn = (size_t)L->d.kh * L->d.kw * L->d.cin * L->d.cout;
+  float *k, *b;
+  if (!L->kernel) return cx_fail(e, "internal: a convolution layer has no kernel");
+  if (up_floats(g, L->kernel, kn, &k, e, "a convolution kernel") ||
+      up_floats(g, L->bias, (size_t)L->d.cout, &b, e, "a convolution bias"))
+    return -1;
+  G->d.kernel = k;
+  G->d.bias = b;
+  return 0;
+}
+
+static void plan_free(gplan *p) {
+  dl_free(&p->dev);
+  cx_cuda_free_host(p->h_molded);
+  cx_cuda_free_host(p->h_det);
+  cx_cuda_free_host(p->h_masks);
+  cx_cuda_free_host(p->h_count);
+  cx_cuda_free_host(p->h_prm);
+  cx_cuda_free_host(p->h_off);
+  free(p->h_rel);
+  free(p->h_boxes);
+  free(p->h_rowoff);
+  memset(p, 0, sizeof *p);
+}
+
+void cx_gpu_detach(cx_model *m) {
+  cx_gpu_model *g = m->gpu;
+  if (!g) return;
+  (void)cx_cuda_sync();
+  plan_free(&g->plan);
+  dl_free(&g->weights);
+  cx_cuda_free(g->d_packed);
+  cx_cuda_free_host(g->h_packed);
+  cx_cuda_release_scratch();
+  cx_cuda_clear_error();
+  free(g);
+  m->gpu = NULL;
+}
+
+int cx_gpu_attach(cx_model *m, const char *precision, cx_err *e) {
+  cx_precision prec;
+  if (!precision || !strcmp(precision, "fp32")) prec = CX_PREC_FP32;
+  else if (!strcmp(precision, "fp16")) prec = CX_PREC_FP16;
+  else if (!strcmp(precision, "bf16")) prec = CX_PREC_BF16;
+  else return cx_fail(e, "unknown precision '%s' (fp32, fp16 or bf16)", precision);
+  if (cx_cuda_device_count() <= 0) return cx_fail(e, "no CUDA device (no GPU or no driver on this machine)");
+  if (cx_cuda_init(0)) return cuda_fail(e, "device 0");
+  cx_gpu_model *g = calloc(1, sizeof *g);
+  if (!g) return cx_fail(e, "out of memory");
+  g->prec = prec;
+  const char *hu = getenv("CTXDIFF_GPU_HOST_UNMOLD");
+  g->host_unmold = hu && hu[0] && strcmp(hu, "0");
+  int rc = up_layer(g, &m->conv1, &g->conv1, e);
+  for (int s = 0; s < 4 && !rc; s++)
+    for (int b = 0; b < m->nblocks[s] && !rc; b++) {
+      const cx_block *B = &m->blocks[s][b];
+      gblock *G = &g->blocks[s][b];
+      G->has_shortcut = B->has_shortcut;
+      rc = up_layer(g, &B->a, &G->a, e) || up_layer(g, &B->b, &G->b, e) || up_layer(g, &B->c, &G->c, e) ||
+           (B->has_shortcut && up_layer(g, &B->shortcut, &G->shortcut, e));
+    }
+  for (int l = 0; l < 4 && !rc; l++)
+    rc = up_layer(g, &m->fpn_lat[l], &g->fpn_lat[l], e) || up_layer(g, &m->fpn_out[l], &g->fpn_out[l], e);
+  if (!rc)
+    rc = up_layer(g, &m->rpn_shared, &g->rpn_shared, e) || up_layer(g, &m->rpn_class, &g->rpn_class, e) ||
+         up_layer(g, &m->rpn_bbox, &g->rpn_bbox, e) || up_layer(g, &m->cls_conv1, &g->cls_conv1, e) ||
+         up_layer(g, &m->cls_conv2, &g->cls_conv2, e) || up_layer(g, &m->cls_logits, &g->cls_logits, e) ||
+         up_layer(g, &m->cls_bbox, &g->cls_bbox, e);
+  for (int k = 0; k < 4 && !rc; k++) rc = up_layer(g, &m->mask_conv[k], &g->mask_conv[k], e);
+  if (!rc)
+    rc = up_layer(g, &m->mask_out, &g->mask_out, e) ||
+         up_floats(g, m->deconv_packed, (size_t)FEAT * 4 * FEAT, &g->deconv_packed, e, "the mask deconvolution") ||
+         up_floats(g, m->deconv_bias, FEAT, &g->deconv_bias, e, "the mask deconvolution");
+  if (rc) {
+    m->gpu = g;
+    cx_gpu_detach(m);
+    return cx_failctx(e, "uploading the weights to the GPU");
+  }
+  m->gpu = g;
+  return 0;
+}
+
+/* ---- memory plan ------------------------------------------------------------------------ */
+
+#define MAXZ(a, b) ((a) > (b) ? (a) : (b))
+
+static int plan_make(cx_model *m, int n, int H, int W, cx_err *e) {
+  cx_gpu_model *g = m->gpu;
+  gplan *p = &g->plan;
+  if (p->valid && p->n == n && p->H == H && p->W == W) return 0;
+  if (cx_cuda_sync()) return cuda_fail(e, "before re-planning");
+  plan_free(p);
+  const cx_config *c = &m->cfg;
+  const int NC = m->num_classes, R = c->POST_NMS_ROIS_INFERENCE, D = c->DETECTION_MAX_INSTANCES;
+  const int a = c->RPN_ANCHOR_STRIDE, nr = c->RPN_ANCHOR_RATIOS_COUNT;
+  p->n = n; p->H = H; p->W = W;
+  /* Shapes: as model.c's plan_make. */
+  const int h1 = cx_conv2d_out(H, 7, 2, 3, 3), w1 = cx_conv2d_out(W, 7, 2, 3, 3);
+  int hs[5], wsz[5];
+  hs[0] = (h1 + 1) / 2; wsz[0] = (w1 + 1) / 2;
+  int h = hs[0], w = wsz[0];
+  const int chans[4] = {256, 512, 1024, 2048};
+  for (int s = 0; s < 4; s++) {
+    for (int b = 0; b < m->nblocks[s]; b++) {
+      int st = m->blocks[s][b].a.d.stride;
+      h = (h - 1) / st + 1; w = (w - 1) / st + 1;
+    }
+    hs[s + 1] = h; wsz[s + 1] = w;
+  }
+  for (int l = 0; l < 4; l++) { p->fh[l] = hs[l + 1]; p->fw[l] = wsz[l + 1]; }
+  p->fh[4] = (p->fh[3] + 1) / 2; p->fw[4] = (p->fw[3] + 1) / 2;
+  for (int l = 0; l < 5; l++) {
+    int eh = (H + c->BACKBONE_STRIDES[l] - 1) / c->BACKBONE_STRIDES[l], ew = (W + c->BACKBONE_STRIDES[l] - 1) / c->BACKBONE_STRIDES[l];
+    if (eh != p->fh[l] || ew != p->fw[l])
+      return cx_fail(e, "molded image %dx%d gives feature map P%d of %dx%d, not the %dx%d the anchors assume: use sides that are multiples of 64", W, H, l + 2, p->fw[l], p->fh[l], ew, eh);
+  }
+  size_t A = cx_anchor_count(p->fh, p->fw, 5, nr, a);
+  p->A = A;
+  size_t off = 0;
+  for (int l = 0; l < 5; l++) {
+    p->level_off[l] = off;
+    off += (size_t)((p->fh[l] + a - 1) / a) * ((p->fw[l] + a - 1) / a) * nr;
+  }
+  p->K = c->PRE_NMS_LIMIT < (int)A ? c->PRE_NMS_LIMIT : (int)A;
+  const int K = p->K;
+  const size_t act = MAXZ((size_t)n * h1 * w1 * 64, (size_t)n * hs[0] * wsz[0] * 256);
+  const int rh = (p->fh[0] + a - 1) / a, rw = (p->fw[0] + a - 1) / a;
+  const size_t nR = (size_t)n * R, nD = (size_t)n * D, mrows = nD ? nD : 1;
+#define DALLOC(ptr, count)                                                                   \
+  do {                                                                                       \
+    (ptr) = dl_alloc(&p->dev, (size_t)(count) * sizeof(*(ptr)), e, "inference buffer " #ptr); \
+    if (!(ptr)) goto fail;                                                                   \
+  } while (0)
+  DALLOC(p->anchors, A * 4);
+  DALLOC(p->molded, (size_t)n * H * W * 3);
+  for (int i = 0; i < 5; i++) DALLOC(p->act[i], act);
+  for (int l = 0; l < 4; l++) {
+    DALLOC(p->C[l], (size_t)n * hs[l + 1] * wsz[l + 1] * chans[l]);
+    DALLOC(p->Q[l], (size_t)n * p->fh[l] * p->fw[l] * FEAT);
+  }
+  for (int l = 0; l < 5; l++) DALLOC(p->P[l], (size_t)n * p->fh[l] * p->fw[l] * FEAT);
+  DALLOC(p->rpn_shared, (size_t)n * rh * rw * 512);
+  DALLOC(p->rpn_logits, (size_t)n * A * 2);
+  DALLOC(p->rpn_probs, (size_t)n * A * 2);
+  DALLOC(p->rpn_bbox, (size_t)n * A * 4);
+  DALLOC(p->scores, A);
+  DALLOC(p->topk, K);
+  DALLOC(p->pre_boxes, (size_t)K * 4);
+  DALLOC(p->pre_deltas, (size_t)K * 4);
+  DALLOC(p->pre_scores, K);
+  DALLOC(p->sel, MAXZ(R, 1));
+  DALLOC(p->rois, nR * 4);
+  DALLOC(p->levels, MAXZ(nR, mrows));
+  DALLOC(p->pool7, nR * 49 * FEAT);
+  DALLOC(p->fc1, nR * 1024);
+  DALLOC(p->fc2, nR * 1024);
+  DALLOC(p->logits, nR * NC);
+  DALLOC(p->probs, nR * NC);
+  DALLOC(p->deltas, nR * 4 * NC);
+  DALLOC(p->det_cls, nR);
+  DALLOC(p->det_score, nR);
+  DALLOC(p->det_d, nR * 4);
+  DALLOC(p->refined, nR * 4);
+  DALLOC(p->nms_ws, cx_cuda_class_nms_ws(n, R, NC) / sizeof(int) + 1);
+  DALLOC(p->list_ws, nR);
+  DALLOC(p->alive, nR);
+  DALLOC(p->det, nD * 6 + 1);
+  DALLOC(p->det_count, n);
+  DALLOC(p->mboxes, mrows * 4);
+  DALLOC(p->mimg, mrows);
+  DALLOC(p->mcls, mrows);
+  DALLOC(p->pool14, mrows * 196 * FEAT);
+  DALLOC(p->mask_a, mrows * 196 * FEAT);
+  DALLOC(p->mask_b, mrows * 196 * FEAT);
+  DALLOC(p->deconv, mrows * 784 * FEAT);
+  DALLOC(p->deconv_ws, mrows * 196 * 4 * FEAT);
+  DALLOC(p->masks, mrows * 784 * NC);
+  DALLOC(p->mask_sel, mrows * 784);
+  DALLOC(p->d_prm, mrows * 4);
+  DALLOC(p->d_off, mrows);
+#undef DALLOC
+  /* host staging in page-locked memory: the copies run at full PCIe speed */
+  p->h_molded = cx_cuda_malloc_host((size_t)n * H * W * 3 * sizeof(float));
+  p->h_det = cx_cuda_malloc_host((nD * 6 + 1) * sizeof(float));
+  p->h_masks = cx_cuda_malloc_host(mrows * 784 * sizeof(float));
+  p->h_count = cx_cuda_malloc_host((size_t)n * sizeof(int));
+  p->h_prm = cx_cuda_malloc_host(mrows * 4 * sizeof(int));
+  p->h_off = cx_cuda_malloc_host(mrows * sizeof(long long));
+  if (!p->h_molded || !p->h_det || !p->h_masks || !p->h_count || !p->h_prm || !p->h_off) {
+    cuda_fail(e, "page-locked host buffers");
+    goto fail;
+  }
+  p->h_rel = cx_malloc(mrows * 4 * sizeof(float), e, "detections");
+  p->h_boxes = cx_malloc(mrows * 4 * sizeof(int32_t), e, "detections");
+  p->h_rowoff = cx_malloc(mrows * sizeof(long long), e, "detections");
+  if (!p->h_rel || !p->h_boxes || !p->h_rowoff) goto fail;
+  {
+    /* Anchors (spec §6), once per shape, on the host as the CPU path, then uploaded. */
+    double *px = cx_malloc(A * 4 * sizeof(double), e, "anchors");
+    float *nrm = cx_malloc(A * 4 * sizeof(float), e, "anchors");
+    if (!px || !nrm) { free(px); free(nrm); goto fail; }
+    const int strides[5] = {c->BACKBONE_STRIDES[0], c->BACKBONE_STRIDES[1], c->BACKBONE_STRIDES[2], c->BACKBONE_STRIDES[3], c->BACKBONE_STRIDES[4]};
+    cx_generate_anchors(c->RPN_ANCHOR_SCALES, 5, c->RPN_ANCHOR_RATIOS, nr, p->fh, p->fw, strides, a, px);
+    cx_norm_boxes(px, (int)A, H, W, nrm);
+    int up = cx_cuda_upload(p->anchors, nrm, A * 4 * sizeof(float));
+    free(px);
+    free(nrm);
+    if (up) { cuda_fail(e, "anchor upload"); goto fail; }
+  }
+  p->valid = 1;
+  return 0;
+fail:
+  plan_free(p);
+  return cx_failctx(e, "planning GPU memory for a batch of %d at %dx%d", n, W, H);
+}
+
+/* ---- network stages (model.c's, on device pointers) -------------------------------------- */
+
+static void gconv(const cx_backend *be, const glayer *L, const float *x, int n, int h, int w, float *y,
+                  const float *res, int relu, int *ho, int *wo) {
+  cx_conv2d_desc d = L->d;
+  if (L->same) {
+    cx_same_pads(h, d.kh, d.stride, &d.pad_t, &d.pad_b);
+    cx_same_pads(w, d.kw, d.stride, &d.pad_l, &d.pad_r);
+  }
+  be->conv2d(&d, x, n, h, w, y, res, relu, NULL);
+  if (ho) *ho = cx_conv2d_out(h, d.kh, d.stride, d.pad_t, d.pad_b);
+  if (wo) *wo = cx_conv2d_out(w, d.kw, d.stride, d.pad_l, d.pad_r);
+}
+
+static void backbone_fpn(cx_model *m, const cx_backend *be) {
+  cx_gpu_model *g = m->gpu;
+  gplan *p = &g->plan;
+  int n = p->n, h, w;
+  gconv(be, &g->conv1, p->molded, n, p->H, p->W, p->act[0], NULL, 1, &h, &w);
+  be->maxpool_same(p->act[0], n, h, w, 64, 3, 2, p->act[1]);
+  h = (h + 1) / 2; w = (w + 1) / 2;
+  float *x = p->act[1];
+  for (int s = 0; s < 4; s++)
+    for (int b = 0; b < m->nblocks[s]; b++) {
+      const gblock *B = &g->blocks[s][b];
+      float *out = (b == m->nblocks[s] - 1) ? p->C[s] : (x == p->act[0] ? p->act[1] : p->act[0]);
+      int h2, w2;
+      gconv(be, &B->a, x, n, h, w, p->act[2], NULL, 1, &h2, &w2);
+      gconv(be, &B->b, p->act[2], n, h2, w2, p->act[3], NULL, 1, NULL, NULL);
+      const float *sc = x;
+      if (B->has_shortcut) {
+        gconv(be, &B->shortcut, x, n, h, w, p->act[4], NULL, 0, NULL, NULL);
+        sc = p->act[4];
+      }
+      gconv(be, &B->c, p->act[3], n, h2, w2, out, sc, 1, NULL, NULL);
+      x = out;
+      h = h2; w = w2;
+    }
+  for (int l = 3; l >= 0; l--) {
+    gconv(be, &g->fpn_lat[l], p->C[l], n, p->fh[l], p->fw[l], p->Q[l], NULL, 0, NULL, NULL);
+    if (l < 3) be->upsample2_add(p->Q[l + 1], n, p->fh[l + 1], p->fw[l + 1], FEAT, p->Q[l]);
+  }
+  for (int l = 0; l < 4; l++) gconv(be, &g->fpn_out[l], p->Q[l], n, p->fh[l], p->fw[l], p->P[l], NULL, 0, NULL, NULL);
+  be->subsample2(p->P[3], n, p->fh[3], p->fw[3], FEAT, p->P[4]);
+}
+
+static void rpn(cx_model *m, const cx_backend *be) {
+  cx_gpu_model *g = m->gpu;
+  gplan *p = &g->plan;
+  const size_t A = p->A;
+  for (int l = 0; l < 5; l++) {
+    int hs, ws;
+    gconv(be, &g->rpn_shared, p->P[l], p->n, p->fh[l], p->fw[l], p->rpn_shared, NULL, 1, &hs, &ws);
+    for (int b = 0; b < p->n; b++) {
+      const float *s = p->rpn_shared + (size_t)b * hs * ws * 512;
+      /* lands in the concatenated [anchors, 2] / [anchors, 4] layout, as in model.c */
+      gconv(be, &g->rpn_class, s, 1, hs, ws, p->rpn_logits + ((size_t)b * A + p->level_off[l]) * 2, NULL, 0, NULL, NULL);
+      gconv(be, &g->rpn_bbox, s, 1, hs, ws, p->rpn_bbox + ((size_t)b * A + p->level_off[l]) * 4, NULL, 0, NULL, NULL);
+    }
+  }
+  be->softmax_rows(p->rpn_logits, (size_t)p->n * A, 2, p->rpn_probs);
+}
+
+/* ProposalLayer for image b; waits for the stream once (the NMS count). */
+static void proposals(cx_model *m, const cx_backend *be, int b) {
+  gplan *p = &m->gpu->plan;
+  const cx_config *c = &m->cfg;
+  const int A = (int)p->A, R = c->POST_NMS_ROIS_INFERENCE;
+  const float *probs = p->rpn_probs + (size_t)b * A * 2, *bbox = p->rpn_bbox + (size_t)b * A * 4;
+  cx_cuda_column(probs, A, 2, 1, p->scores);
+  int K = be->topk_stable(p->scores, A, p->K, p->topk, NULL);
+  if (K < 0) return; /* error recorded */
+  float sd[4];
+  for (int j = 0; j < 4; j++) sd[j] = (float)c->RPN_BBOX_STD_DEV[j];
+  cx_cuda_gather_proposals(p->topk, K, p->scores, bbox, p->anchors, sd, p->pre_scores, p->pre_deltas, p->pre_boxes);
+  be->apply_box_deltas(p->pre_boxes, p->pre_deltas, K, p->pre_boxes);
+  const float unit[4] = {0, 0, 1, 1};
+  be->clip_boxes(p->pre_boxes, K, unit);
+  int kept = be->nms(p->pre_boxes, p->pre_scores, K, R, (float)c->RPN_NMS_THRESHOLD, p->sel, NULL);
+  if (kept < 0) return;
+  cx_cuda_gather_rois(p->pre_boxes, p->sel, kept, R, p->rois + (size_t)b * R * 4);
+}
+
+static const float *const *levels_of(const gplan *p) { return (const float *const *)p->P; }
+
+static void classifier(cx_model *m, const cx_backend *be) {
+  cx_gpu_model *g = m->gpu;
+  gplan *p = &g->plan;
+  const int R = m->cfg.POST_NMS_ROIS_INFERENCE, NC = m->num_classes, nR = p->n * R;
+  be->roi_levels(p->rois, nR, p->H, p->W, p->levels);
+  cx_cuda_pyramid_roi_align(levels_of(p), p->fh, p->fw, FEAT, p->rois, p->levels, NULL, R, nR, 7, p->pool7);
+  gconv(be, &g->cls_conv1, p->pool7, nR, 7, 7, p->fc1, NULL, 1, NULL, NULL);
+  gconv(be, &g->cls_conv2, p->fc1, nR, 1, 1, p->fc2, NULL, 1, NULL, NULL);
+  be->dense(p->fc2, nR, 1024, g->cls_logits.d.kernel, g->cls_logits.d.bias, NC, 0, p->logits);
+  be->softmax_rows(p->logits, (size_t)nR, NC, p->probs);
+  be->dense(p->fc2, nR, 1024, g->cls_bbox.d.kernel, g->cls_bbox.d.bias, 4 * NC, 0, p->deltas);
+}
+
+/* DetectionLayer (spec §11) for all images; windows: molded windows of the images. */
+static void detection(cx_model *m, const cx_backend *be, const cx_mold_info *mi) {
+  gplan *p = &m->gpu->plan;
+  const cx_config *c = &m->cfg;
+  const int R = c->POST_NMS_ROIS_INFERENCE, NC = m->num_classes, D = c->DETECTION_MAX_INSTANCES, nR = p->n * R;
+  float sd[4];
+  for (int j = 0; j < 4; j++) sd[j] = (float)c->BBOX_STD_DEV[j];
+  cx_cuda_det_select(p->probs, p->deltas, nR, NC, sd, p->det_cls, p->det_score, p->det_d);
+  be->apply_box_deltas(p->rois, p->det_d, nR, p->refined);
+  const float Hf = (float)p->H, Wf = (float)p->W;
+  for (int b = 0; b < p->n; b++) {
+    const int *win_px = mi[b].window;
+    float win[4]; /* model.c's expressions */
+    win[0] = ((float)win_px[0] - 0.0f) / (Hf - 1.0f);
+    win[1] = ((float)win_px[1] - 0.0f) / (Wf - 1.0f);
+    win[2] = ((float)win_px[2] - 1.0f) / (Hf - 1.0f);
+    win[3] = ((float)win_px[3] - 1.0f) / (Wf - 1.0f);
+    be->clip_boxes(p->refined + (size_t)b * R * 4, R, win);
+  }
+  const float minc = (float)c->DETECTION_MIN_CONFIDENCE;
+  cx_cuda_class_nms(p->refined, p->det_cls, p->det_score, p->n, R, NC, D, c->DETECTION_MIN_CONFIDENCE != 0, minc,
+                    (float)c->DETECTION_NMS_THRESHOLD, p->nms_ws, p->alive);
+  cx_cuda_det_finalize(p->refined, p->det_cls, p->det_score, p->alive, p->n, R, D, p->list_ws, p->det, p->det_count);
+}
+
+/* Mask head on the `total` valid detections of all images, packed; leaves the own-class
+ * sigmoid planes in mask_sel [total, 28, 28]. */
+static void mask_head(cx_model *m, const cx_backend *be, int total) {
+  cx_gpu_model *g = m->gpu;
+  gplan *p = &g->plan;
+  const int D = m->cfg.DETECTION_MAX_INSTANCES;
+  cx_cuda_mask_pack(p->det, p->det_count, p->n, D, p->mboxes, p->mimg, p->mcls);
+  be->roi_levels(p->mboxes, total, p->H, p->W, p->levels);
+  cx_cuda_pyramid_roi_align(levels_of(p), p->fh, p->fw, FEAT, p->mboxes, p->levels, p->mimg, 0, total, 14, p->pool14);
+  const float *x = p->pool14;
+  float *bufs[2] = {p->mask_a, p->mask_b};
+  for (int k = 0; k < 4; k++) {
+    gconv(be, &g->mask_conv[k], x, total, 14, 14, bufs[k & 1], NULL, 1, NULL, NULL);
+    x = bufs[k & 1];
+  }
+  be->deconv2x2(x, total, 14, 14, FEAT, g->deconv_packed, g->deconv_bias, FEAT, 1, p->deconv, p->deconv_ws);
+  gconv(be, &g->mask_out, p->deconv, total, 28, 28, p->masks, NULL, 0, NULL, NULL);
+  cx_cuda_mask_select(p->masks, p->mcls, total, m->num_classes, p->mask_sel);
+}
+
+/* ---- unmolding (spec §13): model.c's cx_unmold split into boxes (host), masks (device),
+ * paste (host) --------------------------------------------------------------------------- */
+
+/* Pixel boxes of the `total` detections of the batch (rows in image order), with cx_unmold's
+ * expressions; fills the device resampling parameters of the boxes with a positive area.
+ * *nm: masks to resample, *bytes: their packed size, *max_area: the largest. */
+static int unmold_boxes(cx_model *m, const cx_image *images, const cx_mold_info *mi, int *nm, long long *bytes,
+                        long long *max_area, cx_err *e) {
+  gplan *p = &m->gpu->plan;
+  const int D = m->cfg.DETECTION_MAX_INSTANCES;
+  int row = 0, k = 0;
+  long long off = 0, mx = 0;
+  for (int b = 0; b < p->n; b++) {
+    const int N = p->h_count[b];
+    const float *det = p->h_det + (size_t)b * D * 6;
+    double wpx[4] = {mi[b].window[0], mi[b].window[1], mi[b].window[2], mi[b].window[3]};
+    float nw[4];
+    cx_norm_boxes(wpx, 1, p->H, p->W, nw);
+    const float wh = nw[2] - nw[0], ww = nw[3] - nw[1];
+    float *rel = p->h_rel + (size_t)row * 4;
+    int32_t *boxes = p->h_boxes + (size_t)row * 4;
+    for (int i = 0; i < N; i++) {
+      rel[i * 4 + 0] = (det[i * 6 + 0] - nw[0]) / wh;
+      rel[i * 4 + 1] = (det[i * 6 + 1] - nw[1]) / ww;
+      rel[i * 4 + 2] = (det[i * 6 + 2] - nw[0]) / wh;
+      rel[i * 4 + 3] = (det[i * 6 + 3] - nw[1]) / ww;
+    }
+    cx_denorm_boxes(rel, N, images[b].height, images[b].width, boxes);
+    for (int i = 0; i < N; i++) {
+      const int32_t *bx = boxes + i * 4;
+      const int bh = bx[2] - bx[0], bw = bx[3] - bx[1];
+      p->h_rowoff[row + i] = -1;
+      if ((int64_t)bh * bw <= 0) continue; /* dropped, as in cx_unmold */
+      if (bh < 0) return cx_fail(e, "image %d: detection %d has an inverted box (%d x %d pixels)", b, i, bh, bw);
+      p->h_prm[k * 4 + 0] = row + i;
+      p->h_prm[k * 4 + 1] = bh;
+      p->h_prm[k * 4 + 2] = bw;
+      p->h_prm[k * 4 + 3] = 0;
+      p->h_off[k] = off;
+      p->h_rowoff[row + i] = off;
+      off += (long long)bh * bw;
+      if ((long long)bh * bw > mx) mx = (long long)bh * bw;
+      k++;
+    }
+    row += N;
+  }
+  *nm = k;
+  *bytes = off;
+  *max_area = mx;
+  return 0;
+}
+
+/* Grows the packed mask buffers (device and page-locked host) to `bytes`. */
+static int packed_reserve(cx_gpu_model *g, size_t bytes, cx_err *e) {
+  if (bytes <= g->packed_cap) return 0;
+  if (cx_cuda_sync()) return cuda_fail(e, "before growing the mask buffer");
+  cx_cuda_free(g->d_packed);
+  cx_cuda_free_host(g->h_packed);
+  g->d_packed = NULL;
+  g->h_packed = NULL;
+  g->packed_cap = 0;
+  size_t want = bytes + bytes / 4 + 4096;
+  g->d_packed = cx_cuda_malloc(want);
+  g->h_packed = cx_cuda_malloc_host(want);
+  if (!g->d_packed || !g->h_packed) return cuda_fail(e, "allocating the detection masks buffer");
+  g->packed_cap = want;
+  return 0;
+}
+
+/* cx_unmold's result for image b: rows from `row`, masks pasted from the packed boxes. */
+static int unmold_finish(cx_model *m, int b, int row, const cx_image *im, cx_detections *out, cx_err *e) {
+  cx_gpu_model *g = m->gpu;
+  gplan *p = &g->plan;
+  const int D = m->cfg.DETECTION_MAX_INSTANCES;
+  const int N = p->h_count[b];
+  const float *det = p->h_det + (size_t)b * D * 6;
+  const int32_t *boxes = p->h_boxes + (size_t)row * 4;
+  memset(out, 0, sizeof *out);
+  out->height = im->height;
+  out->width = im->width;
+  int keep = 0;
+  for (int i = 0; i < N; i++)
+    if ((int64_t)(boxes[i * 4 + 2] - boxes[i * 4 + 0]) * (boxes[i * 4 + 3] - boxes[i * 4 + 1]) > 0) keep++;
+  const size_t plane = (size_t)im->height * im->width;
+  out->rois = cx_malloc((size_t)(keep ? keep : 1) * 4 * sizeof(int32_t), e, "detections");
+  out->class_ids = cx_malloc((size_t)(keep ? keep : 1) * sizeof(int32_t), e, "detections");
+  out->scores = cx_malloc((size_t)(keep ? keep : 1) * sizeof(float), e, "detections");
+  out->masks = cx_calloc(keep ? (size_t)keep * plane : 1, 1, e, "detection masks");
+  if (!out->rois || !out->class_ids || !out->scores || !out->masks) { cx_detections_free(out, 1); return -1; }
+  int k = 0;
+  for (int i = 0; i < N; i++) {
+    const int32_t *bx = boxes + i * 4;
+    const int bh = bx[2] - bx[0], bw = bx[3] - bx[1];
+    if ((int64_t)bh * bw <= 0) continue;
+    memcpy(out->rois + k * 4, bx, 4 * sizeof(int32_t));
+    out->class_ids[k] = (int)det[i * 6 + 4];
+    out->scores[k] = det[i * 6 + 5];
+    const unsigned char *src = g->h_packed + p->h_rowoff[row + i];
+    uint8_t *dst = out->masks + (size_t)k * plane;
+    /* the columns of the box inside the image: x in [x0, x1) */
+    const int x0 = bx[1] < 0 ? -bx[1] : 0;
+    const int x1 = bx[1] + bw > im->width ? im->width - bx[1] : bw;
+    for (int y = 0; y < bh && x1 > x0; y++) {
+      const int iy = bx[0] + y;
+      if (iy < 0 || iy >= im->height) continue;
+      memcpy(dst + (size_t)iy * im->width + bx[1] + x0, src + (size_t)y * bw + x0, (size_t)(x1 - x0));
+    }
+    k++;
+  }
+  out->count = keep;
+  return 0;
+}
+
+/* ---- driver ----------------------------------------------------------------------------- */
+
+static int grow(void **buf, size_t *cap, size_t need, cx_err *e, const char *what) {
+  if (need <= *cap) return 0;
+  void *q = realloc(*buf, need);
+  if (!q) return cx_fail(e, "out of memory allocating %zu bytes for %s", need, what);
+  *buf = q;
+  *cap = need;
+  return 0;
+}
+
+/* waits for the stream; on a CUDA error fills e */
+static int stage_sync(const char *stage, cx_err *e) {
+  if (cx_cuda_sync() || cx_cuda_last_error()) return cuda_fail(e, stage);
+  return 0;
+}
 
 int cx_gpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e) {
-  (void)m; (void)images; (void)n; (void)out;
-  return cx_fail(e, "whole-model inference on CUDA is not implemented yet in this version");
+  cx_gpu_model *g = m->gpu;
+  const cx_config *c = &m->cfg;
+  const cx_backend *be = cx_backend_cuda();
+  if (n < 1) return cx_fail(e, "cx_detect needs at least one image");
+  if (n > 4096) return cx_fail(e, "batch of %d images is too large", n);
+  memset(out, 0, (size_t)n * sizeof *out);
+  cx_cuda_set_precision(g->prec);
+  cx_cuda_clear_error();
+  cx_timings t = {0};
+  double t0 = now_ms();
+  /* Molding: the CPU path's checks and code (host), into the plan's host staging buffer. */
+  cx_plan *hp = &m->plan; /* only its grow-only host scratch is used */
+  if (grow(&hp->mold, &hp->mold_cap, (size_t)n * sizeof(cx_mold_info), e, "the batch")) return -1;
+  cx_mold_info *mi = hp->mold;
+  size_t max_resized = 0;
+  for (int i = 0; i < n; i++) {
+    const cx_image *im = &images[i];
+    if (!im->rgb) return cx_fail(e, "image %d has no pixel data", i);
+    if (im->width < 2 || im->height < 2)
+      return cx_fail(e, "image %d is %dx%d pixels: Mask R-CNN needs an RGB image of at least 2x2", i, im->width, im->height);
+    if (im->width > c->MAX_INPUT_DIM || im->height > c->MAX_INPUT_DIM)
+      return cx_fail(e, "image %d is %dx%d pixels, larger than MAX_INPUT_DIM = %d (raise it with --set MAX_INPUT_DIM=N)", i,
+                     im->width, im->height, c->MAX_INPUT_DIM);
+    if (cx_mold_geometry(c, im->height, im->width, &mi[i], e)) return cx_failctx(e, "image %d", i);
+    if (mi[i].H != mi[0].H || mi[i].W != mi[0].W)
+      return cx_fail(e, "images of one batch must mold to the same shape: image 0 molds to %dx%d, image %d to %dx%d (use IMAGE_RESIZE_MODE square, or batch 1)",
+                     mi[0].W, mi[0].H, i, mi[i].W, mi[i].H);
+    size_t rs = (size_t)mi[i].rh * mi[i].rw * 3;
+    if (rs > max_resized) max_resized = rs;
+  }
+  if (plan_make(m, n, mi[0].H, mi[0].W, e)) return -1;
+  gplan *p = &g->plan;
+  if (grow((void **)&hp->resized, &hp->resized_cap, max_resized, e, "the resized image")) return -1;
+  const size_t img_floats = (size_t)p->H * p->W * 3;
+  for (int i = 0; i < n; i++) cx_mold_image(m->be, c, &images[i], &mi[i], hp->resized, p->h_molded + (size_t)i * img_floats);
+  if (cx_cuda_upload(p->molded, p->h_molded, (size_t)n * img_floats * sizeof(float))) return cuda_fail(e, "upload of the molded batch");
+  double t1 = now_ms();
+  t.preprocess = t1 - t0;
+
+  backbone_fpn(m, be);
+  if (stage_sync("backbone/FPN", e)) return -1;
+  double t2 = now_ms();
+  t.backbone_fpn = t2 - t1;
+
+  rpn(m, be);
+  for (int b = 0; b < n && !cx_cuda_last_error(); b++) proposals(m, be, b);
+  if (stage_sync("RPN/proposals", e)) return -1;
+  double t3 = now_ms();
+  t.rpn_proposals = t3 - t2;
+
+  classifier(m, be);
+  detection(m, be, mi);
+  const int D = c->DETECTION_MAX_INSTANCES;
+  if (stage_sync("classifier/detection", e)) return -1;
+  if (cx_cuda_download(p->h_count, p->det_count, (size_t)n * sizeof(int)) ||
+      cx_cuda_download(p->h_det, p->det, (size_t)n * D * 6 * sizeof(float)))
+    return cuda_fail(e, "download of the detections");
+  int total = 0;
+  for (int b = 0; b < n; b++) {
+    if (p->h_count[b] < 0 || p->h_count[b] > D) return cx_fail(e, "GPU detection layer returned %d detections for image %d (max %d)", p->h_count[b], b, D);
+    total += p->h_count[b];
+  }
+  double t4 = now_ms();
+  t.classifier_detection = t4 - t3;
+
+  int nm = 0;
+  if (total > 0) {
+    mask_head(m, be, total); /* queued; the host computes the boxes meanwhile */
+    if (g->host_unmold) {
+      if (stage_sync("mask head", e)) return -1;
+      if (cx_cuda_download(p->h_masks, p->mask_sel, (size_t)total * 784 * sizeof(float)))
+        return cuda_fail(e, "download of the masks");
+    } else {
+      long long bytes = 0, max_area = 0;
+      if (unmold_boxes(m, images, mi, &nm, &bytes, &max_area, e)) return -1;
+      if (nm > 0) {
+        if (packed_reserve(g, (size_t)bytes, e)) return -1;
+        if (cx_cuda_upload(p->d_prm, p->h_prm, (size_t)nm * 4 * sizeof(int)) ||
+            cx_cuda_upload(p->d_off, p->h_off, (size_t)nm * sizeof(long long)))
+          return cuda_fail(e, "upload of the mask boxes");
+        cx_cuda_mask_unmold(p->mask_sel, p->d_prm, p->d_off, nm, max_area, g->d_packed);
+      }
+      if (stage_sync("mask head", e)) return -1;
+      if (nm > 0 && cx_cuda_download(g->h_packed, g->d_packed, (size_t)bytes)) return cuda_fail(e, "download of the masks");
+    }
+  }
+  double t5 = now_ms();
+  t.mask_head = t5 - t4;
+
+  int row = 0;
+  for (int b = 0; b < n; b++) {
+    int rc;
+    if (g->host_unmold)
+      rc = cx_unmold(m, p->H, p->W, p->h_det + (size_t)b * D * 6, p->h_count[b], p->h_masks + (size_t)row * 784, 1,
+                     &images[b], &mi[b], &out[b], e);
+    else
+      rc = unmold_finish(m, b, row, &images[b], &out[b], e);
+    if (rc) {
+      cx_detections_free(out, n);
+      return cx_failctx(e, "image %d", b);
+    }
+    row += p->h_count[b];
+  }
+  double t6 = now_ms();
+  t.unmold = t6 - t5;
+  t.total = t6 - t0;
+  m->timings = t;
+  return 0;
 }
 #endif

@@ -60,6 +60,23 @@ typedef struct cx_plan {
   size_t mold_cap;
 } cx_plan;
 
+/* Molding geometry of one image (spec §3). */
+typedef struct cx_mold_info {
+  int H, W;          /* molded size */
+  int window[4];     /* y1, x1, y2, x2 in molded pixels */
+  double scale;
+  int rh, rw;        /* resized size */
+} cx_mold_info;
+
+/* Shared by the CPU graph (model.c) and the GPU graph (model_gpu.c), host code:
+ * molding geometry and pixels (resized: scratch of rh*rw*3 bytes; out [H, W, 3] float), and
+ * unmolding of one image's detections (see model.c). */
+int cx_mold_geometry(const cx_config *c, int h, int w, cx_mold_info *mi, cx_err *e);
+void cx_mold_image(const cx_backend *be, const cx_config *c, const cx_image *im, const cx_mold_info *mi,
+                   uint8_t *resized, float *out);
+int cx_unmold(cx_model *m, int H, int W, const float *det, int N, const float *masks, int mask_channels,
+              const cx_image *im, const cx_mold_info *mi, cx_detections *out, cx_err *e);
+
 /* GPU state of a model (model_gpu.c, CUDA builds): device weights, buffers, graph. */
 typedef struct cx_gpu_model cx_gpu_model;
 int cx_gpu_attach(cx_model *m, const char *precision, cx_err *e);

@@ -56,6 +56,11 @@ const cx_timings *cx_model_timings(const cx_model *m);
 int cx_model_set_device(cx_model *m, const char *device, const char *precision, cx_err *e);
 const char *cx_model_device(const cx_model *m);
 
+/* FLOPs (2 x multiply-adds of the convolutions, dense layers and the mask deconvolution) of one
+ * cx_detect call on n images molded to H x W with mask_rows detections through the mask head
+ * in total; 0 for invalid shapes. Used by `ctxdiff bench` for achieved TFLOP/s. */
+double cx_model_flops(const cx_model *m, int H, int W, int n, int mask_rows);
+
 /* Runs n images as one batch (all must mold to the same shape). out[n] is filled. */
 int cx_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e);
 void cx_detections_free(cx_detections *d, int n);

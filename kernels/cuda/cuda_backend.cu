@@ -96,6 +96,20 @@ void cx_cuda_free(void *p) {
   if (p) (void)cudaFree(p);
 }
 
+void *cx_cuda_malloc_host(size_t bytes) {
+  void *p = NULL;
+  cudaError_t e = cudaMallocHost(&p, bytes ? bytes : 1);
+  if (e != cudaSuccess) {
+    cx_cuda_fail_at(__FILE__, __LINE__, "cudaMallocHost", e);
+    return NULL;
+  }
+  return p;
+}
+
+void cx_cuda_free_host(void *p) {
+  if (p) (void)cudaFreeHost(p);
+}
+
 int cx_cuda_upload(void *dst, const void *src, size_t bytes) {
   CX_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_stream));
   CX_CUDA_CHECK(cudaStreamSynchronize(g_stream));

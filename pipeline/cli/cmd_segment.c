@@ -28,7 +28,8 @@ static void segment_usage(FILE *f) {
           "COCO RLE masks) and DIR/<name>.overlay.png for each image.\n\n"
           "  --weights FILE     converted weights (.safetensors); default: $CTXDIFF_WEIGHTS, then\n"
           "                     ./coco.safetensors, else synthetic test weights (with a warning)\n"
-          "  --device cpu       where to run (cpu)\n"
+          "  --device cpu|cuda  where to run (default cpu; cuda needs a CUDA build and a GPU)\n"
+          "  --precision P      GEMM arithmetic on cuda: fp32 (default, strict), fp16 or bf16\n"
           "  --config FILE      JSON object of matterport settings, e.g. {\"DETECTION_MIN_CONFIDENCE\": 0.5}\n"
           "  --set NAME=VALUE   one setting, applied after --config (repeatable)\n"
           "  --out DIR          output directory (created if missing; default: .)\n"
@@ -275,7 +276,7 @@ static void run_batch(run_ctx *rc, job *jobs, const int *idx, int n) {
 /* ---------------------------------------------------------------------------------- */
 
 int cx_cmd_segment(int argc, char **argv) {
-  const char *weights = NULL, *config_file = NULL, *out_dir = ".", *device = "cpu";
+  const char *weights = NULL, *config_file = NULL, *out_dir = ".", *device = "cpu", *precision = NULL;
   int batch = 1, quiet = 0;
   const char **sets = calloc((size_t)argc + 1, sizeof *sets);
   const char **images = calloc((size_t)argc + 1, sizeof *images);
@@ -308,6 +309,9 @@ int cx_cmd_segment(int argc, char **argv) {
     } else if (!strcmp(a, "--device")) {
       NEED_ARG();
       device = argv[++i];
+    } else if (!strcmp(a, "--precision")) {
+      NEED_ARG();
+      precision = argv[++i];
     } else if (!strcmp(a, "--config")) {
       NEED_ARG();
       config_file = argv[++i];
@@ -344,8 +348,8 @@ int cx_cmd_segment(int argc, char **argv) {
     status = 2;
     goto out;
   }
-  if (strcmp(device, "cpu")) {
-    fprintf(stderr, "ctxdiff segment: device '%s' is not available (this runtime runs on: cpu)\n", device);
+  if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
+    fprintf(stderr, "ctxdiff segment: unknown device '%s' (cpu or cuda)\n", device);
     status = 2;
     goto out;
   }
@@ -396,6 +400,13 @@ int cx_cmd_segment(int argc, char **argv) {
   } else if (cx_model_open(weights, &cfg, &model, &e)) {
     fprintf(stderr, "ctxdiff segment: %s\n", e.msg);
     goto out;
+  }
+
+  if (strcmp(device, "cpu") || precision) {
+    if (cx_model_set_device(model, device, precision, &e)) {
+      fprintf(stderr, "ctxdiff segment: --device %s: %s\n", device, e.msg);
+      goto out;
+    }
   }
 
   /* Settings that differ from the defaults (backbone and classes come from the weights). */

@@ -170,7 +170,8 @@ elif dets:
         fail("overlay does not tint the first mask")
     boxes = np.zeros((H, Wd), bool)
     # Caption placement of overlay.c: 5x7 font, 6 px advance, scale 1 below 480 px,
-    # 2 below 1600 px; top-left inside the box, shifted to stay within the image.
+    # 2 below 1600 px; top-left inside the box, shifted to stay within the image, and
+    # moved up to 6 lines up or down when it would cover an earlier caption.
     scale = 1 if min(H, Wd) < 480 else (2 if max(H, Wd) < 1600 else 3)
     for d in dets:
         y1, x1, y2, x2 = d["roi"]
@@ -179,7 +180,8 @@ elif dets:
         tx = min(x1 + 2, Wd - tw - 2)
         ty = min(y1 + 2, H - th - 2)
         tx, ty = max(tx, 0), max(ty, 0)
-        boxes[max(ty - 1, 0):ty + th + 1, max(tx - 1, 0):tx + tw] = True
+        shift = 6 * (th + 3)
+        boxes[max(ty - 1 - shift, 0):ty + th + 1 + shift, max(tx - 1, 0):tx + tw] = True
     if (ov[~boxes] != rgb[~boxes]).any():
         fail("overlay changed pixels far from every detection")
 

@@ -1,0 +1,359 @@
+/* graph_glue.cu — the small device kernels that replace the host loops of the CPU graph
+ * (runtime/model.c) in the GPU graph (runtime/model_gpu.c). Each is the loop of model.c it
+ * names, element for element, on device memory; none synchronises the stream.
+ *
+ *   column         proposals(): scores[i] = rpn_probs[b][i][1] (a strided column copy)
+ *   gather_props   proposals(): top-k gather of scores, deltas * RPN_BBOX_STD_DEV, anchors
+ *   gather_rois    proposals(): rois[i] = boxes[sel[i]] for i < kept, zero rows after
+ *   roi_align      roi_align(): PyramidROIAlign for boxes of every image in one launch; each
+ *                  box reads P[level-2] of its own image (img_of[i], or i / rows_per_image)
+ *                  with exactly crop_resize.cu's arithmetic (bit-identical to the CPU)
+ *   det_select     detection(): argmax over classes (first maximum), its score, and its
+ *                  deltas * BBOX_STD_DEV, for all n*R rows
+ *   class_nms      detection(): per (image, class) block: the class's kept rows in
+ *                  ascending order, stable descending-score rank, greedy TF NMS (nms.c's
+ *                  IoU expressions, max DETECTION_MAX_INSTANCES), survivors marked alive
+ *   det_finalize   detection(): per image block: survivors in ascending row order, stable
+ *                  top-k by score, det [D, 6] rows (zero padded) and the count
+ *   mask_pack      mask_head(): boxes/classes of the valid detections of all images packed
+ *                  contiguously (image b's rows after those of images < b), with img_of
+ *   mask_select    unmold(): the 28x28 plane of each packed row's own class, sigmoid applied
+ *                  (the same 1 / (1 + expf(-x)) as elementwise.cu)
+ *
+ * Compiled with --fmad=false (kernels/CMakeLists.txt) like crop_resize.cu, nms.cu and boxes.cu
+ * so that the float expressions round exactly as on the CPU. Sort orders use the descending
+ * key of kernels/cpu/sortkeys.h (cx_desc_key_dev) with the position as second key, i.e. the
+ * total order of cx_topk_stable / cx_nms, so ranks (and hence selections) are identical.
+ * Validated as a whole by `ctxdiff validate` (whole model, GPU vs CPU at detection level). */
+#include <math.h>
+
+#include "cuda_common.cuh"
+
+namespace {
+
+__global__ void column_kernel(const float *__restrict__ x, int rows, int stride, int col, float *__restrict__ y) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < rows; i += gridDim.x * blockDim.x)
+    y[i] = x[(size_t)i * stride + col];
+}
+
+__global__ void gather_props_kernel(const int *__restrict__ topk, int k, const float *__restrict__ scores,
+                                    const float *__restrict__ bbox, const float *__restrict__ anchors, float sd0,
+                                    float sd1, float sd2, float sd3, float *__restrict__ pre_scores,
+                                    float *__restrict__ pre_deltas, float *__restrict__ pre_boxes) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < k; i += gridDim.x * blockDim.x) {
+    const size_t ix = (size_t)topk[i];
+    pre_scores[i] = scores[ix];
+    pre_deltas[i * 4 + 0] = bbox[ix * 4 + 0] * sd0;
+    pre_deltas[i * 4 + 1] = bbox[ix * 4 + 1] * sd1;
+    pre_deltas[i * 4 + 2] = bbox[ix * 4 + 2] * sd2;
+    pre_deltas[i * 4 + 3] = bbox[ix * 4 + 3] * sd3;
+    for (int j = 0; j < 4; j++) pre_boxes[i * 4 + j] = anchors[ix * 4 + j];
+  }
+}
+
+__global__ void gather_rois_kernel(const float *__restrict__ boxes, const int *__restrict__ sel, int kept, int r,
+                                   float *__restrict__ rois) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < r; i += gridDim.x * blockDim.x)
+    for (int j = 0; j < 4; j++) rois[i * 4 + j] = i < kept ? boxes[(size_t)sel[i] * 4 + j] : 0.0f;
+}
+
+struct pyramid {
+  const float *p[4];
+  long long image_stride[4]; /* floats per image of each level */
+  int fh[4], fw[4];
+};
+
+/* One thread per output element [nb, pool, pool, c], channel fastest. The sampling is
+ * crop_resize.cu's crop_and_resize_kernel for one box on its level's feature map. */
+__global__ void roi_align_kernel(pyramid pyr, int c, const float *__restrict__ boxes, const int *__restrict__ levels,
+                                 const int *__restrict__ img_of, int rows_per_image, int nb, int pool,
+                                 float *__restrict__ out) {
+  const long long total = (long long)nb * pool * pool * c;
+  for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
+       idx += (long long)gridDim.x * blockDim.x) {
+    const int d = (int)(idx % c);
+    long long t = idx / c;
+    const int j = (int)(t % pool);
+    t /= pool;
+    const int i = (int)(t % pool);
+    const int bi = (int)(t / pool);
+    int l = levels[bi] - 2;
+    l = l < 0 ? 0 : (l > 3 ? 3 : l); /* roi_levels returns 2..5 */
+    const int img = img_of ? img_of[bi] : bi / rows_per_image;
+    const int hf = pyr.fh[l], wf = pyr.fw[l];
+    const float *feat = pyr.p[l] + (long long)img * pyr.image_stride[l];
+    const float fh = (float)(hf - 1), fw = (float)(wf - 1);
+    const float *bx = boxes + (size_t)bi * 4;
+    const float y1 = bx[0], x1 = bx[1], y2 = bx[2], x2 = bx[3];
+    const float hs = ((y2 - y1) * fh) / (float)(pool - 1);
+    const float ws = ((x2 - x1) * fw) / (float)(pool - 1);
+    const float in_y = y1 * fh + (float)i * hs;
+    const float in_x = x1 * fw + (float)j * ws;
+    if (!(in_y >= 0.0f && in_y <= fh) || !(in_x >= 0.0f && in_x <= fw)) {
+      out[idx] = 0.0f;
+      continue;
+    }
+    const float fty = floorf(in_y);
+    const int ty = (int)fty, by = (int)ceilf(in_y);
+    const float ly = in_y - fty;
+    const float flx = floorf(in_x);
+    const int lxi = (int)flx, rx = (int)ceilf(in_x);
+    const float lx = in_x - flx;
+    const float tl = feat[((long long)ty * wf + lxi) * c + d];
+    const float tr = feat[((long long)ty * wf + rx) * c + d];
+    const float bl = feat[((long long)by * wf + lxi) * c + d];
+    const float br = feat[((long long)by * wf + rx) * c + d];
+    const float top = tl + (tr - tl) * lx;
+    const float bottom = bl + (br - bl) * lx;
+    out[idx] = top + (bottom - top) * ly;
+  }
+}
+
+__global__ void det_select_kernel(const float *__restrict__ probs, const float *__restrict__ deltas, int rows, int nc,
+                                  float sd0, float sd1, float sd2, float sd3, int *__restrict__ cls,
+                                  float *__restrict__ score, float *__restrict__ d) {
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < rows; i += gridDim.x * blockDim.x) {
+    const float *pr = probs + (size_t)i * nc;
+    int best = 0;
+    for (int k = 1; k < nc; k++)
+      if (pr[k] > pr[best]) best = k; /* first index among equal maxima, as tf.argmax */
+    cls[i] = best;
+    score[i] = pr[best];
+    const float *dl = deltas + ((size_t)i * nc + best) * 4;
+    d[i * 4 + 0] = dl[0] * sd0;
+    d[i * 4 + 1] = dl[1] * sd1;
+    d[i * 4 + 2] = dl[2] * sd2;
+    d[i * 4 + 3] = dl[3] * sd3;
+  }
+}
+
+/* a before b in the stable descending order (position as the tie-break) */
+__device__ inline bool rank_less(uint32_t ka, int pa, uint32_t kb, int pb) { return ka < kb || (ka == kb && pa < pb); }
+
+/* grid (nc - 1, n): blockIdx.x + 1 = class, blockIdx.y = image. ws: members and order
+ * [n][nc][r] ints each. Dynamic shared memory: r bytes of the removed flags. */
+__global__ void class_nms_kernel(const float *__restrict__ refined, const int *__restrict__ cls,
+                                 const float *__restrict__ score, int r, int nc, int max_out, int use_min,
+                                 float min_conf, float thr, int *__restrict__ members, int *__restrict__ order,
+                                 unsigned char *__restrict__ alive) {
+  extern __shared__ unsigned char removed[];
+  __shared__ int s_n;
+  const int c = blockIdx.x + 1, b = blockIdx.y;
+  const int *bcls = cls + (size_t)b * r;
+  const float *bscore = score + (size_t)b * r;
+  const float *bbox = refined + (size_t)b * r * 4;
+  int *mem = members + ((size_t)b * nc + c) * r;
+  int *ord = order + ((size_t)b * nc + c) * r;
+  unsigned char *balive = alive + (size_t)b * r;
+  if (threadIdx.x == 0) {
+    /* keep (class > 0, confidence) and this class, ascending row order: model.c's keep list
+     * filtered by class */
+    int cnt = 0;
+    for (int i = 0; i < r; i++)
+      if (bcls[i] == c && (!use_min || bscore[i] >= min_conf)) mem[cnt++] = i;
+    s_n = cnt;
+  }
+  __syncthreads();
+  const int cnt = s_n;
+  if (cnt == 0) return;
+  for (int t = threadIdx.x; t < cnt; t += blockDim.x) {
+    const uint32_t kt = cx_desc_key_dev(bscore[mem[t]]);
+    int rank = 0;
+    for (int u = 0; u < cnt; u++)
+      if (rank_less(cx_desc_key_dev(bscore[mem[u]]), u, kt, t)) rank++;
+    ord[rank] = mem[t];
+    removed[t] = 0;
+  }
+  __syncthreads();
+  int kept = 0;
+  for (int q = 0; q < cnt; q++) {
+    if (removed[q]) continue; /* every thread reads the same flag: the loop stays uniform */
+    const int iq = ord[q];
+    if (threadIdx.x == 0) balive[iq] = 1;
+    kept++;
+    if (kept == max_out) break;
+    const float *bq = bbox + (size_t)iq * 4;
+    const float y0i = bq[0] < bq[2] ? bq[0] : bq[2], y1i = bq[0] < bq[2] ? bq[2] : bq[0];
+    const float x0i = bq[1] < bq[3] ? bq[1] : bq[3], x1i = bq[1] < bq[3] ? bq[3] : bq[1];
+    const float ai = (y1i - y0i) * (x1i - x0i);
+    if (!(ai > 0.0f)) continue; /* a zero-area box suppresses nothing (uniform) */
+    for (int j = q + 1 + threadIdx.x; j < cnt; j += blockDim.x) {
+      if (removed[j]) continue;
+      const float *bj = bbox + (size_t)ord[j] * 4;
+      const float ymin = bj[0] < bj[2] ? bj[0] : bj[2], ymax = bj[0] < bj[2] ? bj[2] : bj[0];
+      const float xmin = bj[1] < bj[3] ? bj[1] : bj[3], xmax = bj[1] < bj[3] ? bj[3] : bj[1];
+      const float aj = (ymax - ymin) * (xmax - xmin);
+      if (!(aj > 0.0f)) continue; /* zero-area boxes are never suppressed */
+      const float ih0 = (y1i < ymax ? y1i : ymax) - (y0i > ymin ? y0i : ymin);
+      const float iw0 = (x1i < xmax ? x1i : xmax) - (x0i > xmin ? x0i : xmin);
+      const float ih = ih0 > 0.0f ? ih0 : 0.0f;
+      const float iw = iw0 > 0.0f ? iw0 : 0.0f;
+      const float inter = ih * iw;
+      const float iou = inter / (ai + aj - inter);
+      if (iou > thr) removed[j] = 1;
+    }
+    __syncthreads(); /* the flags of this round are visible before the next candidate */
+  }
+}
+
+/* one block per image; list: [n][r] ints of scratch */
+__global__ void det_finalize_kernel(const float *__restrict__ refined, const int *__restrict__ cls,
+                                    const float *__restrict__ score, const unsigned char *__restrict__ alive, int r,
+                                    int max_out, int *__restrict__ list, float *__restrict__ det,
+                                    int *__restrict__ det_count) {
+  __shared__ int s_n;
+  const int b = blockIdx.x;
+  const unsigned char *balive = alive + (size_t)b * r;
+  const float *bscore = score + (size_t)b * r;
+  int *lst = list + (size_t)b * r;
+  float *bdet = det + (size_t)b * max_out * 6;
+  for (int t = threadIdx.x; t < max_out * 6; t += blockDim.x) bdet[t] = 0.0f;
+  if (threadIdx.x == 0) {
+    int cnt = 0;
+    for (int i = 0; i < r; i++)
+      if (balive[i]) lst[cnt++] = i;
+    s_n = cnt;
+  }
+  __syncthreads();
+  const int cnt = s_n;
+  const int num = cnt < max_out ? cnt : max_out;
+  for (int t = threadIdx.x; t < cnt; t += blockDim.x) {
+    const int i = lst[t];
+    const uint32_t kt = cx_desc_key_dev(bscore[i]);
+    int rank = 0;
+    for (int u = 0; u < cnt; u++)
+      if (rank_less(cx_desc_key_dev(bscore[lst[u]]), u, kt, t)) rank++;
+    if (rank < num) {
+      const float *bx = refined + ((size_t)b * r + i) * 4;
+      float *o = bdet + (size_t)rank * 6;
+      o[0] = bx[0];
+      o[1] = bx[1];
+      o[2] = bx[2];
+      o[3] = bx[3];
+      o[4] = (float)cls[(size_t)b * r + i];
+      o[5] = bscore[i];
+    }
+  }
+  if (threadIdx.x == 0) det_count[b] = num;
+}
+
+__global__ void mask_pack_kernel(const float *__restrict__ det, const int *__restrict__ det_count, int n, int d,
+                                 float *__restrict__ boxes, int *__restrict__ img_of, int *__restrict__ cls_of) {
+  for (int s = blockIdx.x * blockDim.x + threadIdx.x; s < n * d; s += gridDim.x * blockDim.x) {
+    const int b = s / d, t = s % d;
+    if (t >= det_count[b]) continue;
+    int row = t;
+    for (int q = 0; q < b; q++) row += det_count[q];
+    const float *dr = det + (size_t)s * 6;
+    for (int j = 0; j < 4; j++) boxes[(size_t)row * 4 + j] = dr[j];
+    img_of[row] = b;
+    cls_of[row] = (int)dr[4];
+  }
+}
+
+__global__ void mask_select_kernel(const float *__restrict__ masks, const int *__restrict__ cls_of, int rows, int nc,
+                                   float *__restrict__ out) {
+  const long long total = (long long)rows * 784;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    const long long row = i / 784;
+    int c = cls_of[row];
+    c = c < 0 ? 0 : (c >= nc ? nc - 1 : c);
+    const float v = masks[i * nc + c];
+    out[i] = 1.0f / (1.0f + expf(-v));
+  }
+}
+
+} /* namespace */
+
+int cx_cuda_column(const float *x, int rows, int stride, int col, float *y) {
+  if (rows <= 0) return 0;
+  column_kernel<<<cx_blocks((size_t)rows, 256), 256, 0, cx_cuda_stream()>>>(x, rows, stride, col, y);
+  CX_CUDA_LAUNCH_CHECK();
+  return 0;
+}
+
+int cx_cuda_gather_proposals(const int *topk, int k, const float *scores, const float *bbox, const float *anchors,
+                             const float sd[4], float *pre_scores, float *pre_deltas, float *pre_boxes) {
+  if (k <= 0) return 0;
+  gather_props_kernel<<<cx_blocks((size_t)k, 256), 256, 0, cx_cuda_stream()>>>(
+      topk, k, scores, bbox, anchors, sd[0], sd[1], sd[2], sd[3], pre_scores, pre_deltas, pre_boxes);
+  CX_CUDA_LAUNCH_CHECK();
+  return 0;
+}
+
+int cx_cuda_gather_rois(const float *boxes, const int *sel, int kept, int r, float *rois) {
+  if (r <= 0) return 0;
+  gather_rois_kernel<<<cx_blocks((size_t)r, 256), 256, 0, cx_cuda_stream()>>>(boxes, sel, kept, r, rois);
+  CX_CUDA_LAUNCH_CHECK();
+  return 0;
+}
+
+int cx_cuda_pyramid_roi_align(const float *const p[4], const int fh[4], const int fw[4], int c, const float *boxes,
+                              const int *levels, const int *img_of, int rows_per_image, int nb, int pool,
+                              float *out) {
+  if (nb <= 0) return 0;
+  if (pool < 2) return CX_CUDA_FAIL("pyramid_roi_align: pool size %d must be at least 2", pool);
+  if (!img_of && rows_per_image <= 0) return CX_CUDA_FAIL("pyramid_roi_align: rows_per_image must be positive");
+  pyramid pyr;
+  for (int l = 0; l < 4; l++) {
+    pyr.p[l] = p[l];
+    pyr.fh[l] = fh[l];
+    pyr.fw[l] = fw[l];
+    pyr.image_stride[l] = (long long)fh[l] * fw[l] * c;
+  }
+  const size_t total = (size_t)nb * pool * pool * c;
+  roi_align_kernel<<<cx_blocks(total, 256), 256, 0, cx_cuda_stream()>>>(pyr, c, boxes, levels, img_of,
+                                                                         rows_per_image, nb, pool, out);
+  CX_CUDA_LAUNCH_CHECK();
+  return 0;
+}
+
+int cx_cuda_det_select(const float *probs, const float *deltas, int rows, int nc, const float sd[4], int *cls,
+                       float *score, float *d) {
+  if (rows <= 0) return 0;
+  det_select_kernel<<<cx_blocks((size_t)rows, 128), 128, 0, cx_cuda_stream()>>>(probs, deltas, rows, nc, sd[0], sd[1],
+                                                                                 sd[2], sd[3], cls, score, d);
+  CX_CUDA_LAUNCH_CHECK();
+  return 0;
+}
+
+size_t cx_cuda_class_nms_ws(int n, int r, int nc) { return (size_t)2 * n * nc * r * sizeof(int); }
+
+int cx_cuda_class_nms(const float *refined, const int *cls, const float *score, int n, int r, int nc, int max_out,
+                      int use_min, float min_conf, float thr, int *ws, unsigned char *alive) {
+  if (n <= 0 || r <= 0) return 0;
+  if (r > 48 * 1024)
+    return CX_CUDA_FAIL("class_nms: %d ROIs per image exceed the kernel's shared-memory limit of %d", r, 48 * 1024);
+  CX_CUDA_CHECK(cudaMemsetAsync(alive, 0, (size_t)n * r, cx_cuda_stream()));
+  if (nc < 2 || max_out <= 0) return 0;
+  int *members = ws, *order = ws + (size_t)n * nc * r;
+  class_nms_kernel<<<dim3((unsigned)(nc - 1), (unsigned)n), 128, (size_t)r, cx_cuda_stream()>>>(
+      refined, cls, score, r, nc, max_out, use_min, min_conf, thr, members, order, alive);
+  CX_CUDA_LAUNCH_CHECK();
+  return 0;
+}
+
+int cx_cuda_det_finalize(const float *refined, const int *cls, const float *score, const unsigned char *alive, int n,
+                         int r, int max_out, int *list_ws, float *det, int *det_count) {
+  if (n <= 0) return 0;
+  det_finalize_kernel<<<(unsigned)n, 256, 0, cx_cuda_stream()>>>(refined, cls, score, alive, r, max_out, list_ws, det,
+                                                                  det_count);
+  CX_CUDA_LAUNCH_CHECK();
+  return 0;
+}
+
+int cx_cuda_mask_pack(const float *det, const int *det_count, int n, int d, float *boxes, int *img_of, int *cls_of) {
+  if (n <= 0 || d <= 0) return 0;
+  mask_pack_kernel<<<cx_blocks((size_t)n * d, 128), 128, 0, cx_cuda_stream()>>>(det, det_count, n, d, boxes, img_of,
+                                                                                cls_of);
+  CX_CUDA_LAUNCH_CHECK();
+  return 0;
+}
+
+int cx_cuda_mask_select(const float *masks, const int *cls_of, int rows, int nc, float *out) {
+  if (rows <= 0) return 0;
+  mask_select_kernel<<<cx_blocks((size_t)rows * 784, 256), 256, 0, cx_cuda_stream()>>>(masks, cls_of, rows, nc, out);
+  CX_CUDA_LAUNCH_CHECK();
+  return 0;
+}

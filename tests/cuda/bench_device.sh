@@ -1,0 +1,26 @@
+#!/bin/sh
+# `ctxdiff bench --device cuda` on any machine: with a CUDA device it must run (a tiny GPU
+# bench, status 0, a JSON line with "device":"cuda"); without one it must exit 77 with a
+# message naming the missing device, printing no result. Usage errors stay status 2.
+# Usage: bench_device.sh CTXDIFF
+CTX=$1
+err=$(mktemp) out=$(mktemp)
+trap 'rm -f "$err" "$out"' EXIT
+"$CTX" bench --device cuda --precision fp16 --size 256 --iters 1 --warmup 0 >"$out" 2>"$err"
+rc=$?
+case $rc in
+  0) grep -q '"device":"cuda"' "$out" || { echo "FAIL: status 0 but no cuda JSON line"; cat "$out" "$err"; exit 1; }
+     grep -q '"tflops":' "$out" || { echo "FAIL: no tflops in the JSON line"; exit 1; }
+     echo "ok: GPU bench ran: $(cat "$out")" ;;
+  77) grep -q 'no CUDA device\|no CUDA backend' "$err" || { echo "FAIL: status 77 without a clear message:"; cat "$err"; exit 1; }
+      [ -s "$out" ] && { echo "FAIL: status 77 but a result was printed"; exit 1; }
+      echo "ok: no device -> 77: $(cat "$err")" ;;
+  *) echo "FAIL: status $rc"; cat "$out" "$err"; exit 1 ;;
+esac
+"$CTX" bench --precision fp16 >/dev/null 2>"$err"
+rc=$?
+[ $rc = 2 ] && grep -q 'needs --device cuda' "$err" || { echo "FAIL: --precision fp16 on cpu: status $rc"; cat "$err"; exit 1; }
+"$CTX" bench --device tpu >/dev/null 2>"$err"
+rc=$?
+[ $rc = 2 ] && grep -q "unknown device 'tpu'" "$err" || { echo "FAIL: --device tpu: status $rc"; cat "$err"; exit 1; }
+echo "ok: usage errors -> 2"
