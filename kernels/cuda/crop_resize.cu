@@ -13,6 +13,7 @@
  * cx_roi_levels (exact on random boxes). */
 #include <math.h>
 
+#include "crop_sample.cuh"
 #include "cuda_common.cuh"
 
 namespace {
@@ -21,7 +22,6 @@ __global__ void crop_and_resize_kernel(const float *__restrict__ feat, int hf, i
                                        const float *__restrict__ boxes, int nb, int ph, int pw,
                                        float *__restrict__ out) {
   const long long total = (long long)nb * ph * pw * c;
-  const float fh = (float)(hf - 1), fw = (float)(wf - 1);
   for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
        idx += (long long)gridDim.x * blockDim.x) {
     const int d = (int)(idx % c);
@@ -30,29 +30,7 @@ __global__ void crop_and_resize_kernel(const float *__restrict__ feat, int hf, i
     t /= pw;
     const int i = (int)(t % ph);
     const long long bi = t / ph;
-    const float *bx = boxes + bi * 4;
-    const float y1 = bx[0], x1 = bx[1], y2 = bx[2], x2 = bx[3];
-    const float hs = ((y2 - y1) * fh) / (float)(ph - 1);
-    const float ws = ((x2 - x1) * fw) / (float)(pw - 1);
-    const float in_y = y1 * fh + (float)i * hs;
-    const float in_x = x1 * fw + (float)j * ws;
-    if (!(in_y >= 0.0f && in_y <= fh) || !(in_x >= 0.0f && in_x <= fw)) {
-      out[idx] = 0.0f;
-      continue;
-    }
-    const float fty = floorf(in_y);
-    const int ty = (int)fty, by = (int)ceilf(in_y);
-    const float ly = in_y - fty;
-    const float flx = floorf(in_x);
-    const int lxi = (int)flx, rx = (int)ceilf(in_x);
-    const float lx = in_x - flx;
-    const float tl = feat[((long long)ty * wf + lxi) * c + d];
-    const float tr = feat[((long long)ty * wf + rx) * c + d];
-    const float bl = feat[((long long)by * wf + lxi) * c + d];
-    const float br = feat[((long long)by * wf + rx) * c + d];
-    const float top = tl + (tr - tl) * lx;
-    const float bottom = bl + (br - bl) * lx;
-    out[idx] = top + (bottom - top) * ly;
+    out[idx] = cx_crop_sample(feat, hf, wf, c, boxes + bi * 4, ph, pw, i, j, d);
   }
 }
 

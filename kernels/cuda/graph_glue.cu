@@ -27,6 +27,7 @@
  * Validated as a whole by `ctxdiff validate` (whole model, GPU vs CPU at detection level). */
 #include <math.h>
 
+#include "crop_sample.cuh"
 #include "cuda_common.cuh"
 
 namespace {
@@ -64,7 +65,7 @@ struct pyramid {
 };
 
 /* One thread per output element [nb, pool, pool, c], channel fastest. The sampling is
- * crop_resize.cu's crop_and_resize_kernel for one box on its level's feature map. */
+ * cx_crop_sample (crop_sample.cuh, shared with crop_resize.cu) on the box's own level. */
 __global__ void roi_align_kernel(pyramid pyr, int c, const float *__restrict__ boxes, const int *__restrict__ levels,
                                  const int *__restrict__ img_of, int rows_per_image, int nb, int pool,
                                  float *__restrict__ out) {
@@ -82,30 +83,7 @@ __global__ void roi_align_kernel(pyramid pyr, int c, const float *__restrict__ b
     const int img = img_of ? img_of[bi] : bi / rows_per_image;
     const int hf = pyr.fh[l], wf = pyr.fw[l];
     const float *feat = pyr.p[l] + (long long)img * pyr.image_stride[l];
-    const float fh = (float)(hf - 1), fw = (float)(wf - 1);
-    const float *bx = boxes + (size_t)bi * 4;
-    const float y1 = bx[0], x1 = bx[1], y2 = bx[2], x2 = bx[3];
-    const float hs = ((y2 - y1) * fh) / (float)(pool - 1);
-    const float ws = ((x2 - x1) * fw) / (float)(pool - 1);
-    const float in_y = y1 * fh + (float)i * hs;
-    const float in_x = x1 * fw + (float)j * ws;
-    if (!(in_y >= 0.0f && in_y <= fh) || !(in_x >= 0.0f && in_x <= fw)) {
-      out[idx] = 0.0f;
-      continue;
-    }
-    const float fty = floorf(in_y);
-    const int ty = (int)fty, by = (int)ceilf(in_y);
-    const float ly = in_y - fty;
-    const float flx = floorf(in_x);
-    const int lxi = (int)flx, rx = (int)ceilf(in_x);
-    const float lx = in_x - flx;
-    const float tl = feat[((long long)ty * wf + lxi) * c + d];
-    const float tr = feat[((long long)ty * wf + rx) * c + d];
-    const float bl = feat[((long long)by * wf + lxi) * c + d];
-    const float br = feat[((long long)by * wf + rx) * c + d];
-    const float top = tl + (tr - tl) * lx;
-    const float bottom = bl + (br - bl) * lx;
-    out[idx] = top + (bottom - top) * ly;
+    out[idx] = cx_crop_sample(feat, hf, wf, c, boxes + (size_t)bi * 4, pool, pool, i, j, d);
   }
 }
 
