@@ -86,4 +86,30 @@ static __device__ inline uint32_t cx_desc_key_dev(float v) {
   return ~u;
 }
 
+/* Minimum and maximum (as doubles) of in[0..count) over one thread block, for the
+ * scikit-image clip range; every thread returns them. slo/shi: __shared__ scratch of
+ * blockDim.x doubles each; blockDim.x must be a power of two. */
+template <typename T>
+static __device__ inline void cx_block_minmax(const T *__restrict__ in, size_t count, double *slo, double *shi,
+                                              double *lo_out, double *hi_out) {
+  double lo = (double)in[0], hi = lo;
+  for (size_t q = threadIdx.x; q < count; q += blockDim.x) {
+    const double v = (double)in[q];
+    lo = v < lo ? v : lo;
+    hi = v > hi ? v : hi;
+  }
+  slo[threadIdx.x] = lo;
+  shi[threadIdx.x] = hi;
+  __syncthreads();
+  for (unsigned s = blockDim.x / 2; s > 0; s /= 2) {
+    if (threadIdx.x < s) {
+      slo[threadIdx.x] = slo[threadIdx.x + s] < slo[threadIdx.x] ? slo[threadIdx.x + s] : slo[threadIdx.x];
+      shi[threadIdx.x] = shi[threadIdx.x + s] > shi[threadIdx.x] ? shi[threadIdx.x + s] : shi[threadIdx.x];
+    }
+    __syncthreads();
+  }
+  *lo_out = slo[0];
+  *hi_out = shi[0];
+}
+
 #endif

@@ -20,25 +20,11 @@ namespace {
 template <typename TIn>
 __global__ void minmax_kernel(const TIn *__restrict__ in, size_t total, double *__restrict__ range) {
   __shared__ double slo[1024], shi[1024];
-  double lo = (double)in[0], hi = lo;
-  for (size_t q = threadIdx.x; q < total; q += blockDim.x) {
-    const double v = (double)in[q];
-    lo = v < lo ? v : lo;
-    hi = v > hi ? v : hi;
-  }
-  slo[threadIdx.x] = lo;
-  shi[threadIdx.x] = hi;
-  __syncthreads();
-  for (unsigned s = blockDim.x / 2; s > 0; s /= 2) {
-    if (threadIdx.x < s) {
-      slo[threadIdx.x] = slo[threadIdx.x + s] < slo[threadIdx.x] ? slo[threadIdx.x + s] : slo[threadIdx.x];
-      shi[threadIdx.x] = shi[threadIdx.x + s] > shi[threadIdx.x] ? shi[threadIdx.x + s] : shi[threadIdx.x];
-    }
-    __syncthreads();
-  }
+  double lo, hi;
+  cx_block_minmax(in, total, slo, shi, &lo, &hi);
   if (threadIdx.x == 0) {
-    range[0] = slo[0];
-    range[1] = shi[0];
+    range[0] = lo;
+    range[1] = hi;
   }
 }
 

@@ -28,24 +28,8 @@ __global__ void __launch_bounds__(UM_THREADS)
   const int row = prm[k * 4 + 0], oh = prm[k * 4 + 1], ow = prm[k * 4 + 2];
   const int ih = 28, iw = 28;
   const float *in = masks + (size_t)row * (ih * iw);
-  double lo = (double)in[0], hi = lo;
-  for (int q = threadIdx.x; q < ih * iw; q += blockDim.x) {
-    const double v = (double)in[q];
-    lo = v < lo ? v : lo;
-    hi = v > hi ? v : hi;
-  }
-  slo[threadIdx.x] = lo;
-  shi[threadIdx.x] = hi;
-  __syncthreads();
-  for (unsigned s = blockDim.x / 2; s > 0; s /= 2) {
-    if (threadIdx.x < s) {
-      slo[threadIdx.x] = slo[threadIdx.x + s] < slo[threadIdx.x] ? slo[threadIdx.x + s] : slo[threadIdx.x];
-      shi[threadIdx.x] = shi[threadIdx.x + s] > shi[threadIdx.x] ? shi[threadIdx.x + s] : shi[threadIdx.x];
-    }
-    __syncthreads();
-  }
-  lo = slo[0];
-  hi = shi[0];
+  double lo, hi;
+  cx_block_minmax(in, (size_t)ih * iw, slo, shi, &lo, &hi);
   const bool keep_zero = !(lo <= 0.0 && 0.0 <= hi);
   unsigned char *dst = out + off[k];
   const long long total = (long long)oh * ow;
