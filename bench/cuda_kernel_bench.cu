@@ -2,6 +2,12 @@
  * a cuBLAS baseline for the convolutions (the same GEMM M x N x K without the im2col gather,
  * i.e. an optimistic bound for an implicit GEMM): cublasSgemm in default math mode (strict
  * fp32, no TF32) and cublasGemmEx fp16 x fp16 -> fp32 with fp32 compute.
+ * Each conv case is timed with both kernel versions of conv.cu (cx_cuda_set_conv_version: v1,
+ * then v2 forced even where the automatic choice would keep v1) in each precision, so one run
+ * shows the A/B next to cuBLAS (which one runs by default: pick_v2 in conv.cu).
+ * 3x3 / stride 1 / pad 1 cases also time the fp32 Winograd F(4x4,3x3) path (winograd.cu, the
+ * default for them in fp32; conv version auto for its GEMMs), reported as the direct
+ * convolution's FLOP over its time ("effective" TFLOP/s) and as its speed-up over f32 v2.
  * Timing only; correctness is `ctxdiff validate --device cuda`. Median of ITERS runs after
  * two warm-ups, CUDA events on the legacy default stream.
  *
@@ -41,7 +47,7 @@ static void lib_check(const char *what) {
   }
 }
 
-static float *dev_random(size_t n, float scale) {
+static float *host_random(size_t n, float scale) {
   float *h = (float *)malloc(n * sizeof(float));
   if (!h) exit(1);
   unsigned s = 12345u;
@@ -49,6 +55,11 @@ static float *dev_random(size_t n, float scale) {
     s = s * 1664525u + 1013904223u;
     h[i] = scale * ((float)(s >> 8) / 16777216.0f * 2.0f - 1.0f);
   }
+  return h;
+}
+
+static float *dev_random(size_t n, float scale) {
+  float *h = host_random(n, scale);
   float *d = (float *)cx_cuda_malloc(n * sizeof(float));
   if (!d || cx_cuda_upload(d, h, n * sizeof(float))) lib_check("upload");
   free(h);
@@ -119,9 +130,14 @@ int main(int argc, char **argv) {
       {"fpn P2 3x3 256->256 @256", 1, 256, 256, 256, 256, 3, 1, 1},
       {"mask 3x3 256->256 100x14x14", 100, 14, 14, 256, 256, 3, 1, 1},
       {"cls 7x7 256->1024 1000 rois", 1000, 7, 7, 256, 1024, 7, 1, 0},
+      {"res5 3x3 512->512 @32", 1, 32, 32, 512, 512, 3, 1, 1},
+      {"fc 1024->1024 1000 rows", 1000, 1, 1, 1024, 1024, 1, 1, 0},
+      {"mask logits 1x1 256->81 100x28x28", 100, 28, 28, 256, 81, 1, 1, 0},
+      {"rpn class 1x1 512->6 @256", 1, 256, 256, 512, 6, 1, 1, 0},
   };
-  printf("\n%-30s %8s | %9s %9s %9s | %9s %9s   (TFLOP/s)\n", "conv (implicit GEMM)", "GFLOP", "ours f32",
-         "ours f16", "ours bf16", "cublas32", "cublasf16");
+  printf("\n%-34s %7s | %8s %8s | %8s %8s | %8s %8s | %8s %8s | %8s %6s   (TFLOP/s)\n",
+         "conv (implicit GEMM)", "GFLOP", "f32 v1", "f32 v2", "f16 v1", "f16 v2", "bf16 v1", "bf16 v2", "cublas32",
+         "cublas16", "f32 wino", "vs v2");
   for (const conv_case &c : cases) {
     cx_conv2d_desc d = {c.k, c.k, c.cin, c.cout, c.s, c.pad, c.pad, c.pad, c.pad, NULL, NULL, NULL};
     const int ho = cx_conv2d_out(c.h, c.k, c.s, c.pad, c.pad), wo = cx_conv2d_out(c.w, c.k, c.s, c.pad, c.pad);
@@ -133,12 +149,31 @@ int main(int argc, char **argv) {
     float *y = (float *)cx_cuda_malloc((size_t)M * N * sizeof(float));
     d.kernel = wt;
     d.bias = bias;
-    float ms[3];
+    float ms[3][2]; /* [precision][version - 1] */
     for (int p = 0; p < 3; p++) {
       cx_cuda_set_precision((cx_precision)p);
-      ms[p] = time_ms([&] { be->conv2d(&d, x, c.n, c.h, c.w, y, NULL, 1, NULL); });
+      for (int v = 1; v <= 2; v++) {
+        cx_cuda_set_conv_version(v);
+        ms[p][v - 1] = time_ms([&] { be->conv2d(&d, x, c.n, c.h, c.w, y, NULL, 1, NULL); });
+      }
     }
+    cx_cuda_set_conv_version(0);
     cx_cuda_set_precision(CX_PREC_FP32);
+    float ms_wino = -1.0f;
+    if (c.k == 3 && c.s == 1 && c.pad == 1) {
+      float *hk = host_random((size_t)K * N, 0.05f);
+      float *u = cx_cuda_winograd_upload(4, hk, c.cin, c.cout);
+      free(hk);
+      if (!u) lib_check("winograd upload");
+      cx_conv2d_desc dw = d;
+      dw.winograd = u;
+      dw.winograd_tile = 4;
+      const int was_on = cx_cuda_winograd_on(); /* timed even under CTXDIFF_CUDA_WINOGRAD=0 */
+      cx_cuda_set_winograd(1);
+      ms_wino = time_ms([&] { be->conv2d(&dw, x, c.n, c.h, c.w, y, NULL, 1, NULL); });
+      cx_cuda_set_winograd(was_on);
+      cx_cuda_free(u);
+    }
     /* cuBLAS on the GEMM shape: row-major Y[M][N] = A[M][K] B[K][N] as column-major Y^T = B^T A^T */
     float *a = (float *)cx_cuda_malloc((size_t)M * K * sizeof(float));
     const float one = 1.0f, zero = 0.0f;
@@ -163,10 +198,16 @@ int main(int argc, char **argv) {
     } else {
       cx_cuda_clear_error(); /* im2col-sized baseline buffer too large: skip the baseline */
     }
-    printf("%-30s %8.2f | %9.2f %9.2f %9.2f | %9.2f %9.2f\n", c.name, gflop, gflop / ms[0], gflop / ms[1],
-           gflop / ms[2], ms_blas32 > 0 ? gflop / ms_blas32 : 0.0, ms_blas16 > 0 ? gflop / ms_blas16 : 0.0);
-    printf("%-30s %8s | %7.3fms %7.3fms %7.3fms | %7.3fms %7.3fms\n", "", "", ms[0], ms[1], ms[2], ms_blas32,
-           ms_blas16);
+    printf("%-34s %7.2f |", c.name, gflop);
+    for (int p = 0; p < 3; p++) printf(" %8.2f %8.2f |", gflop / ms[p][0], gflop / ms[p][1]);
+    printf(" %8.2f %8.2f |", ms_blas32 > 0 ? gflop / ms_blas32 : 0.0, ms_blas16 > 0 ? gflop / ms_blas16 : 0.0);
+    if (ms_wino > 0) printf(" %8.2f %5.2fx\n", gflop / ms_wino, ms[0][1] / ms_wino);
+    else printf(" %8s %6s\n", "-", "-");
+    printf("%-34s %7s |", "", "");
+    for (int p = 0; p < 3; p++) printf(" %6.3fms %6.3fms |", ms[p][0], ms[p][1]);
+    printf(" %6.3fms %6.3fms |", ms_blas32, ms_blas16);
+    if (ms_wino > 0) printf(" %6.3fms\n", ms_wino);
+    else printf("\n");
     cx_cuda_free(x);
     cx_cuda_free(wt);
     cx_cuda_free(bias);

@@ -12,15 +12,30 @@
  *           CTXDIFF_GPU_HOST_UNMOLD=1 (read at attach; a diagnosis aid) downloads the 28x28
  *           planes instead and unmolds with model.c's cx_unmold, exactly the CPU code.
  *
- * Host round trips inside the graph: the proposal NMS returns its count (one small sync per
- * image), and the detection counts are read back before the mask head so that its convs run
- * on the valid rows only. Everything else is queued on one stream. Stage timings are
- * host clock between stream synchronisations (the syncs cost a few microseconds each).
- * TODO: CUDA graph capture of the backbone/FPN/RPN part (fixed shapes per plan).
+ * Host round trips: the detection counts (and boxes) are read back before the mask head so
+ * that its convs run on the valid rows only (the one wait before it), and the packed masks
+ * after it. Everything else is queued on the model's own non-blocking stream: the proposal
+ * NMS count stays on the device (cx_cuda_nms_dev -> cx_cuda_gather_rois_dev) and stage
+ * timings come from CUDA events recorded at the stage boundaries, read after that wait.
+ *
+ * CUDA graphs: the three stages between the upload and the count download (backbone/FPN,
+ * RPN/proposals, classifier/detection; ~170 launches per image) are captured once per plan
+ * (batch, molded shape, precision, conv version) into one graph each and replayed with one
+ * launch each afterwards; three graphs rather than one so that events between them still
+ * time the stages. The first call of a plan runs eagerly: it sizes the backend's scratch
+ * arena (growing it syncs and reallocates, impossible inside a capture) and the conv
+ * kernels' one-time set-up; the second captures and launches; later calls replay. Every
+ * buffer the graphs touch is a plan buffer (fixed addresses) or the scratch arena (its
+ * generation is checked before a replay); per-call inputs (molded batch, clip windows)
+ * are uploaded into plan buffers before the graphs run. CTXDIFF_GPU_GRAPH=0 (read at
+ * attach; a diagnosis aid) runs every call eagerly. The mask head stays eager: its row
+ * count is the host-side detection count.
  *
  * Weights are uploaded once at attach in fp32 (folded kernels, Keras layout, exactly the
  * CPU's arrays): the fp16/bf16 conv kernels round operands to 16 bits while staging them in
- * shared memory, so no converted copy is needed. Buffers are planned per (batch, molded
+ * shared memory, so no converted copy is needed. An fp32 model also gets the Winograd form of
+ * every kernel the CPU packed (3x3/1 SAME; cx_cuda_winograd_upload, (T+2)^2/9 times those
+ * kernels' bytes: ~0.44 GB more for ResNet-101 at F(4x4,3x3)). Buffers are planned per (batch, molded
  * shape) on first use and kept (re-planned only when the shape changes); the per-image path
  * allocates nothing but its results. The dump directory (cx_model_set_dump_dir) is a CPU-path
  * testing aid and is ignored here. */
@@ -37,7 +52,7 @@
 #define FEAT 256 /* TOP_DOWN_PYRAMID_SIZE: fixed by the weights */
 
 typedef struct glayer {
-  cx_conv2d_desc d; /* kernel and bias are device pointers; no Winograd form */
+  cx_conv2d_desc d; /* kernel, bias and winograd (fp32 only, else NULL) are device pointers */
   int same;
 } glayer;
 
@@ -60,6 +75,7 @@ typedef struct gplan {
   float *rpn_shared, *rpn_logits, *rpn_probs, *rpn_bbox;
   float *scores, *pre_boxes, *pre_deltas, *pre_scores;
   int *topk, *sel;
+  int *kept_dev; /* [n] proposal NMS counts, consumed on the device */
   float *rois;
   int *levels;
   float *pool7, *fc1, *fc2, *logits, *probs, *deltas;
@@ -67,14 +83,14 @@ typedef struct gplan {
   float *det_score, *det_d, *refined;
   int *nms_ws, *list_ws;
   unsigned char *alive;
-  float *det;
+  float *det, *d_win; /* d_win [n, 4]: normalised clip windows of the call's images */
   int *det_count;
   float *mboxes;
   int *mimg, *mcls;
   float *pool14, *mask_a, *mask_b, *deconv, *deconv_ws, *masks, *mask_sel;
   dlist dev;
   /* host side */
-  float *h_molded, *h_det, *h_masks;
+  float *h_molded, *h_det, *h_masks, *h_win;
   int *h_count;
   /* unmold: pixel boxes and the device resampling parameters */
   float *h_rel;
@@ -82,6 +98,12 @@ typedef struct gplan {
   int *h_prm, *d_prm;           /* [nD][4]: mask row, bh, bw, 0 */
   long long *h_off, *d_off;     /* [nD] byte offsets into the packed masks */
   long long *h_rowoff;          /* [nD] offset of each mask row, -1 when its box is empty */
+  /* CUDA graphs of the stages (NULL: not captured yet); valid for the key below */
+  void *graph[3];
+  int runs;             /* completed calls on this plan: 0 -> the next one runs eagerly */
+  cx_precision g_prec;  /* precision, conv version and scratch generation at capture */
+  int g_conv;
+  unsigned g_scratch;
 } gplan;
 
 struct cx_gpu_model {
@@ -96,6 +118,10 @@ struct cx_gpu_model {
   dlist weights;
   gplan plan;
   int host_unmold;
+  int use_graph; /* CTXDIFF_GPU_GRAPH != 0 */
+  void *stream;     /* our non-blocking stream (capturable) */
+  void *ev[5];      /* stage boundaries: before/after the upload, after each graph stage */
+  int pending;      /* a call failed after queuing work: wait for it before the next one */
   /* packed thresholded box masks of one batch: grow-only (their size depends on the boxes) */
   unsigned char *d_packed, *h_packed;
   size_t packed_cap;
@@ -115,17 +141,20 @@ static int cuda_fail(cx_err *e, const char *what) {
   return -1;
 }
 
-static void *dl_alloc(dlist *l, size_t bytes, cx_err *e, const char *what) {
+/* Adds device memory allocated elsewhere to the list; 0, or -1 (p not added). */
+static int dl_add(dlist *l, void *p, cx_err *e) {
   if (l->n == l->cap) {
     int cap = l->cap ? 2 * l->cap : 64;
     void **np = realloc(l->p, (size_t)cap * sizeof *np);
-    if (!np) {
-      cx_fail(e, "out of host memory tracking GPU buffers");
-      return NULL;
-    }
+    if (!np) return cx_fail(e, "out of host memory tracking GPU buffers");
     l->p = np;
     l->cap = cap;
   }
+  l->p[l->n++] = p;
+  return 0;
+}
+
+static void *dl_alloc(dlist *l, size_t bytes, cx_err *e, const char *what) {
   void *p = cx_cuda_malloc(bytes ? bytes : 1);
   if (!p) {
     cx_fail(e, "cannot allocate %.1f MiB of GPU memory for %s: %s", bytes / 1048576.0, what,
@@ -133,7 +162,10 @@ static void *dl_alloc(dlist *l, size_t bytes, cx_err *e, const char *what) {
     cx_cuda_clear_error();
     return NULL;
   }
-  l->p[l->n++] = p;
+  if (dl_add(l, p, e)) {
+    cx_cuda_free(p);
+    return NULL;
+  }
   return p;
 }
 
@@ -168,15 +200,35 @@ static int up_layer(cx_gpu_model *g, const cx_layer *L, glayer *G, cx_err *e) {
     return -1;
   G->d.kernel = k;
   G->d.bias = b;
+  /* fp32 convs take winograd.cu's path when the layer has a Winograd form; 16-bit ones never do */
+  if (L->d.winograd && g->prec == CX_PREC_FP32) {
+    float *u = cx_cuda_winograd_upload(L->d.winograd_tile, L->kernel, L->d.cin, L->d.cout);
+    if (!u) return cuda_fail(e, "Winograd kernel upload");
+    if (dl_add(&g->weights, u, e)) {
+      cx_cuda_free(u);
+      return -1;
+    }
+    G->d.winograd = u;
+    G->d.winograd_tile = L->d.winograd_tile;
+  }
   return 0;
 }
 
+static void graphs_free(gplan *p) {
+  for (int s = 0; s < 3; s++) {
+    cx_cuda_graph_destroy(p->graph[s]);
+    p->graph[s] = NULL;
+  }
+}
+
 static void plan_free(gplan *p) {
+  graphs_free(p);
   dl_free(&p->dev);
   cx_cuda_free_host(p->h_molded);
   cx_cuda_free_host(p->h_det);
   cx_cuda_free_host(p->h_masks);
   cx_cuda_free_host(p->h_count);
+  cx_cuda_free_host(p->h_win);
   cx_cuda_free_host(p->h_prm);
   cx_cuda_free_host(p->h_off);
   free(p->h_rel);
@@ -194,6 +246,9 @@ void cx_gpu_detach(cx_model *m) {
   cx_cuda_free(g->d_packed);
   cx_cuda_free_host(g->h_packed);
   cx_cuda_release_scratch();
+  for (int i = 0; i < 5; i++) cx_cuda_event_destroy(g->ev[i]);
+  cx_cuda_set_stream(NULL);
+  cx_cuda_stream_destroy(g->stream);
   cx_cuda_clear_error();
   free(g);
   m->gpu = NULL;
@@ -212,7 +267,19 @@ int cx_gpu_attach(cx_model *m, const char *precision, cx_err *e) {
   g->prec = prec;
   const char *hu = getenv("CTXDIFF_GPU_HOST_UNMOLD");
   g->host_unmold = hu && hu[0] && strcmp(hu, "0");
-  int rc = up_layer(g, &m->conv1, &g->conv1, e);
+  const char *gr = getenv("CTXDIFF_GPU_GRAPH");
+  g->use_graph = !(gr && !strcmp(gr, "0"));
+  /* a stream of our own before any upload: the legacy default stream cannot be captured */
+  int rc = !(g->stream = cx_cuda_stream_create());
+  if (!rc) cx_cuda_set_stream(g->stream);
+  for (int i = 0; i < 5 && !rc; i++) rc = !(g->ev[i] = cx_cuda_event_create());
+  if (rc) {
+    cuda_fail(e, "stream and events");
+    m->gpu = g;
+    cx_gpu_detach(m);
+    return -1;
+  }
+  rc = up_layer(g, &m->conv1, &g->conv1, e);
   for (int s = 0; s < 4 && !rc; s++)
     for (int b = 0; b < m->nblocks[s] && !rc; b++) {
       const cx_block *B = &m->blocks[s][b];
@@ -311,6 +378,7 @@ static int plan_make(cx_model *m, int n, int H, int W, cx_err *e) {
   DALLOC(p->pre_deltas, (size_t)K * 4);
   DALLOC(p->pre_scores, K);
   DALLOC(p->sel, MAXZ(R, 1));
+  DALLOC(p->kept_dev, n);
   DALLOC(p->rois, nR * 4);
   DALLOC(p->levels, MAXZ(nR, mrows));
   DALLOC(p->pool7, nR * 49 * FEAT);
@@ -328,6 +396,7 @@ static int plan_make(cx_model *m, int n, int H, int W, cx_err *e) {
   DALLOC(p->alive, nR);
   DALLOC(p->det, nD * 6 + 1);
   DALLOC(p->det_count, n);
+  DALLOC(p->d_win, (size_t)n * 4);
   DALLOC(p->mboxes, mrows * 4);
   DALLOC(p->mimg, mrows);
   DALLOC(p->mcls, mrows);
@@ -346,9 +415,10 @@ static int plan_make(cx_model *m, int n, int H, int W, cx_err *e) {
   p->h_det = cx_cuda_malloc_host((nD * 6 + 1) * sizeof(float));
   p->h_masks = cx_cuda_malloc_host(mrows * 784 * sizeof(float));
   p->h_count = cx_cuda_malloc_host((size_t)n * sizeof(int));
+  p->h_win = cx_cuda_malloc_host((size_t)n * 4 * sizeof(float));
   p->h_prm = cx_cuda_malloc_host(mrows * 4 * sizeof(int));
   p->h_off = cx_cuda_malloc_host(mrows * sizeof(long long));
-  if (!p->h_molded || !p->h_det || !p->h_masks || !p->h_count || !p->h_prm || !p->h_off) {
+  if (!p->h_molded || !p->h_det || !p->h_masks || !p->h_count || !p->h_win || !p->h_prm || !p->h_off) {
     cuda_fail(e, "page-locked host buffers");
     goto fail;
   }
@@ -439,7 +509,8 @@ static void rpn(cx_model *m, const cx_backend *be) {
   be->softmax_rows(p->rpn_logits, (size_t)p->n * A, 2, p->rpn_probs);
 }
 
-/* ProposalLayer for image b; waits for the stream once (the NMS count). */
+/* ProposalLayer for image b; no wait: the NMS count goes from nms_dev to gather_rois_dev on
+ * the device (kept_dev[b]). */
 static void proposals(cx_model *m, const cx_backend *be, int b) {
   gplan *p = &m->gpu->plan;
   const cx_config *c = &m->cfg;
@@ -454,9 +525,9 @@ static void proposals(cx_model *m, const cx_backend *be, int b) {
   be->apply_box_deltas(p->pre_boxes, p->pre_deltas, K, p->pre_boxes);
   const float unit[4] = {0, 0, 1, 1};
   be->clip_boxes(p->pre_boxes, K, unit);
-  int kept = be->nms(p->pre_boxes, p->pre_scores, K, R, (float)c->RPN_NMS_THRESHOLD, p->sel, NULL);
-  if (kept < 0) return;
-  cx_cuda_gather_rois(p->pre_boxes, p->sel, kept, R, p->rois + (size_t)b * R * 4);
+  if (cx_cuda_nms_dev(p->pre_boxes, p->pre_scores, K, R, (float)c->RPN_NMS_THRESHOLD, p->sel, p->kept_dev + b))
+    return;
+  cx_cuda_gather_rois_dev(p->pre_boxes, p->sel, p->kept_dev + b, R, p->rois + (size_t)b * R * 4);
 }
 
 static const float *const *levels_of(const gplan *p) { return (const float *const *)p->P; }
@@ -474,8 +545,8 @@ static void classifier(cx_model *m, const cx_backend *be) {
   be->dense(p->fc2, nR, 1024, g->cls_bbox.d.kernel, g->cls_bbox.d.bias, 4 * NC, 0, p->deltas);
 }
 
-/* DetectionLayer (spec §11) for all images; windows: molded windows of the images. */
-static void detection(cx_model *m, const cx_backend *be, const cx_mold_info *mi) {
+/* DetectionLayer (spec §11) for all images; their clip windows are in d_win (set_windows). */
+static void detection(cx_model *m, const cx_backend *be) {
   gplan *p = &m->gpu->plan;
   const cx_config *c = &m->cfg;
   const int R = c->POST_NMS_ROIS_INFERENCE, NC = m->num_classes, D = c->DETECTION_MAX_INSTANCES, nR = p->n * R;
@@ -483,16 +554,7 @@ static void detection(cx_model *m, const cx_backend *be, const cx_mold_info *mi)
   for (int j = 0; j < 4; j++) sd[j] = (float)c->BBOX_STD_DEV[j];
   cx_cuda_det_select(p->probs, p->deltas, nR, NC, sd, p->det_cls, p->det_score, p->det_d);
   be->apply_box_deltas(p->rois, p->det_d, nR, p->refined);
-  const float Hf = (float)p->H, Wf = (float)p->W;
-  for (int b = 0; b < p->n; b++) {
-    const int *win_px = mi[b].window;
-    float win[4]; /* model.c's expressions */
-    win[0] = ((float)win_px[0] - 0.0f) / (Hf - 1.0f);
-    win[1] = ((float)win_px[1] - 0.0f) / (Wf - 1.0f);
-    win[2] = ((float)win_px[2] - 1.0f) / (Hf - 1.0f);
-    win[3] = ((float)win_px[3] - 1.0f) / (Wf - 1.0f);
-    be->clip_boxes(p->refined + (size_t)b * R * 4, R, win);
-  }
+  cx_cuda_clip_boxes_windows(p->refined, p->n, R, p->d_win);
   const float minc = (float)c->DETECTION_MIN_CONFIDENCE;
   cx_cuda_class_nms(p->refined, p->det_cls, p->det_score, p->n, R, NC, D, c->DETECTION_MIN_CONFIDENCE != 0, minc,
                     (float)c->DETECTION_NMS_THRESHOLD, p->nms_ws, p->alive);
@@ -649,6 +711,61 @@ static int stage_sync(const char *stage, cx_err *e) {
   return 0;
 }
 
+static const char *const STAGE_NAME[3] = {"backbone/FPN", "RPN/proposals", "classifier/detection"};
+
+/* The work of graph stage s (queued, never waits). */
+static void stage_work(cx_model *m, const cx_backend *be, int s) {
+  gplan *p = &m->gpu->plan;
+  if (s == 0) {
+    backbone_fpn(m, be);
+  } else if (s == 1) {
+    rpn(m, be);
+    for (int b = 0; b < p->n && !cx_cuda_last_error(); b++) proposals(m, be, b);
+  } else {
+    classifier(m, be);
+    detection(m, be);
+  }
+}
+
+/* Queues stage s: eagerly, or as its CUDA graph (captured on first use, then replayed). */
+static int stage_run(cx_model *m, const cx_backend *be, int s, int graphs, cx_err *e) {
+  gplan *p = &m->gpu->plan;
+  if (!graphs) {
+    stage_work(m, be, s);
+  } else {
+    if (!p->graph[s]) {
+      /* captured, not run: the launch below runs it (also on this first call) */
+      if (cx_cuda_capture_begin()) return cuda_fail(e, STAGE_NAME[s]);
+      stage_work(m, be, s);
+      if (!(p->graph[s] = cx_cuda_capture_end())) {
+        cuda_fail(e, STAGE_NAME[s]);
+        return cx_failctx(e, "capturing a CUDA graph (CTXDIFF_GPU_GRAPH=0 runs without graphs)");
+      }
+    }
+    cx_cuda_graph_launch(p->graph[s]);
+  }
+  if (cx_cuda_last_error()) return cuda_fail(e, STAGE_NAME[s]);
+  return 0;
+}
+
+/* Whether this call replays (or captures) the stage graphs: not on a plan's first call, which
+ * sizes the scratch arena eagerly, and never with CTXDIFF_GPU_GRAPH=0. When the precision,
+ * the conv version or the scratch arena (reallocated or released by another caller) differ
+ * from the last completed call's, the graphs are dropped and this call runs eagerly again. */
+/* The conv kernel choice in force (version, Winograd on/off): part of the graph key. */
+static int conv_key(void) { return cx_cuda_conv_version() * 2 + (cx_cuda_winograd_on() != 0); }
+
+static int graphs_ready(cx_gpu_model *g) {
+  gplan *p = &g->plan;
+  if (!g->use_graph) return 0;
+  if (p->runs > 0 && (p->g_prec != g->prec || p->g_conv != conv_key() ||
+                      p->g_scratch != cx_cuda_scratch_generation())) {
+    graphs_free(p);
+    p->runs = 0;
+  }
+  return p->runs > 0;
+}
+
 int cx_gpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e) {
   cx_gpu_model *g = m->gpu;
   const cx_config *c = &m->cfg;
@@ -656,7 +773,10 @@ int cx_gpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out
   if (n < 1) return cx_fail(e, "cx_detect needs at least one image");
   if (n > 4096) return cx_fail(e, "batch of %d images is too large", n);
   memset(out, 0, (size_t)n * sizeof *out);
+  cx_cuda_set_stream(g->stream);
   cx_cuda_set_precision(g->prec);
+  if (g->pending) (void)cx_cuda_sync(); /* a failed call's copies may still read the staging buffers */
+  g->pending = 0;
   cx_cuda_clear_error();
   cx_timings t = {0};
   double t0 = now_ms();
@@ -685,57 +805,76 @@ int cx_gpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out
   if (grow((void **)&hp->resized, &hp->resized_cap, max_resized, e, "the resized image")) return -1;
   const size_t img_floats = (size_t)p->H * p->W * 3;
   for (int i = 0; i < n; i++) cx_mold_image(m->be, c, &images[i], &mi[i], hp->resized, p->h_molded + (size_t)i * img_floats);
-  if (cx_cuda_upload(p->molded, p->h_molded, (size_t)n * img_floats * sizeof(float))) return cuda_fail(e, "upload of the molded batch");
+  const float Hf = (float)p->H, Wf = (float)p->W;
+  for (int b = 0; b < n; b++) {
+    const int *win_px = mi[b].window;
+    float *win = p->h_win + (size_t)b * 4; /* model.c's expressions */
+    win[0] = ((float)win_px[0] - 0.0f) / (Hf - 1.0f);
+    win[1] = ((float)win_px[1] - 0.0f) / (Wf - 1.0f);
+    win[2] = ((float)win_px[2] - 1.0f) / (Hf - 1.0f);
+    win[3] = ((float)win_px[3] - 1.0f) / (Wf - 1.0f);
+  }
+  /* Per-call inputs into plan buffers (page-locked sources, asynchronous: the host does not
+   * touch them again before this call's wait below). */
+  g->pending = 1;
+  if (cx_cuda_event_record(g->ev[0]) ||
+      cx_cuda_upload_async(p->molded, p->h_molded, (size_t)n * img_floats * sizeof(float)) ||
+      cx_cuda_upload_async(p->d_win, p->h_win, (size_t)n * 4 * sizeof(float)) || cx_cuda_event_record(g->ev[1]))
+    return cuda_fail(e, "upload of the molded batch");
   double t1 = now_ms();
-  t.preprocess = t1 - t0;
 
-  backbone_fpn(m, be);
-  if (stage_sync("backbone/FPN", e)) return -1;
-  double t2 = now_ms();
-  t.backbone_fpn = t2 - t1;
-
-  rpn(m, be);
-  for (int b = 0; b < n && !cx_cuda_last_error(); b++) proposals(m, be, b);
-  if (stage_sync("RPN/proposals", e)) return -1;
-  double t3 = now_ms();
-  t.rpn_proposals = t3 - t2;
-
-  classifier(m, be);
-  detection(m, be, mi);
+  /* backbone/FPN, RPN/proposals, classifier/detection: queued (or replayed), no waits */
+  const int graphs = graphs_ready(g);
+  for (int s = 0; s < 3; s++) {
+    if (stage_run(m, be, s, graphs, e)) return -1;
+    if (cx_cuda_event_record(g->ev[2 + s])) return cuda_fail(e, STAGE_NAME[s]);
+  }
+  /* the one wait before the mask head: its row count is the detection count */
   const int D = c->DETECTION_MAX_INSTANCES;
-  if (stage_sync("classifier/detection", e)) return -1;
-  if (cx_cuda_download(p->h_count, p->det_count, (size_t)n * sizeof(int)) ||
-      cx_cuda_download(p->h_det, p->det, (size_t)n * D * 6 * sizeof(float)))
+  if (cx_cuda_download_async(p->h_count, p->det_count, (size_t)n * sizeof(int)) ||
+      cx_cuda_download_async(p->h_det, p->det, (size_t)n * D * 6 * sizeof(float)) || cx_cuda_sync())
     return cuda_fail(e, "download of the detections");
+  /* the key the graphs were (or the next call's will be) captured under */
+  p->runs++;
+  p->g_prec = g->prec;
+  p->g_conv = conv_key();
+  p->g_scratch = cx_cuda_scratch_generation();
+  double st[4]; /* the events are complete: the wait above came after them */
+  for (int i = 0; i < 4; i++) st[i] = cx_cuda_event_elapsed_ms(g->ev[i], g->ev[i + 1]);
+  if (cx_cuda_last_error()) return cuda_fail(e, "stage timing events");
+  t.preprocess = (t1 - t0) + st[0]; /* host molding + the upload on the device */
+  t.backbone_fpn = st[1];
+  t.rpn_proposals = st[2];
+  t.classifier_detection = st[3];
   int total = 0;
   for (int b = 0; b < n; b++) {
     if (p->h_count[b] < 0 || p->h_count[b] > D) return cx_fail(e, "GPU detection layer returned %d detections for image %d (max %d)", p->h_count[b], b, D);
     total += p->h_count[b];
   }
   double t4 = now_ms();
-  t.classifier_detection = t4 - t3;
 
   int nm = 0;
   if (total > 0) {
     mask_head(m, be, total); /* queued; the host computes the boxes meanwhile */
     if (g->host_unmold) {
-      if (stage_sync("mask head", e)) return -1;
       if (cx_cuda_download(p->h_masks, p->mask_sel, (size_t)total * 784 * sizeof(float)))
-        return cuda_fail(e, "download of the masks");
+        return cuda_fail(e, "mask head and download of the masks");
     } else {
       long long bytes = 0, max_area = 0;
       if (unmold_boxes(m, images, mi, &nm, &bytes, &max_area, e)) return -1;
       if (nm > 0) {
         if (packed_reserve(g, (size_t)bytes, e)) return -1;
-        if (cx_cuda_upload(p->d_prm, p->h_prm, (size_t)nm * 4 * sizeof(int)) ||
-            cx_cuda_upload(p->d_off, p->h_off, (size_t)nm * sizeof(long long)))
+        /* page-locked sources, untouched until the wait below: no wait here */
+        if (cx_cuda_upload_async(p->d_prm, p->h_prm, (size_t)nm * 4 * sizeof(int)) ||
+            cx_cuda_upload_async(p->d_off, p->h_off, (size_t)nm * sizeof(long long)))
           return cuda_fail(e, "upload of the mask boxes");
         cx_cuda_mask_unmold(p->mask_sel, p->d_prm, p->d_off, nm, max_area, g->d_packed);
+        if (cx_cuda_download_async(g->h_packed, g->d_packed, (size_t)bytes)) return cuda_fail(e, "download of the masks");
       }
       if (stage_sync("mask head", e)) return -1;
-      if (nm > 0 && cx_cuda_download(g->h_packed, g->d_packed, (size_t)bytes)) return cuda_fail(e, "download of the masks");
     }
   }
+  g->pending = 0; /* the stream is idle from here */
   double t5 = now_ms();
   t.mask_head = t5 - t4;
 

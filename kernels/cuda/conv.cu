@@ -8,19 +8,35 @@
  * A element (m, kk) with kk = (ky*kw + kx)*cin + c is x[b, oy*s+ky-pad_t, ox*s+kx-pad_l, c]
  * or 0 in the padding. No im2col buffer: each block gathers its A tile straight from x.
  *
- * Two versions, chosen by cx_cuda_precision():
+ * Kernels, chosen by cx_cuda_precision() and the conv version (cx_cuda_set_conv_version,
+ * CTXDIFF_CUDA_CONV=v1|v2; see pick_v2 for the automatic choice):
  *   v1 fp32  — strict fp32 on CUDA cores (no TF32): 64x64 block tile, BK 16, 256 threads,
  *              4x4 outputs per thread, FMA accumulation in k order per thread.
  *   v1 fp16/bf16 — tensor cores through WMMA m16n16k16: A and B are rounded to 16 bits when
  *              staged into shared memory, accumulation and epilogue in fp32. 64x64 tile,
  *              BK 32, 4 warps of 32x32.
- * Both are written to be obviously correct first (bounds-checked loads, zero fill), not fast;
- * bench/cuda-notes.md tracks the versions.
- * Validated by `ctxdiff validate --device cuda` against cx_conv2d / cx_dense (kernels/cpu/conv.c)
- * with a relative-RMS tolerance per precision. */
+ *   v2 fp32  — same arithmetic as v1 fp32 (each output: one fmaf chain in ascending k), on a
+ *              128x128 (or 128x64) x 8 tile, 8x8 (8x4) outputs per thread, float4 gathers,
+ *              register-staged double buffering.
+ *   v2 fp16/bf16 — same rounding as v1 (operands rounded once to 16 bits, fp32 accumulate),
+ *              128x128 (or 128x64) x 32 tile, 8 warps of 64x32 (32x32), float4 gathers,
+ *              register-staged double buffering, epilogue through a per-warp shared staging
+ *              tile.
+ * All v2 kernels: 2 blocks per SM (<= 128 registers, no spills, <= 40 KB static shared
+ * memory); numbers and predictions in bench/cuda-notes.md.
+ * fp32 3x3 / stride 1 / pad 1 convolutions whose descriptor carries a packed Winograd kernel go
+ * to winograd.cu instead, whose 36 GEMMs run on the fp32 kernels here as one batched launch
+ * (cx_cuda_gemm_f32_batched, gridDim.z = batch, at the end of this file).
+ * v1 is written to be obviously correct (bounds-checked loads, zero fill), not fast, and stays
+ * as the fallback for small GEMMs and as the A/B baseline; bench/cuda-notes.md tracks the
+ * versions. Validated by `ctxdiff validate --device cuda` against cx_conv2d / cx_dense
+ * (kernels/cpu/conv.c) with a relative-RMS tolerance per precision. */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <limits.h>
 #include <mma.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cuda_common.cuh"
 
@@ -30,6 +46,12 @@ struct conv_geom {
   int h, w, cin, cout, kh, kw, stride, pad_t, pad_l, ho, wo;
   int k;       /* kh * kw * cin */
   long long m; /* n * ho * wo */
+};
+
+/* Per-blockIdx.z element offsets of x, kernel and y: cx_cuda_gemm_f32_batched runs one GEMM per
+ * z slice (Winograd's 36); a convolution launches one slice with all three 0. */
+struct zstride {
+  long long x, w, y;
 };
 
 /* Per-row (output pixel) gather info of one block tile, computed once per block. */
@@ -88,8 +110,11 @@ constexpr int F_BM = 64, F_BN = 64, F_BK = 16, F_THREADS = 256;
 
 __global__ void __launch_bounds__(F_THREADS)
     conv_fp32_kernel(const float *__restrict__ x, const float *__restrict__ wt, const float *__restrict__ bias,
-                     const float *__restrict__ res, float *__restrict__ y, conv_geom g, int relu) {
+                     const float *__restrict__ res, float *__restrict__ y, conv_geom g, int relu, zstride zs) {
   __shared__ float As[F_BK][F_BM + 4];
+  x += blockIdx.z * zs.x;
+  wt += blockIdx.z * zs.w;
+  y += blockIdx.z * zs.y;
   __shared__ float Bs[F_BK][F_BN + 4];
   __shared__ tile_rows<F_BM> rows;
   const long long m0 = (long long)blockIdx.x * F_BM;
@@ -236,10 +261,541 @@ __global__ void __launch_bounds__(T_THREADS)
   }
 }
 
+/* ---- v2 helpers ---------------------------------------------------------------------- */
+/* Gather info of one GEMM row (output pixel): element offset of its window origin
+ * x[b, iy0, ix0, 0] (may point before the image: only formed into an address after the bounds
+ * check) and the origin itself. Rows past M get iy0 far out of range, so the bounds check
+ * alone zero-fills them. */
+struct arow {
+  long long off;
+  int iy0, ix0;
+};
+constexpr int ROW_NONE = -(1 << 30);
+
+__device__ inline arow row_info(const conv_geom &g, long long m) {
+  arow r;
+  if (m < g.m) {
+    const int ox = (int)(m % g.wo);
+    const long long t = m / g.wo;
+    const int oy = (int)(t % g.ho);
+    r.iy0 = oy * g.stride - g.pad_t;
+    r.ix0 = ox * g.stride - g.pad_l;
+    r.off = ((t / g.ho) * g.h * g.w + (long long)r.iy0 * g.w + r.ix0) * g.cin;
+  } else {
+    r.off = 0;
+    r.iy0 = ROW_NONE;
+    r.ix0 = 0;
+  }
+  return r;
+}
+
+/* (ky, kx, c) of a GEMM column kk and its offset from the window origin,
+ * (ky*w + kx)*cin + c — the same for every row, so one per loader thread per k-tile. Stepped
+ * forward without a division per k-tile. Past K it keeps counting; callers mask with kk < K. */
+struct kpos {
+  int c, kx, ky, off;
+};
+
+__device__ inline kpos kpos_of(const conv_geom &g, int kk) {
+  kpos p;
+  p.c = kk % g.cin;
+  const int q = kk / g.cin;
+  p.kx = q % g.kw;
+  p.ky = q / g.kw;
+  p.off = (p.ky * g.w + p.kx) * g.cin + p.c;
+  return p;
+}
+
+__device__ inline void kpos_advance(const conv_geom &g, kpos &p, int by) {
+  p.c += by;
+  p.off += by;
+  while (p.c >= g.cin) { /* once per tile when cin >= BK; small cin loops a few times */
+    p.c -= g.cin;        /* (c - cin, kx + 1): same offset */
+    if (++p.kx == g.kw) {
+      p.kx = 0;
+      ++p.ky;
+      p.off += (g.w - g.kw) * g.cin;
+    }
+  }
+}
+
+/* One A element (scalar path). */
+__device__ inline float load_a1(const float *__restrict__ x, const conv_geom &g, const arow &r, const kpos &p,
+                                bool kvalid) {
+  const int iy = r.iy0 + p.ky, ix = r.ix0 + p.kx;
+  if (!kvalid || (unsigned)iy >= (unsigned)g.h || (unsigned)ix >= (unsigned)g.w) return 0.0f;
+  return __ldg(x + r.off + p.off);
+}
+
+/* A elements kk..kk+3 of one row. AVEC (cin % 4 == 0, x 16-byte aligned, kk % 4 == 0): the
+ * four share one (ky, kx) and one pixel, and K % 4 == 0 makes them all valid or all not, so
+ * one float4 load. Otherwise four scalar gathers, each with its own position. */
+template <bool AVEC>
+__device__ inline float4 load_a4(const float *__restrict__ x, const conv_geom &g, const arow &r, kpos p, int kk) {
+  if (AVEC) {
+    const int iy = r.iy0 + p.ky, ix = r.ix0 + p.kx;
+    if (kk < g.k && (unsigned)iy < (unsigned)g.h && (unsigned)ix < (unsigned)g.w)
+      return __ldg(reinterpret_cast<const float4 *>(x + r.off + p.off));
+    return make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  } else {
+    float v[4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      v[j] = load_a1(x, g, r, p, kk + j < g.k);
+      kpos_advance(g, p, 1);
+    }
+    return make_float4(v[0], v[1], v[2], v[3]);
+  }
+}
+
+/* B[kk][nn..nn+3]. BVEC (cout % 4 == 0, kernel 16-byte aligned, nn % 4 == 0): all four
+ * columns are in range or none is. 32-bit index arithmetic (pick_v2 checks K*cout fits): it
+ * saves the registers of 64-bit products that would push the tensor-core kernel into spills. */
+template <bool BVEC>
+__device__ inline float4 load_b4(const float *__restrict__ wt, const conv_geom &g, int kk, int nn) {
+  if (BVEC) {
+    if (kk < g.k && nn < g.cout) return __ldg(reinterpret_cast<const float4 *>(wt + (kk * g.cout + nn)));
+    return make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  } else {
+    float v[4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) v[j] = (kk < g.k && nn + j < g.cout) ? __ldg(wt + (kk * g.cout + nn + j)) : 0.0f;
+    return make_float4(v[0], v[1], v[2], v[3]);
+  }
+}
+
+/* store_out for outputs (m, nn..nn+3); vec: cout % 4 == 0 and y/residual/bias 16-byte aligned
+ * (checked by the launcher). Same operation order as store_out: (bias + residual) + acc, ReLU. */
+__device__ inline void store_out4(const conv_geom &g, long long m, int nn, float4 acc, const float *__restrict__ bias,
+                                  const float *__restrict__ res, int relu, float *__restrict__ y, bool vec) {
+  if (!vec) {
+    store_out(g, m, nn, acc.x, bias, res, relu, y);
+    store_out(g, m, nn + 1, acc.y, bias, res, relu, y);
+    store_out(g, m, nn + 2, acc.z, bias, res, relu, y);
+    store_out(g, m, nn + 3, acc.w, bias, res, relu, y);
+    return;
+  }
+  if (m >= g.m || nn >= g.cout) return;
+  const long long o = m * g.cout + nn;
+  float4 s = bias ? *reinterpret_cast<const float4 *>(bias + nn) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  if (res) {
+    const float4 r = *reinterpret_cast<const float4 *>(res + o);
+    s.x = s.x + r.x;
+    s.y = s.y + r.y;
+    s.z = s.z + r.z;
+    s.w = s.w + r.w;
+  }
+  float4 v = make_float4(s.x + acc.x, s.y + acc.y, s.z + acc.z, s.w + acc.w);
+  if (relu) {
+    v.x = v.x > 0.0f ? v.x : 0.0f;
+    v.y = v.y > 0.0f ? v.y : 0.0f;
+    v.z = v.z > 0.0f ? v.z : 0.0f;
+    v.w = v.w > 0.0f ? v.w : 0.0f;
+  }
+  *reinterpret_cast<float4 *>(y + o) = v;
+}
+
+/* ---- v2 fp32 ------------------------------------------------------------------------ */
+/* 128 x BN x 8 tile, 256 threads as 16x16; a thread owns rows ty*4+{0..3} and +64, columns
+ * tx*4+{0..3} (and +64 when BN = 128): two 4-wide quads per dimension, so its shared reads
+ * are float4 and a warp (4 ty x 8 tx) reads 4 broadcast A quads and 8 contiguous B quads —
+ * no bank conflicts. 8x8 outputs per thread give 64 FMA per 4 LDS.128. A is stored k-major
+ * ([BK][BM+4]) so those row quads are contiguous; the +4 pad puts the two k-quad halves of a
+ * warp's transposed stores in different banks (4*132 % 32 == 16).
+ * Pipeline: the global loads of tile k+1 go to registers before tile k is computed, then to
+ * the other shared buffer; one __syncthreads per k-tile. BN = 64 (8x4 per thread) serves
+ * cout <= 64 and grids that would not fill the SMs with 128-wide tiles. */
+constexpr int G_BM = 128, G_BK = 8, G_THREADS = 256, G_LDA = G_BM + 4;
+
+template <int BN, bool AVEC, bool BVEC>
+__global__ void __launch_bounds__(G_THREADS, 2)
+    conv_fp32_v2_kernel(const float *__restrict__ x, const float *__restrict__ wt, const float *__restrict__ bias,
+                        const float *__restrict__ res, float *__restrict__ y, conv_geom g, int relu, int out_vec,
+                        zstride zs) {
+  constexpr int NQ = BN / 64;   /* column quads per thread */
+  constexpr int BQ = BN / 4;    /* float4 per B tile row */
+  constexpr int LDB = BN + 4;
+  __shared__ __align__(16) float As[2][G_BK][G_LDA];
+  __shared__ __align__(16) float Bs[2][G_BK][LDB];
+  const int t = threadIdx.x;
+  const long long m0 = (long long)blockIdx.x * G_BM;
+  const int n0 = blockIdx.y * BN;
+  const int warp = t / 32, lane = t % 32;
+  const int ty = (warp / 2) * 4 + lane / 8, tx = (warp % 2) * 8 + lane % 8;
+
+  /* A loader: row t/2 (fixed for the whole kernel, so its gather info lives in registers),
+   * k quad (t%2)*4: a warp reads 16 rows x 32 contiguous bytes when cin % 8 == 0. */
+  const int a_r = t / 2, a_q = (t % 2) * 4;
+  arow ar = row_info(g, m0 + a_r);
+  ar.off += blockIdx.z * zs.x; /* folded into the row offset: no extra live register in the loop */
+  wt += blockIdx.z * zs.w;
+  y += blockIdx.z * zs.y;
+  kpos ap = kpos_of(g, a_q);
+  /* B loader: k row t/BQ, column quad (t%BQ)*4 (BN = 64: threads 128.. idle). */
+  const int b_k = t / BQ, b_n = (t % BQ) * 4;
+  const bool b_on = b_k < G_BK;
+
+  float acc[8][4 * NQ];
+#pragma unroll
+  for (int i = 0; i < 8; i++)
+#pragma unroll
+    for (int j = 0; j < 4 * NQ; j++) acc[i][j] = 0.0f;
+
+  float4 ra = load_a4<AVEC>(x, g, ar, ap, a_q);
+  float4 rb = b_on ? load_b4<BVEC>(wt, g, b_k, n0 + b_n) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  As[0][a_q + 0][a_r] = ra.x;
+  As[0][a_q + 1][a_r] = ra.y;
+  As[0][a_q + 2][a_r] = ra.z;
+  As[0][a_q + 3][a_r] = ra.w;
+  if (b_on) *reinterpret_cast<float4 *>(&Bs[0][b_k][b_n]) = rb;
+  __syncthreads();
+
+  const int nk = (g.k + G_BK - 1) / G_BK;
+  for (int kt = 0; kt < nk; kt++) {
+    const int cur = kt & 1;
+    const int k1 = (kt + 1) * G_BK;
+    /* Unconditional: after the last tile (k1 >= K) the loads are masked to zeros and the stores
+     * go to a buffer nobody reads; an `if` would keep ra/rb live around the whole loop. */
+    kpos_advance(g, ap, G_BK);
+    ra = load_a4<AVEC>(x, g, ar, ap, k1 + a_q);
+    if (b_on) rb = load_b4<BVEC>(wt, g, k1 + b_k, n0 + b_n);
+#pragma unroll
+    for (int q = 0; q < G_BK; q++) {
+      float a[8], b[4 * NQ];
+      const float4 a0 = *reinterpret_cast<const float4 *>(&As[cur][q][ty * 4]);
+      const float4 a1 = *reinterpret_cast<const float4 *>(&As[cur][q][ty * 4 + 64]);
+      a[0] = a0.x, a[1] = a0.y, a[2] = a0.z, a[3] = a0.w;
+      a[4] = a1.x, a[5] = a1.y, a[6] = a1.z, a[7] = a1.w;
+#pragma unroll
+      for (int jq = 0; jq < NQ; jq++) {
+        const float4 bv = *reinterpret_cast<const float4 *>(&Bs[cur][q][tx * 4 + jq * 64]);
+        b[jq * 4 + 0] = bv.x, b[jq * 4 + 1] = bv.y, b[jq * 4 + 2] = bv.z, b[jq * 4 + 3] = bv.w;
+      }
+#pragma unroll
+      for (int i = 0; i < 8; i++)
+#pragma unroll
+        for (int j = 0; j < 4 * NQ; j++) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+    }
+    /* buffer cur^1 was last read in iteration kt-1, whose barrier every thread has passed */
+    As[cur ^ 1][a_q + 0][a_r] = ra.x;
+    As[cur ^ 1][a_q + 1][a_r] = ra.y;
+    As[cur ^ 1][a_q + 2][a_r] = ra.z;
+    As[cur ^ 1][a_q + 3][a_r] = ra.w;
+    if (b_on) *reinterpret_cast<float4 *>(&Bs[cur ^ 1][b_k][b_n]) = rb;
+    __syncthreads();
+  }
+
+  const bool vec = out_vec != 0;
+#pragma unroll
+  for (int i = 0; i < 8; i++) {
+    const long long m = m0 + ty * 4 + (i & 3) + (i >> 2) * 64;
+#pragma unroll
+    for (int jq = 0; jq < NQ; jq++)
+      store_out4(g, m, n0 + tx * 4 + jq * 64,
+                 make_float4(acc[i][jq * 4], acc[i][jq * 4 + 1], acc[i][jq * 4 + 2], acc[i][jq * 4 + 3]), bias, res,
+                 relu, y, vec);
+  }
+}
+
+/* ---- v2 fp16 / bf16 tensor cores (WMMA) ------------------------------------------------ */
+/* 128 x BN x 32 tile, 8 warps (256 threads). BN = 128: warps 2 (m) x 4 (n), each 64x32 = 4x2
+ * accumulator fragments (per k16: 2 B + 4 A fragment loads for 8 MMAs). BN = 64: warps 4 x 2,
+ * each 32x32 = 2x2 fragments — for cout <= 64 and for grids that 128-wide tiles would leave
+ * half the SMs idle (res4 at 1024^2, batch 1: 64x64x256 -> 64 blocks). Global loads stay fp32
+ * and are rounded to T when stored to shared memory, so each operand is rounded exactly once,
+ * as in v1.
+ * Shared: two stages of A [128][40] and B [32][BN+8] (T; rows padded by 8 elements: ldm % 8
+ * == 0, and every fragment pointer is a multiple of 32 bytes: 80-byte A rows x 16, B rows of
+ * 272 or 144 bytes x 16, 32-byte column steps) = 37888 / 29696 bytes; after the k loop the same
+ * bytes hold each warp's 16x32 fp32 staging tile (8 x 2304 bytes) for the epilogue; + 2 KB of
+ * row info.
+ * Loaders: thread t owns A row t/2 and its 16 k columns (t%2)*16..+15 of the tile: when
+ * cin % 16 == 0 they are 16 channels of one pixel, so one bounds check and four float4 loads
+ * (a warp reads 16 rows x 128 contiguous bytes when cin % 32 == 0). B: one column quad of
+ * every (256/(BN/4))-th k row, BN*4-byte rows. Converted values are packed in pairs so the
+ * shared stores are 16-byte (A) and 8-byte (B) wide.
+ * Pipeline: the global loads of tile kt+1 are issued before the MMAs of tile kt and stored
+ * (rounded) into the other stage after them; one __syncthreads per k-tile. The stage cur^1 is
+ * free during all of iteration kt (last read in kt-1, whose barrier every thread passed), so
+ * the variants with scalar B gathers store A after the first k16 half and only then load B
+ * (16 staging registers live instead of 32). Everything fits 128 registers (2 blocks per SM)
+ * without spills with CUDA 13.0's ptxas; recheck -Xptxas -v when the loaders change. */
+constexpr int H_BM = 128, H_BK = 32, H_THREADS = 256;
+constexpr int H_LDA = H_BK + 8, H_LDC = 32 + 4;
+constexpr int H_A_BYTES = H_BM * H_LDA * 2;
+constexpr int H_C_BYTES = (H_THREADS / 32) * 16 * H_LDC * 4;
+static_assert(H_A_BYTES % 32 == 0 && (16 * H_LDC * 4) % 32 == 0 && (H_LDA * 2) % 16 == 0, "WMMA / vector alignment");
+
+template <int BN>
+struct tc_tile {
+  static constexpr int LDB = BN + 8;
+  static constexpr int B_BYTES = H_BK * LDB * 2;
+  static constexpr int PIPE_BYTES = 2 * (H_A_BYTES + B_BYTES);
+  static constexpr int SMEM_BYTES = PIPE_BYTES > H_C_BYTES ? PIPE_BYTES : H_C_BYTES;
+  static constexpr int WARPS_N = BN / 32, WARPS_M = 8 / WARPS_N; /* warp tile (128/WARPS_M) x 32 */
+  static constexpr int FM = H_BM / WARPS_M / 16;                   /* accumulator rows per warp */
+  static constexpr int BQ = BN / 4, B_RSTEP = H_THREADS / BQ, NB = H_BK / B_RSTEP; /* B loader */
+  static_assert(B_BYTES % 32 == 0 && (16 * LDB * 2) % 32 == 0 && (LDB * 2) % 8 == 0, "WMMA / vector alignment");
+};
+
+/* Two floats rounded to T, packed little-endian (the lower address holds the first). memcpy of
+ * the 16-bit values keeps this plain C++ (no type punning through the half2 types). */
+template <typename T>
+__device__ inline unsigned pack2(float a, float b) {
+  const T ta = to_t<T>(a), tb = to_t<T>(b);
+  unsigned short ua, ub;
+  memcpy(&ua, &ta, sizeof ua);
+  memcpy(&ub, &tb, sizeof ub);
+  return (unsigned)ua | ((unsigned)ub << 16);
+}
+
+/* A: the 16 k columns kk..kk+15 of the thread's row. AVEC: cin % 16 == 0 and x 16-byte
+ * aligned (then K % 16 == 0 and kk % 16 == 0: all 16 valid or none, one pixel). */
+template <bool AVEC>
+__device__ inline void load_a16(const float *__restrict__ x, const conv_geom &g, const long long *row_off,
+                                const int2 *row_yx, int a_r, const kpos &ap, int kk, float4 ra[4]) {
+  arow r;
+  r.off = row_off[a_r];
+  r.iy0 = row_yx[a_r].x;
+  r.ix0 = row_yx[a_r].y;
+  if (AVEC) {
+    const int iy = r.iy0 + ap.ky, ix = r.ix0 + ap.kx;
+    const bool ok = kk < g.k && (unsigned)iy < (unsigned)g.h && (unsigned)ix < (unsigned)g.w;
+    const float4 *src = reinterpret_cast<const float4 *>(x + (ok ? r.off + ap.off : 0));
+#pragma unroll
+    for (int j = 0; j < 4; j++) ra[j] = ok ? __ldg(src + j) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  } else {
+    kpos p = ap;
+    float v[16];
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+      v[j] = load_a1(x, g, r, p, kk + j < g.k);
+      kpos_advance(g, p, 1);
+    }
+#pragma unroll
+    for (int j = 0; j < 4; j++) ra[j] = make_float4(v[4 * j], v[4 * j + 1], v[4 * j + 2], v[4 * j + 3]);
+  }
+}
+
+template <typename T>
+__device__ inline void store_a16(T *As, int a_r, int a_c, const float4 ra[4]) {
+  uint4 *d = reinterpret_cast<uint4 *>(As + a_r * H_LDA + a_c); /* 80-byte rows, 32-byte halves */
+  d[0] = make_uint4(pack2<T>(ra[0].x, ra[0].y), pack2<T>(ra[0].z, ra[0].w), pack2<T>(ra[1].x, ra[1].y),
+                    pack2<T>(ra[1].z, ra[1].w));
+  d[1] = make_uint4(pack2<T>(ra[2].x, ra[2].y), pack2<T>(ra[2].z, ra[2].w), pack2<T>(ra[3].x, ra[3].y),
+                    pack2<T>(ra[3].z, ra[3].w));
+}
+
+template <int BN, bool BVEC>
+__device__ inline void load_b_stage(const float *__restrict__ wt, const conv_geom &g, int kk, int nn, float4 *rb) {
+#pragma unroll
+  for (int i = 0; i < tc_tile<BN>::NB; i++) rb[i] = load_b4<BVEC>(wt, g, kk + tc_tile<BN>::B_RSTEP * i, nn);
+}
+
+template <int BN, typename T>
+__device__ inline void store_b_stage(T *Bs, int b_k, int b_n, const float4 *rb) {
+#pragma unroll
+  for (int i = 0; i < tc_tile<BN>::NB; i++) {
+    uint2 v;
+    v.x = pack2<T>(rb[i].x, rb[i].y);
+    v.y = pack2<T>(rb[i].z, rb[i].w);
+    *reinterpret_cast<uint2 *>(Bs + (b_k + tc_tile<BN>::B_RSTEP * i) * tc_tile<BN>::LDB + b_n) = v;
+  }
+}
+
+/* One k16 slice of the warp's (16*FM) x 32 tile: 2 B + FM A fragment loads, 2*FM MMAs. */
+template <int BN, typename T>
+__device__ inline void mma_k16(const T *As, const T *Bs, int q, int wm, int wn,
+                               nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> (
+                                   &acc)[tc_tile<BN>::FM][2]) {
+  using namespace nvcuda;
+  constexpr int FM = tc_tile<BN>::FM, LDB = tc_tile<BN>::LDB;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb[2];
+#pragma unroll
+  for (int j = 0; j < 2; j++) wmma::load_matrix_sync(fb[j], Bs + q * LDB + wn * 32 + j * 16, LDB);
+#pragma unroll
+  for (int i = 0; i < FM; i++) {
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+    wmma::load_matrix_sync(fa, As + (wm * FM * 16 + i * 16) * H_LDA + q, H_LDA);
+#pragma unroll
+    for (int j = 0; j < 2; j++) wmma::mma_sync(acc[i][j], fa, fb[j], acc[i][j]);
+  }
+}
+
+template <typename T, int BN, bool AVEC, bool BVEC>
+__global__ void __launch_bounds__(H_THREADS, 2)
+    conv_tc_v2_kernel(const float *__restrict__ x, const float *__restrict__ wt, const float *__restrict__ bias,
+                      const float *__restrict__ res, float *__restrict__ y, conv_geom g, int relu, int out_vec) {
+  using namespace nvcuda;
+  using tile = tc_tile<BN>;
+  constexpr int FM = tile::FM;
+  /* Scalar B gathers (4 predicated loads per quad) need more registers: those variants load B
+   * only after the first k16 half (see the pipeline note above) to stay spill-free. */
+  constexpr bool SPLIT = !BVEC;
+  __shared__ __align__(128) unsigned char smem[tile::SMEM_BYTES];
+  /* The loader's row info is re-read from shared memory each k-tile rather than held in
+   * registers: at 128 registers the allocator would otherwise spill it to local memory. */
+  __shared__ long long row_off[H_BM];
+  __shared__ int2 row_yx[H_BM];
+  const long long m0 = (long long)blockIdx.x * H_BM;
+  const int n0 = blockIdx.y * BN;
+  const int t = threadIdx.x;
+  const int warp = t / 32, lane = t % 32;
+  const int wm = warp / tile::WARPS_N, wn = warp % tile::WARPS_N; /* rows wm*16*FM, cols wn*32 */
+  const int a_r = t / 2, a_c = (t % 2) * 16;
+  const int b_n = (t % tile::BQ) * 4, b_k = t / tile::BQ;
+  if (t < H_BM) {
+    const arow a = row_info(g, m0 + t);
+    row_off[t] = a.off;
+    row_yx[t] = make_int2(a.iy0, a.ix0);
+  }
+  kpos ap = kpos_of(g, a_c);
+  float4 ra[4], rb[tile::NB];
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[FM][2];
+#pragma unroll
+  for (int i = 0; i < FM; i++)
+#pragma unroll
+    for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.0f);
+
+  __syncthreads(); /* row info */
+  load_a16<AVEC>(x, g, row_off, row_yx, a_r, ap, a_c, ra);
+  load_b_stage<BN, BVEC>(wt, g, b_k, n0 + b_n, rb);
+  store_a16<T>(reinterpret_cast<T *>(smem), a_r, a_c, ra);
+  store_b_stage<BN, T>(reinterpret_cast<T *>(smem + 2 * H_A_BYTES), b_k, b_n, rb);
+  __syncthreads();
+
+  const int nk = (g.k + H_BK - 1) / H_BK;
+  for (int kt = 0; kt < nk; kt++) {
+    const int cur = kt & 1;
+    const int k1 = (kt + 1) * H_BK;
+    const T *As = reinterpret_cast<const T *>(smem + cur * H_A_BYTES);
+    const T *Bs = reinterpret_cast<const T *>(smem + 2 * H_A_BYTES + cur * tile::B_BYTES);
+    /* Unconditional: after the last tile k1 >= K, the loads are masked to zeros and the stores
+     * go to a stage nobody reads. An `if (more)` here would keep ra/rb live around the whole
+     * loop (their old values flow through the skipped path) and cost 32 registers. */
+    kpos_advance(g, ap, H_BK);
+    load_a16<AVEC>(x, g, row_off, row_yx, a_r, ap, k1 + a_c, ra);
+    if (!SPLIT) load_b_stage<BN, BVEC>(wt, g, k1 + b_k, n0 + b_n, rb);
+    mma_k16<BN, T>(As, Bs, 0, wm, wn, acc);
+    if (SPLIT) {
+      store_a16<T>(reinterpret_cast<T *>(smem + (cur ^ 1) * H_A_BYTES), a_r, a_c, ra);
+      load_b_stage<BN, BVEC>(wt, g, k1 + b_k, n0 + b_n, rb);
+    }
+    mma_k16<BN, T>(As, Bs, 16, wm, wn, acc);
+    if (!SPLIT) store_a16<T>(reinterpret_cast<T *>(smem + (cur ^ 1) * H_A_BYTES), a_r, a_c, ra);
+    store_b_stage<BN, T>(reinterpret_cast<T *>(smem + 2 * H_A_BYTES + (cur ^ 1) * tile::B_BYTES), b_k, b_n, rb);
+    __syncthreads(); /* after the last tile: every warp is done with the stages, C may reuse them */
+  }
+
+  /* Epilogue: per 16-row slice, the warp's two fragments go to its 16x32 staging tile; then
+   * each lane finishes float4s, 8 lanes per 128-byte output row segment. */
+  float *cw = reinterpret_cast<float *>(smem) + warp * 16 * H_LDC;
+  const bool vec = out_vec != 0;
+#pragma unroll
+  for (int i = 0; i < FM; i++) {
+#pragma unroll
+    for (int j = 0; j < 2; j++) wmma::store_matrix_sync(cw + j * 16, acc[i][j], H_LDC, wmma::mem_row_major);
+    __syncwarp();
+#pragma unroll
+    for (int p = 0; p < 4; p++) {
+      const int r = p * 4 + lane / 8, c = (lane % 8) * 4;
+      const float4 v = *reinterpret_cast<const float4 *>(cw + r * H_LDC + c);
+      store_out4(g, m0 + (wm * FM + i) * 16 + r, n0 + wn * 32 + c, v, bias, res, relu, y, vec);
+    }
+    __syncwarp(); /* the next slice overwrites the staging tile */
+  }
+}
+
+/* ---- version choice ------------------------------------------------------------------ */
+int g_conv_version = -1; /* -1: CTXDIFF_CUDA_CONV not read yet; then 0 auto, 1 v1, 2 v2 */
+
+int conv_version() {
+  if (g_conv_version < 0) {
+    const char *e = getenv("CTXDIFF_CUDA_CONV");
+    g_conv_version = (e && !strcmp(e, "v1")) ? 1 : (e && !strcmp(e, "v2")) ? 2 : 0;
+  }
+  return g_conv_version;
+}
+
+int g_sm_count = 0; /* multiprocessors of the current device, read once */
+
+int sm_count() {
+  if (g_sm_count <= 0) {
+    int dev = 0, n = 0;
+    if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
+        n > 0)
+      g_sm_count = n;
+    else {
+      (void)cudaGetLastError(); /* only a tile-size hint: fall back to an H100-sized guess */
+      g_sm_count = 132;
+    }
+  }
+  return g_sm_count;
+}
+
+bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+/* Auto choice. v2's 128-row tile and its pipeline prologue only pay when there are at least
+ * two row tiles (M >= 256; below that the GEMM is a few MFLOP and v1's 64-row tiles spread it
+ * over more SMs). Both v2s have a 64-wide variant; with fewer output channels than half of it
+ * (RPN heads: 6 and 12; fp32 keeps 16..31 as its tile costs less per padded column than the
+ * tensor-core one) v1's 64x64 tile is as wasteful and has twice the blocks, so v1 stays. */
+bool pick_v2(const conv_geom &g, cx_precision p) {
+  const int v = conv_version();
+  if (v == 1) return false;
+  if ((long long)g.k * g.cout >= INT_MAX / 2) return false; /* v2's 32-bit weight indexing */
+  if (v == 2) return true;
+  if (g.m < 256) return false;
+  return g.cout >= (p == CX_PREC_FP32 ? 16 : 32);
+}
+
+/* v2 launches: one instantiation per (tile width, A vector path, B vector path). */
+struct conv_args {
+  const float *x, *wt, *bias, *res;
+  float *y;
+  conv_geom g;
+  int relu, out_vec;
+  zstride zs; /* fp32 kernels only */
+};
+
+template <int BN, bool AV, bool BV>
+void fp32_v2_launch(dim3 grid, cudaStream_t st, const conv_args &a) {
+  conv_fp32_v2_kernel<BN, AV, BV><<<grid, G_THREADS, 0, st>>>(a.x, a.wt, a.bias, a.res, a.y, a.g, a.relu, a.out_vec,
+                                                                a.zs);
+}
+
+template <int BN>
+void fp32_v2_ab(bool av, bool bv, dim3 grid, cudaStream_t st, const conv_args &a) {
+  if (av && bv) fp32_v2_launch<BN, true, true>(grid, st, a);
+  else if (av) fp32_v2_launch<BN, true, false>(grid, st, a);
+  else if (bv) fp32_v2_launch<BN, false, true>(grid, st, a);
+  else fp32_v2_launch<BN, false, false>(grid, st, a);
+}
+
+template <typename T, int BN, bool AV, bool BV>
+void tc_v2_launch(dim3 grid, cudaStream_t st, const conv_args &a) {
+  conv_tc_v2_kernel<T, BN, AV, BV><<<grid, H_THREADS, 0, st>>>(a.x, a.wt, a.bias, a.res, a.y, a.g, a.relu, a.out_vec);
+}
+
+template <typename T, int BN>
+void tc_v2_ab(bool av16, bool bv, dim3 grid, cudaStream_t st, const conv_args &a) {
+  if (av16 && bv) tc_v2_launch<T, BN, true, true>(grid, st, a);
+  else if (av16) tc_v2_launch<T, BN, true, false>(grid, st, a);
+  else if (bv) tc_v2_launch<T, BN, false, true>(grid, st, a);
+  else tc_v2_launch<T, BN, false, false>(grid, st, a);
+}
+
 } /* namespace */
+
+void cx_cuda_set_conv_version(int v) { g_conv_version = (v == 1 || v == 2) ? v : 0; }
+int cx_cuda_conv_version(void) { return conv_version(); }
 
 int cx_cuda_conv2d(const cx_conv2d_desc *d, const float *x, int n, int h, int w, float *y, const float *residual,
                    int relu) {
+  /* 3x3 / stride 1 / pad 1 with a packed Winograd kernel: 4x fewer multiplications (F(4x4,3x3)).
+   * Strict fp32 only: the transforms amplify 16-bit operand rounding. */
+  if (d->winograd && cx_cuda_precision() == CX_PREC_FP32 && cx_cuda_winograd_on() && cx_winograd_applies(d))
+    return cx_cuda_conv3x3_winograd(d, x, n, h, w, y, residual, relu);
   conv_geom g;
   g.h = h;
   g.w = w;
@@ -258,15 +814,79 @@ int cx_cuda_conv2d(const cx_conv2d_desc *d, const float *x, int n, int h, int w,
   g.m = (long long)n * g.ho * g.wo;
   const cudaStream_t st = cx_cuda_stream();
   const cx_precision p = cx_cuda_precision();
-  if (p == CX_PREC_FP32) {
+  const float *wt = d->kernel, *bias = d->bias;
+  if (pick_v2(g, p)) {
+    /* Vector paths only where every address they form is 16-byte aligned: base pointers are
+     * checked here (they may be offsets into larger buffers), offsets are multiples of 4 floats
+     * when cin (A) / cout (B, output) are. */
+    const bool av = g.cin % 4 == 0 && aligned16(x);
+    const bool av16 = g.cin % 16 == 0 && aligned16(x); /* tensor-core loader: 16-channel runs */
+    const bool bv = g.cout % 4 == 0 && aligned16(wt);
+    const int ov = g.cout % 4 == 0 && aligned16(y) && (!residual || aligned16(residual)) && (!bias || aligned16(bias));
+    const conv_args a = {x, wt, bias, residual, y, g, relu, ov, {0, 0, 0}};
+    /* 64-wide tiles when cout fits them, or when 128-wide tiles would leave SMs idle (res4 at
+     * 1024^2 batch 1: 64x64 pixels x 256 -> 32x2 = 64 blocks; 1000-row dense layers: 8x8) */
+    const unsigned mt = (unsigned)((g.m + 127) / 128);
+    const bool narrow = g.cout <= 64 || (long long)mt * ((g.cout + 127) / 128) < sm_count();
+    const dim3 grid(mt, (unsigned)(narrow ? (g.cout + 63) / 64 : (g.cout + 127) / 128));
+    if (p == CX_PREC_FP32) {
+      if (narrow) fp32_v2_ab<64>(av, bv, grid, st, a);
+      else fp32_v2_ab<128>(av, bv, grid, st, a);
+    } else if (p == CX_PREC_FP16) {
+      if (narrow) tc_v2_ab<__half, 64>(av16, bv, grid, st, a);
+      else tc_v2_ab<__half, 128>(av16, bv, grid, st, a);
+    } else {
+      if (narrow) tc_v2_ab<__nv_bfloat16, 64>(av16, bv, grid, st, a);
+      else tc_v2_ab<__nv_bfloat16, 128>(av16, bv, grid, st, a);
+    }
+  } else if (p == CX_PREC_FP32) {
     dim3 grid((unsigned)((g.m + F_BM - 1) / F_BM), (unsigned)((g.cout + F_BN - 1) / F_BN));
-    conv_fp32_kernel<<<grid, F_THREADS, 0, st>>>(x, d->kernel, d->bias, residual, y, g, relu);
+    conv_fp32_kernel<<<grid, F_THREADS, 0, st>>>(x, wt, bias, residual, y, g, relu, zstride{0, 0, 0});
   } else {
     dim3 grid((unsigned)((g.m + T_BM - 1) / T_BM), (unsigned)((g.cout + T_BN - 1) / T_BN));
     if (p == CX_PREC_FP16)
-      conv_tc_kernel<__half><<<grid, T_THREADS, 0, st>>>(x, d->kernel, d->bias, residual, y, g, relu);
+      conv_tc_kernel<__half><<<grid, T_THREADS, 0, st>>>(x, wt, bias, residual, y, g, relu);
     else
-      conv_tc_kernel<__nv_bfloat16><<<grid, T_THREADS, 0, st>>>(x, d->kernel, d->bias, residual, y, g, relu);
+      conv_tc_kernel<__nv_bfloat16><<<grid, T_THREADS, 0, st>>>(x, wt, bias, residual, y, g, relu);
+  }
+  CX_CUDA_LAUNCH_CHECK();
+  return 0;
+}
+
+/* Winograd's 36 (16) independent GEMMs in one launch: the fp32 conv kernels above as 1x1
+ * convolutions over an M x 1 "image" (row m of A = pixel m, K = cin), gridDim.z = batch. Same
+ * v1/v2 choice and per-output fmaf order as a convolution; no epilogue. */
+int cx_cuda_gemm_f32_batched(const float *A, long long sA, const float *B, long long sB, float *C, long long sC,
+                             int batch, int M, int K, int N) {
+  if (batch <= 0 || M <= 0 || N <= 0) return 0;
+  if (K <= 0 || batch > 65535) return CX_CUDA_FAIL("gemm_f32_batched: bad shape (batch %d, K %d)", batch, K);
+  conv_geom g;
+  g.h = M;
+  g.w = 1;
+  g.cin = K;
+  g.cout = N;
+  g.kh = g.kw = g.stride = 1;
+  g.pad_t = g.pad_l = 0;
+  g.ho = M;
+  g.wo = 1;
+  g.k = K;
+  g.m = M;
+  const zstride zs = {sA, sB, sC};
+  const cudaStream_t st = cx_cuda_stream();
+  if (pick_v2(g, CX_PREC_FP32)) {
+    /* the vector paths also need every slice's base 16-byte aligned */
+    const bool av = K % 4 == 0 && sA % 4 == 0 && aligned16(A);
+    const bool bv = N % 4 == 0 && sB % 4 == 0 && aligned16(B);
+    const int ov = N % 4 == 0 && sC % 4 == 0 && aligned16(C);
+    const conv_args a = {A, B, nullptr, nullptr, C, g, 0, ov, zs};
+    const unsigned mt = (unsigned)((M + 127) / 128);
+    const bool narrow = N <= 64 || (long long)mt * ((N + 127) / 128) * batch < sm_count();
+    const dim3 grid(mt, (unsigned)(narrow ? (N + 63) / 64 : (N + 127) / 128), (unsigned)batch);
+    if (narrow) fp32_v2_ab<64>(av, bv, grid, st, a);
+    else fp32_v2_ab<128>(av, bv, grid, st, a);
+  } else {
+    const dim3 grid((unsigned)((M + F_BM - 1) / F_BM), (unsigned)((N + F_BN - 1) / F_BN), (unsigned)batch);
+    conv_fp32_kernel<<<grid, F_THREADS, 0, st>>>(A, B, nullptr, nullptr, C, g, 0, zs);
   }
   CX_CUDA_LAUNCH_CHECK();
   return 0;

@@ -16,6 +16,7 @@ static cudaStream_t g_stream;
 static cx_precision g_prec = CX_PREC_FP32;
 static void *g_scratch;
 static size_t g_scratch_bytes;
+static unsigned g_scratch_gen;
 
 int cx_cuda_fail_at(const char *file, int line, const char *what, cudaError_t err) {
   if (!g_has_err) {
@@ -48,6 +49,87 @@ void cx_cuda_clear_error(void) {
 
 cudaStream_t cx_cuda_stream(void) { return g_stream; }
 void cx_cuda_set_stream(void *stream) { g_stream = (cudaStream_t)stream; }
+
+void *cx_cuda_stream_create(void) {
+  cudaStream_t s = NULL;
+  const cudaError_t e = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+  if (e != cudaSuccess) {
+    cx_cuda_fail_at(__FILE__, __LINE__, "cudaStreamCreateWithFlags", e);
+    return NULL;
+  }
+  return (void *)s;
+}
+
+void cx_cuda_stream_destroy(void *stream) {
+  if (!stream) return;
+  (void)cudaStreamSynchronize((cudaStream_t)stream);
+  (void)cudaStreamDestroy((cudaStream_t)stream);
+}
+
+void *cx_cuda_event_create(void) {
+  cudaEvent_t ev = NULL;
+  const cudaError_t e = cudaEventCreateWithFlags(&ev, cudaEventDefault); /* timing enabled */
+  if (e != cudaSuccess) {
+    cx_cuda_fail_at(__FILE__, __LINE__, "cudaEventCreateWithFlags", e);
+    return NULL;
+  }
+  return (void *)ev;
+}
+
+void cx_cuda_event_destroy(void *ev) {
+  if (ev) (void)cudaEventDestroy((cudaEvent_t)ev);
+}
+
+int cx_cuda_event_record(void *ev) {
+  CX_CUDA_CHECK(cudaEventRecord((cudaEvent_t)ev, g_stream));
+  return 0;
+}
+
+double cx_cuda_event_elapsed_ms(void *start, void *end) {
+  float ms = 0.0f;
+  const cudaError_t e = cudaEventElapsedTime(&ms, (cudaEvent_t)start, (cudaEvent_t)end);
+  if (e != cudaSuccess) return cx_cuda_fail_at(__FILE__, __LINE__, "cudaEventElapsedTime", e);
+  return ms;
+}
+
+/* ---- CUDA graphs ---------------------------------------------------------------------- */
+
+int cx_cuda_capture_begin(void) {
+  if (!g_stream)
+    return CX_CUDA_FAIL("stream capture needs a stream of its own (cx_cuda_set_stream), not the legacy default one");
+  /* global mode: a forbidden call from any thread (a sync, a legacy-stream copy) fails the capture */
+  CX_CUDA_CHECK(cudaStreamBeginCapture(g_stream, cudaStreamCaptureModeGlobal));
+  return 0;
+}
+
+void *cx_cuda_capture_end(void) {
+  cudaGraph_t graph = NULL;
+  cudaError_t e = cudaStreamEndCapture(g_stream, &graph);
+  if (e != cudaSuccess || g_has_err) {
+    /* a table function that failed inside the capture returned early: the graph is incomplete */
+    if (graph) (void)cudaGraphDestroy(graph);
+    if (e != cudaSuccess) cx_cuda_fail_at(__FILE__, __LINE__, "cudaStreamEndCapture", e);
+    return NULL;
+  }
+  cudaGraphExec_t exec = NULL;
+  e = cudaGraphInstantiate(&exec, graph, 0);
+  (void)cudaGraphDestroy(graph); /* the executable graph is independent of it */
+  if (e != cudaSuccess) {
+    cx_cuda_fail_at(__FILE__, __LINE__, "cudaGraphInstantiate", e);
+    return NULL;
+  }
+  return (void *)exec;
+}
+
+int cx_cuda_graph_launch(void *graph_exec) {
+  if (!graph_exec) return CX_CUDA_FAIL("internal: launch of a graph that was not captured");
+  CX_CUDA_CHECK(cudaGraphLaunch((cudaGraphExec_t)graph_exec, g_stream));
+  return 0;
+}
+
+void cx_cuda_graph_destroy(void *graph_exec) {
+  if (graph_exec) (void)cudaGraphExecDestroy((cudaGraphExec_t)graph_exec);
+}
 void cx_cuda_set_precision(cx_precision p) { g_prec = p; }
 cx_precision cx_cuda_precision(void) { return g_prec; }
 const char *cx_precision_name(cx_precision p) {
@@ -116,6 +198,16 @@ int cx_cuda_upload(void *dst, const void *src, size_t bytes) {
   return 0;
 }
 
+int cx_cuda_upload_async(void *dst, const void *src, size_t bytes) {
+  CX_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_stream));
+  return 0;
+}
+
+int cx_cuda_download_async(void *dst, const void *src, size_t bytes) {
+  CX_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_stream));
+  return 0;
+}
+
 int cx_cuda_download(void *dst, const void *src, size_t bytes) {
   CX_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_stream));
   CX_CUDA_CHECK(cudaStreamSynchronize(g_stream));
@@ -137,6 +229,14 @@ int cx_cuda_sync(void) {
 
 void *cx_cuda_scratch(size_t bytes) {
   if (bytes <= g_scratch_bytes) return g_scratch;
+  cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  if (g_stream && cudaStreamIsCapturing(g_stream, &cap) == cudaSuccess && cap != cudaStreamCaptureStatusNone) {
+    /* growing syncs and reallocates: impossible inside a capture (a bug of the caller's warm-up) */
+    cx_cuda_fail_msg(__FILE__, __LINE__,
+                     "scratch arena of %zu bytes must grow to %zu inside a stream capture: size it by an eager run first",
+                     g_scratch_bytes, bytes);
+    return NULL;
+  }
   if (g_scratch) {
     /* the old buffer may still be in use by queued work */
     const cudaError_t e = cudaStreamSynchronize(g_stream);
@@ -149,19 +249,25 @@ void *cx_cuda_scratch(size_t bytes) {
     g_scratch_bytes = 0;
   }
   size_t want = bytes + bytes / 4 + 4096;
+  g_scratch_gen++;
   g_scratch = cx_cuda_malloc(want);
   if (g_scratch) g_scratch_bytes = want;
   return g_scratch;
 }
 
 void cx_cuda_release_scratch(void) {
+  cx_cuda_winograd_release();
   if (g_scratch) {
     (void)cudaStreamSynchronize(g_stream);
     cudaFree(g_scratch);
   }
   g_scratch = NULL;
   g_scratch_bytes = 0;
+  g_scratch_gen++;
 }
+
+unsigned cx_cuda_scratch_generation(void) { return g_scratch_gen; }
+void cx_cuda_scratch_moved(void) { g_scratch_gen++; }
 
 /* ---- the op table: CPU signatures, forwarding to the launch functions ---------------- */
 

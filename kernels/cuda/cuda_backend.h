@@ -3,15 +3,20 @@
  *
  * Every table function is host-callable, takes device pointers for all tensor arguments
  * (window[4] of clip_boxes is a host array, as a parameter), launches on the backend's
- * stream and returns without synchronising, except topk_stable and nms, which must return a
- * count and therefore wait for the stream. Semantics are exactly those of the CPU kernels
- * (kernels/cpu/cpu_kernels.h); `ctxdiff validate --device cuda` compares every op with them.
+ * stream and returns without synchronising, except nms, which must return a count computed on
+ * the device and therefore waits for the stream (cx_cuda_nms_dev keeps that count on the
+ * device instead). topk_stable's count is min(k, n), known on the host: it does not wait.
+ * Semantics are exactly those of the CPU kernels (kernels/cpu/cpu_kernels.h); `ctxdiff
+ * validate --device cuda` compares every op with them.
  *
- * Workspaces: conv2d ignores `ws` (implicit GEMM, no im2col buffer); deconv2x2 uses `ws`
+ * Workspaces: conv2d ignores `ws` (implicit GEMM, no im2col buffer; the Winograd path has a
+ * grow-only workspace of its own, see cx_cuda_set_winograd); deconv2x2 uses `ws`
  * (n*h*w*4*cout floats of device memory) as the CPU kernel does; topk_stable and nms ignore
  * their `ws` and use a scratch arena owned by the backend, grown on first use for a shape
  * and then reused (call them once at start-up with the largest n to keep allocation off
- * the per-image path; cx_cuda_release_scratch() frees it).
+ * the per-image path; cx_cuda_release_scratch() frees it). Growing it synchronises and
+ * reallocates, so it must already be large enough before a stream capture (it fails, instead
+ * of growing, while the stream is capturing).
  *
  * Errors: library code never exits. The first CUDA error (with file and line) is kept as a
  * sticky message readable through cx_cuda_last_error(); table functions return early once an
@@ -55,16 +60,72 @@ typedef enum cx_precision { CX_PREC_FP32 = 0, CX_PREC_FP16 = 1, CX_PREC_BF16 = 2
 void cx_cuda_set_precision(cx_precision p);
 cx_precision cx_cuda_precision(void);
 const char *cx_precision_name(cx_precision p);
+/* Which conv2d/dense kernels run (A/B timing, diagnosis; see kernels/cuda/conv.cu). Until it is
+ * called, CTXDIFF_CUDA_CONV=v1|v2 gives the initial value (read at the first conv). */
+void cx_cuda_set_conv_version(int v); /* 0 auto (default), 1 v1 only, 2 v2 wherever valid */
+int cx_cuda_conv_version(void); /* the setting in force (0, 1 or 2) */
+
+/* Winograd F(4x4,3x3) / F(2x2,3x3) for fp32 3x3 / stride 1 / pad 1 convolutions (winograd.cu):
+ * conv2d takes it when the descriptor's `winograd` is a device copy of the cx_winograd_pack
+ * layout (tile in winograd_tile) and cx_winograd_applies() holds; fp16/bf16 keep the direct
+ * kernels. On by default; CTXDIFF_CUDA_WINOGRAD=0 (read at the first conv) or
+ * cx_cuda_set_winograd(0) turns it off (A/B timing, diagnosis). Its workspace is a device
+ * buffer of its own, grown (with a sync) when a larger conv needs it: size it by an eager run
+ * before a stream capture, as the scratch arena. */
+void cx_cuda_set_winograd(int on);
+int cx_cuda_winograd_on(void);
+/* Packs a Keras (3, 3, cin, cout) host kernel with cx_winograd_pack (tile 4 or 2) and uploads
+ * it: a device buffer of cx_winograd_packed_floats(tile, cin, cout) floats to free with
+ * cx_cuda_free, or NULL (error recorded). Synchronous. */
+float *cx_cuda_winograd_upload(int tile, const float *kernel_host, int cin, int cout);
 
 /* The stream all table functions launch on: a cudaStream_t passed as void * so that C callers
  * need no CUDA headers. NULL (default) is the legacy default stream. */
 void cx_cuda_set_stream(void *stream);
+/* A new non-blocking stream (no implicit ordering with the legacy default stream, and it can
+ * be captured, which the legacy stream cannot); NULL on failure (error recorded). */
+void *cx_cuda_stream_create(void);
+void cx_cuda_stream_destroy(void *stream); /* waits for its work first */
+
+/* Events for stage timings without stage syncs (cudaEvent_t as void *). record: on the
+ * backend's stream, not while it is capturing; elapsed: milliseconds between two recorded
+ * events whose work has completed (after a synchronising call), or -1 (error recorded). */
+void *cx_cuda_event_create(void); /* NULL on failure (error recorded) */
+void cx_cuda_event_destroy(void *ev);
+int cx_cuda_event_record(void *ev);
+double cx_cuda_event_elapsed_ms(void *start, void *end);
+
+/* Asynchronous upload on the stream: src must be page-locked (cx_cuda_malloc_host) and stay
+ * unchanged until the stream has passed the copy. */
+int cx_cuda_upload_async(void *dst_dev, const void *src_host, size_t bytes);
+/* Asynchronous download: dst must be page-locked; read it only after a synchronising call. */
+int cx_cuda_download_async(void *dst_host, const void *src_dev, size_t bytes);
+
+/* CUDA graphs: capture_begin starts recording the backend's stream (which must not be the
+ * legacy default stream); the work queued until capture_end is not run but recorded, and
+ * capture_end returns it instantiated (a cudaGraphExec_t), or NULL when the capture failed or
+ * any error was recorded meanwhile (capture_end always ends the capture). Inside a capture
+ * nothing may synchronise, allocate or copy from/to pageable host memory, and every pointer
+ * and host-side launch argument is frozen into the graph. graph_launch replays it on the
+ * stream (asynchronous). */
+int cx_cuda_capture_begin(void);
+void *cx_cuda_capture_end(void);
+int cx_cuda_graph_launch(void *graph_exec);
+void cx_cuda_graph_destroy(void *graph_exec);
 
 /* First error since the last clear ("file:line: call: message"), or NULL. */
 const char *cx_cuda_last_error(void);
 void cx_cuda_clear_error(void);
 
-void cx_cuda_release_scratch(void);
+void cx_cuda_release_scratch(void); /* also frees the Winograd workspace */
+/* Changes whenever the scratch arena or the Winograd workspace is reallocated or released: a
+ * CUDA graph captured with another value holds a stale address and must be captured again. */
+unsigned cx_cuda_scratch_generation(void);
+
+/* The table's nms without the wait: the selection goes to sel_out and the count to *count_dev
+ * (device memory), nothing is read back (nms.cu). 0, or -1 (error recorded). */
+int cx_cuda_nms_dev(const float *boxes, const float *scores, int n, int max_out, float iou_threshold, int *sel_out,
+                    int *count_dev);
 
 /* Graph glue (graph_glue.cu): the host loops of runtime/model.c as device kernels, for the
  * GPU graph (runtime/model_gpu.c). All pointers are device memory except sd[4], p[4], fh[4],
@@ -74,6 +135,11 @@ int cx_cuda_column(const float *x, int rows, int stride, int col, float *y);
 int cx_cuda_gather_proposals(const int *topk, int k, const float *scores, const float *bbox, const float *anchors,
                              const float sd[4], float *pre_scores, float *pre_deltas, float *pre_boxes);
 int cx_cuda_gather_rois(const float *boxes, const int *sel, int kept, int r, float *rois);
+/* As gather_rois with the count read from device memory (*kept_dev, from cx_cuda_nms_dev). */
+int cx_cuda_gather_rois_dev(const float *boxes, const int *sel, const int *kept_dev, int r, float *rois);
+/* clip_boxes of n images' [r, 4] row groups, image b to windows[b*4 .. b*4+3] (device memory,
+ * so that a captured graph reads each call's windows): exactly clip_boxes' arithmetic. */
+int cx_cuda_clip_boxes_windows(float *boxes, int n, int r, const float *windows);
 /* p[l]: level P(l+2) [n, fh[l], fw[l], c]; box i samples image img_of[i] (img_of != NULL) or
  * i / rows_per_image; levels [nb] from roi_levels (2..5); out [nb, pool, pool, c]. */
 int cx_cuda_pyramid_roi_align(const float *const p[4], const int fh[4], const int fw[4], int c, const float *boxes,

@@ -4,7 +4,10 @@
  *
  *   column         proposals(): scores[i] = rpn_probs[b][i][1] (a strided column copy)
  *   gather_props   proposals(): top-k gather of scores, deltas * RPN_BBOX_STD_DEV, anchors
- *   gather_rois    proposals(): rois[i] = boxes[sel[i]] for i < kept, zero rows after
+ *   gather_rois    proposals(): rois[i] = boxes[sel[i]] for i < kept, zero rows after (kept
+ *                  from the host, or from device memory: the NMS count never leaves the GPU)
+ *   clip_windows   detection(): clip_boxes of each image's rows to its window, the windows
+ *                  read from device memory so that a captured graph sees each call's images
  *   roi_align      roi_align(): PyramidROIAlign for boxes of every image in one launch; each
  *                  box reads P[level-2] of its own image (img_of[i], or i / rows_per_image)
  *                  with exactly crop_resize.cu's arithmetic (bit-identical to the CPU)
@@ -52,10 +55,31 @@ __global__ void gather_props_kernel(const int *__restrict__ topk, int k, const f
   }
 }
 
-__global__ void gather_rois_kernel(const float *__restrict__ boxes, const int *__restrict__ sel, int kept, int r,
-                                   float *__restrict__ rois) {
+/* kept_dev != NULL: the count is read from device memory (kept is then ignored) */
+__global__ void gather_rois_kernel(const float *__restrict__ boxes, const int *__restrict__ sel, int kept,
+                                   const int *__restrict__ kept_dev, int r, float *__restrict__ rois) {
+  if (kept_dev) kept = *kept_dev;
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < r; i += gridDim.x * blockDim.x)
     for (int j = 0; j < 4; j++) rois[i * 4 + j] = i < kept ? boxes[(size_t)sel[i] * 4 + j] : 0.0f;
+}
+
+/* boxes.cu's clampf: min then max (tf.minimum / tf.maximum order), exact */
+__device__ inline float clip1(float v, float lo, float hi) {
+  v = v < hi ? v : hi;
+  return v > lo ? v : lo;
+}
+
+__global__ void clip_windows_kernel(float *__restrict__ boxes, int n, int r, const float *__restrict__ windows) {
+  const long long total = (long long)n * r;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    const float *w = windows + (i / r) * 4;
+    float *b = boxes + i * 4;
+    b[0] = clip1(b[0], w[0], w[2]);
+    b[1] = clip1(b[1], w[1], w[3]);
+    b[2] = clip1(b[2], w[0], w[2]);
+    b[3] = clip1(b[3], w[1], w[3]);
+  }
 }
 
 struct pyramid {
@@ -262,7 +286,22 @@ int cx_cuda_gather_proposals(const int *topk, int k, const float *scores, const 
 
 int cx_cuda_gather_rois(const float *boxes, const int *sel, int kept, int r, float *rois) {
   if (r <= 0) return 0;
-  gather_rois_kernel<<<cx_blocks((size_t)r, 256), 256, 0, cx_cuda_stream()>>>(boxes, sel, kept, r, rois);
+  gather_rois_kernel<<<cx_blocks((size_t)r, 256), 256, 0, cx_cuda_stream()>>>(boxes, sel, kept,
+                                                                               (const int *)nullptr, r, rois);
+  CX_CUDA_LAUNCH_CHECK();
+  return 0;
+}
+
+int cx_cuda_gather_rois_dev(const float *boxes, const int *sel, const int *kept_dev, int r, float *rois) {
+  if (r <= 0) return 0;
+  gather_rois_kernel<<<cx_blocks((size_t)r, 256), 256, 0, cx_cuda_stream()>>>(boxes, sel, 0, kept_dev, r, rois);
+  CX_CUDA_LAUNCH_CHECK();
+  return 0;
+}
+
+int cx_cuda_clip_boxes_windows(float *boxes, int n, int r, const float *windows) {
+  if (n <= 0 || r <= 0) return 0;
+  clip_windows_kernel<<<cx_blocks((size_t)n * r, 256), 256, 0, cx_cuda_stream()>>>(boxes, n, r, windows);
   CX_CUDA_LAUNCH_CHECK();
   return 0;
 }

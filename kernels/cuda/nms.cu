@@ -12,7 +12,9 @@
  * Layout: boxes [n, 4] (y1, x1, y2, x2), scores [n] -> sel_out [max_out] indices into boxes in
  * selection order, all device memory. `ws` of the table entry is unused (scratch arena:
  * about n*n/8 bytes for the mask, 4.5 MB at n = 6000). n is limited to 65536.
- * Returns the number selected (synchronises the stream to read it), or -1 on error.
+ * cx_cuda_nms returns the number selected (synchronises the stream to read it), or -1 on
+ * error; cx_cuda_nms_dev leaves it in device memory for the next kernels (no sync, so the
+ * proposal layer can be captured into a CUDA graph).
  * Validated by `ctxdiff validate --device cuda` against cx_nms (exact index lists). */
 #include "cuda_common.cuh"
 
@@ -100,10 +102,10 @@ __global__ void nms_scan_kernel(const unsigned long long *__restrict__ mask, con
   if (threadIdx.x == 0) *count_out = s_count;
 }
 
-} /* namespace */
-
-int cx_cuda_nms(const float *boxes, const float *scores, int n, int max_out, float iou_threshold, int *sel_out) {
-  if (n <= 0 || max_out <= 0) return 0;
+/* Queues the NMS; the count lands in *count_dev. count_dev may lie in the scratch past the
+ * NMS's own part (cx_cuda_nms does that): `extra` bytes are reserved there for it. */
+int nms_launch(const float *boxes, const float *scores, int n, int max_out, float iou_threshold, int *sel_out,
+               int *count_dev, size_t extra, unsigned char **extra_out) {
   if (n > NMS_MAX_N)
     return CX_CUDA_FAIL("nms: %d candidates exceed the CUDA kernel's limit of %d (the mask needs n*n/8 bytes)", n,
                         NMS_MAX_N);
@@ -114,9 +116,8 @@ int cx_cuda_nms(const float *boxes, const float *scores, int n, int max_out, flo
   const size_t sb_bytes = cx_align256(nn * sizeof(float4));
   const size_t area_bytes = cx_align256(nn * sizeof(float));
   const size_t mask_bytes = cx_align256(nn * (size_t)nblk * sizeof(unsigned long long));
-  const size_t count_bytes = 256;
   unsigned char *p =
-      (unsigned char *)cx_cuda_scratch(sort_bytes + order_bytes + sb_bytes + area_bytes + mask_bytes + count_bytes);
+      (unsigned char *)cx_cuda_scratch(sort_bytes + order_bytes + sb_bytes + area_bytes + mask_bytes + extra);
   if (!p) return -1;
   void *sort_ws = p;
   p += sort_bytes;
@@ -128,7 +129,10 @@ int cx_cuda_nms(const float *boxes, const float *scores, int n, int max_out, flo
   p += area_bytes;
   unsigned long long *mask = (unsigned long long *)p;
   p += mask_bytes;
-  int *count_dev = (int *)p;
+  if (extra_out) {
+    *extra_out = p;
+    count_dev = (int *)p;
+  }
 
   const cudaStream_t st = cx_cuda_stream();
   if (cx_cuda_sort_desc_stable(scores, n, n, order, sort_ws)) return -1;
@@ -140,8 +144,26 @@ int cx_cuda_nms(const float *boxes, const float *scores, int n, int max_out, flo
   nms_scan_kernel<<<1, 256, (size_t)nblk * sizeof(unsigned long long), st>>>(mask, order, n, nblk, lim, sel_out,
                                                                               count_dev);
   CX_CUDA_LAUNCH_CHECK();
+  return 0;
+}
+
+} /* namespace */
+
+int cx_cuda_nms_dev(const float *boxes, const float *scores, int n, int max_out, float iou_threshold, int *sel_out,
+                    int *count_dev) {
+  if (n <= 0 || max_out <= 0) {
+    CX_CUDA_CHECK(cudaMemsetAsync(count_dev, 0, sizeof(int), cx_cuda_stream()));
+    return 0;
+  }
+  return nms_launch(boxes, scores, n, max_out, iou_threshold, sel_out, count_dev, 0, NULL);
+}
+
+int cx_cuda_nms(const float *boxes, const float *scores, int n, int max_out, float iou_threshold, int *sel_out) {
+  if (n <= 0 || max_out <= 0) return 0;
+  unsigned char *count_at = NULL;
+  if (nms_launch(boxes, scores, n, max_out, iou_threshold, sel_out, NULL, 256, &count_at)) return -1;
   int count = 0;
-  CX_CUDA_CHECK(cudaMemcpyAsync(&count, count_dev, sizeof(int), cudaMemcpyDeviceToHost, st));
-  CX_CUDA_CHECK(cudaStreamSynchronize(st));
+  CX_CUDA_CHECK(cudaMemcpyAsync(&count, count_at, sizeof(int), cudaMemcpyDeviceToHost, cx_cuda_stream()));
+  CX_CUDA_CHECK(cudaStreamSynchronize(cx_cuda_stream()));
   return count;
 }

@@ -4,6 +4,8 @@
  * is stable, so equal scores keep ascending index order — the same total order as the CPU's
  * (key, index) partial quicksort, hence identical indices.
  * Layout: scores [n] float32 -> idx_out [k] int (first k of the order), all device memory.
+ * Neither synchronises nor allocates (CUB gets its temporary storage from the caller's ws),
+ * so it may be captured into a CUDA graph.
  * Validated through topk/nms by `ctxdiff validate --device cuda` (exact index equality,
  * with many tied scores in the inputs). */
 #include <cub/device/device_radix_sort.cuh>

@@ -4,7 +4,8 @@
  * 2 MB, cheap next to the network.
  * Layout: scores [n] float32 (device) -> idx_out [k] int (device). The `ws` argument of the
  * table entry is unused; the sort workspace comes from the backend scratch arena.
- * Returns k used (known on the host, so no synchronisation), or -1 with cx_cuda_last_error()
+ * Returns k used, min(k, n) (known on the host, so no synchronisation: the only wait is the
+ * scratch arena growing on the first call for a larger n), or -1 with cx_cuda_last_error()
  * set. Later work on the same stream may reuse the scratch: stream order keeps that safe.
  * Validated by `ctxdiff validate --device cuda` against cx_topk_stable (exact indices). */
 #include "cuda_common.cuh"

@@ -202,9 +202,14 @@ static void *xmalloc(size_t n) {
 /* ---- ops ---------------------------------------------------------------------------------- */
 static const cx_backend *CPU;
 
-/* conv2d: x [n,h,w,cin], Keras kernel, bias, optional residual, SAME or explicit pads */
-static void t_conv(vdev *v, const char *label, int n, int h, int w, int cin, int cout, int k, int s, int same,
-                   int pad, int with_res, int relu) {
+/* conv2d: x [n,h,w,cin], Keras kernel, bias, optional residual, SAME or explicit pads.
+ * wino (2 or 4): a 3x3/1 SAME case in Winograd form on both sides — the CPU reference with
+ * host-packed weights (its own Winograd path), the device with cx_cuda_winograd_upload's copy
+ * and no direct kernel (kernel = NULL), so a silent fallback to the direct kernels cannot pass;
+ * with Winograd switched off (CTXDIFF_CUDA_WINOGRAD=0, or the CPU's conv selection) the direct
+ * kernel is given and the fallback is what gets checked. */
+static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, int cout, int k, int s, int same,
+                      int pad, int with_res, int relu, int wino) {
   cx_conv2d_desc d = {k, k, cin, cout, s, pad, pad, pad, pad, NULL, NULL, NULL, 0};
   if (same) {
     cx_same_pads(h, k, s, &d.pad_t, &d.pad_b);
@@ -217,15 +222,32 @@ static void t_conv(vdev *v, const char *label, int n, int h, int w, int cin, int
   float *res = with_res ? rand_f(ny, -1.0f, 1.0f) : NULL;
   float *ref = xmalloc(ny * sizeof(float)), *got = xmalloc(ny * sizeof(float));
   NEED(x && kk && b && (!with_res || res));
-  float *ws = xmalloc((cx_conv2d_workspace(&d, n, h, w) + 1) * sizeof(float));
+  float *packed = NULL;
+  if (wino) {
+    packed = xmalloc(cx_winograd_packed_floats(wino, cin, cout) * sizeof(float));
+    cx_winograd_pack(wino, kk, cin, cout, packed);
+    d.winograd = packed;
+    d.winograd_tile = wino;
+  }
   d.kernel = kk;
   d.bias = b;
+  float *ws = xmalloc((cx_conv2d_workspace(&d, n, h, w) + 1) * sizeof(float));
   CPU->conv2d(&d, x, n, h, w, ref, res, relu, ws);
   free(ws);
 
   cx_conv2d_desc dd = d;
   float *dx = d_in(v, x, nx * 4);
-  dd.kernel = d_in(v, kk, nk * 4);
+  const int direct = !wino || !v->is_cuda || !cx_cuda_winograd_on() || !cx_winograd_applies(&d);
+  dd.kernel = direct ? d_in(v, kk, nk * 4) : NULL;
+  if (wino && v->is_cuda) {
+    float *u = cx_cuda_winograd_upload(wino, kk, cin, cout);
+    if (u && v->nallocs < MAX_ALLOCS) v->allocs[v->nallocs++] = u; /* freed by report() */
+    else if (u) cx_cuda_free(u), u = NULL;
+    if (!u) v->alloc_failed = 1;
+    dd.winograd = u;
+  } else if (wino) {
+    dd.winograd = d_in(v, packed, cx_winograd_packed_floats(wino, cin, cout) * 4);
+  }
   dd.bias = d_in(v, b, (size_t)cout * 4);
   float *dres = with_res ? d_in(v, res, ny * 4) : NULL;
   float *dy = d_out(v, ny * 4);
@@ -239,7 +261,18 @@ static void t_conv(vdev *v, const char *label, int n, int h, int w, int cin, int
   snprintf(shape, sizeof shape, "%s %dx%dx%dx%d k%d/%d %d->%d%s%s", label, n, h, w, cin, k, s, cin, cout,
            with_res ? " +res" : "", relu ? " relu" : "");
   report(v, "conv2d", shape, "rel_rms", err, gemm_tol());
-  free(x), free(kk), free(b), free(res), free(ref), free(got);
+  free(x), free(kk), free(b), free(res), free(ref), free(got), free(packed);
+}
+
+static void t_conv(vdev *v, const char *label, int n, int h, int w, int cin, int cout, int k, int s, int same,
+                   int pad, int with_res, int relu) {
+  conv_case(v, label, n, h, w, cin, cout, k, s, same, pad, with_res, relu, 0);
+}
+
+/* 3x3 / stride 1 / SAME (pad 1 everywhere) in Winograd form, tile 4 or 2 */
+static void t_conv_wino(vdev *v, const char *label, int tile, int n, int h, int w, int cin, int cout, int with_res,
+                        int relu) {
+  conv_case(v, label, n, h, w, cin, cout, 3, 1, 1, 0, with_res, relu, tile);
 }
 
 static void t_dense(vdev *v, int rows, int in, int out, int relu) {
@@ -644,49 +677,14 @@ static double compare_dets(const cx_detections *ref, const cx_detections *run) {
   return (double)ok / n;
 }
 
-static void t_model(cx_backbone bb) {
-  char shape[96];
-  snprintf(shape, sizeof shape, "%s synth 1280x1280 seed 0, min_conf 0", cx_backbone_name(bb));
-  const int judged = g_prec == CX_PREC_FP32;
-  cx_err e = {{0}};
-  cx_config cfg;
-  cx_config_default(&cfg);
-  cx_tensor_store *store = NULL;
-  cx_model *m = NULL;
-  uint8_t *img = NULL;
-  cx_detections ref, got;
-  int have_ref = 0, have_got = 0;
-  double t_cpu = 0, t_gpu = 0;
-  memset(&ref, 0, sizeof ref);
-  memset(&got, 0, sizeof got);
-  const char *err = NULL;
-  if (cx_config_set(&cfg, "DETECTION_MIN_CONFIDENCE", "0", &e) || cx_synth_store(bb, cfg.NUM_CLASSES, &store, &e) ||
-      cx_model_from_store(store, &cfg, &m, &e) || !(img = cx_synth_image(1280, 1280, 0, &e))) {
-    err = e.msg;
-    goto done;
-  }
-  {
-    const cx_image im = {1280, 1280, img};
-    if (cx_detect(m, &im, 1, &ref, &e)) { err = e.msg; goto done; }
-    have_ref = 1;
-    t_cpu = cx_model_timings(m)->total;
-    if (cx_model_set_device(m, "cuda", cx_precision_name(g_prec), &e)) { err = e.msg; goto done; }
-    /* twice: the second run reuses the plan (checks that nothing stale leaks between calls) */
-    for (int r = 0; r < 2; r++) {
-      if (have_got) cx_detections_free(&got, 1);
-      have_got = 0;
-      if (cx_detect(m, &im, 1, &got, &e)) { err = e.msg; goto done; }
-      have_got = 1;
-    }
-    t_gpu = cx_model_timings(m)->total;
-  }
-done:;
-  double frac = 0;
-  if (!err) {
-    printf("  %s: CPU %d detections (%.0f ms), GPU %d detections (%.1f ms)\n", cx_backbone_name(bb), ref.count, t_cpu,
-           got.count, t_gpu);
-    frac = compare_dets(&ref, &got);
-  }
+/* Whole-model settings: the synthetic image side (and, when not 1280, IMAGE_MIN_DIM/MAX_DIM
+ * set to it so that the network really runs at that size), plus --config KEY=VALUE. Smaller
+ * runs exist for the CPU emulator build (tests/cuda/emu), where 1280x1280 takes too long. */
+static int g_model_size = 1280, g_model_batch = 2;
+static const char *g_cfg_kv[16];
+static int g_ncfg;
+
+static void model_report(const char *shape, int judged, const char *err, double frac) {
   const int ok = !err && frac >= 0.99;
   if (judged) {
     if (ok) g_pass++;
@@ -699,10 +697,95 @@ done:;
     printf("%-16s %-46s %-9s %10.4f %10.2g  %s\n", "whole_model", shape, "reproduced", frac, 0.99,
            judged ? (ok ? "PASS" : "FAIL") : (ok ? "REPORT (>= 0.99)" : "REPORT (< 0.99)"));
   fflush(stdout);
+}
+
+/* CPU graph vs GPU graph on one image (run twice on the GPU: the second run reuses the plan,
+ * so nothing stale may leak between calls), then on a batch of g_model_batch different
+ * images (the batched paths of the GPU graph), each compared with the CPU's batch. */
+static void t_model(cx_backbone bb) {
+  enum { MAXB = 8 };
+  char shape[96], bshape[96];
+  const int S = g_model_size, B = g_model_batch;
+  snprintf(shape, sizeof shape, "%s synth %dx%d seed 0, min_conf 0%s", cx_backbone_name(bb), S, S,
+           g_ncfg ? " +config" : "");
+  snprintf(bshape, sizeof bshape, "%s batch of %d (seeds 0..%d)", cx_backbone_name(bb), B, B - 1);
+  const int judged = g_prec == CX_PREC_FP32;
+  cx_err e = {{0}};
+  cx_config cfg;
+  cx_config_default(&cfg);
+  cx_tensor_store *store = NULL;
+  cx_model *m = NULL;
+  uint8_t *img[MAXB] = {0};
+  cx_image ims[MAXB];
+  cx_detections ref, got, refb[MAXB], gotb[MAXB];
+  int have_ref = 0, have_got = 0, have_refb = 0, have_gotb = 0;
+  double t_cpu = 0, t_gpu = 0;
+  memset(&ref, 0, sizeof ref);
+  memset(&got, 0, sizeof got);
+  const char *err = NULL;
+  double frac = 0, fracb = 1;
+  char side[16];
+  snprintf(side, sizeof side, "%d", S);
+  if (cx_config_set(&cfg, "DETECTION_MIN_CONFIDENCE", "0", &e) ||
+      (S != 1280 && (cx_config_set(&cfg, "IMAGE_MIN_DIM", side, &e) || cx_config_set(&cfg, "IMAGE_MAX_DIM", side, &e)))) {
+    err = e.msg;
+    goto done;
+  }
+  for (int i = 0; i < g_ncfg; i++)
+    if (cx_config_set_kv(&cfg, g_cfg_kv[i], &e)) {
+      err = e.msg;
+      goto done;
+    }
+  if (cx_config_validate(&cfg, &e) || cx_synth_store(bb, cfg.NUM_CLASSES, &store, &e) ||
+      cx_model_from_store(store, &cfg, &m, &e)) {
+    err = e.msg;
+    goto done;
+  }
+  for (int i = 0; i < B; i++) {
+    if (!(img[i] = cx_synth_image(S, S, i, &e))) {
+      err = e.msg;
+      goto done;
+    }
+    ims[i] = (cx_image){S, S, img[i]};
+  }
+  if (cx_detect(m, &ims[0], 1, &ref, &e)) { err = e.msg; goto done; }
+  have_ref = 1;
+  t_cpu = cx_model_timings(m)->total;
+  if (B > 1) {
+    if (cx_detect(m, ims, B, refb, &e)) { err = e.msg; goto done; }
+    have_refb = 1;
+  }
+  if (cx_model_set_device(m, "cuda", cx_precision_name(g_prec), &e)) { err = e.msg; goto done; }
+  for (int r = 0; r < 2; r++) {
+    if (have_got) cx_detections_free(&got, 1);
+    have_got = 0;
+    if (cx_detect(m, &ims[0], 1, &got, &e)) { err = e.msg; goto done; }
+    have_got = 1;
+  }
+  t_gpu = cx_model_timings(m)->total;
+  if (B > 1) {
+    if (cx_detect(m, ims, B, gotb, &e)) { err = e.msg; goto done; }
+    have_gotb = 1;
+  }
+done:
+  if (!err) {
+    printf("  %s: CPU %d detections (%.0f ms), GPU %d detections (%.1f ms)\n", cx_backbone_name(bb), ref.count, t_cpu,
+           got.count, t_gpu);
+    frac = compare_dets(&ref, &got);
+    for (int i = 0; have_gotb && i < B; i++) {
+      const double f = compare_dets(&refb[i], &gotb[i]);
+      if (f < 0.99) printf("    batch image %d: reproduced %.4f\n", i, f);
+      fracb = f < fracb ? f : fracb;
+    }
+  }
+  model_report(shape, judged, err, frac);
+  if (B > 1) model_report(bshape, judged, err, fracb);
   if (have_ref) cx_detections_free(&ref, 1);
   if (have_got) cx_detections_free(&got, 1);
+  if (have_refb) cx_detections_free(refb, B);
+  if (have_gotb) cx_detections_free(gotb, B);
   cx_model_free(m); /* frees its GPU state too */
-  free(img);
+  for (int i = 0; i < B; i++) free(img[i]);
   cx_cuda_clear_error();
 }
 
@@ -712,12 +795,17 @@ static int want(const char *op) { return !g_only || strstr(op, g_only) != NULL; 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: ctxdiff validate [--device cuda|cpu] [--precision fp32|fp16|bf16] [--op NAME] [--seed N]\n"
+          "                        [--model-size N] [--model-batch B] [--config KEY=VALUE]...\n"
           "  Runs every op of the backend at Mask R-CNN shapes on random inputs and compares with the\n"
           "  CPU backend; prints op, shape, metric, error, tolerance, PASS/FAIL.\n"
           "  --device cuda (default)  the CUDA kernels (exit 77 when no CUDA device is present)\n"
           "  --device cpu             the CPU backend against itself (harness self-check)\n"
           "  --precision              arithmetic of the GEMM ops on CUDA (default fp32, strict, no TF32)\n"
           "  --op NAME                only ops whose name contains NAME ('model': the whole-model check only)\n"
+          "  --model-size N           whole-model check on an NxN synthetic image with IMAGE_MIN_DIM =\n"
+          "                           IMAGE_MAX_DIM = N (default 1280, the matterport defaults)\n"
+          "  --model-batch B          also compare a batch of B different images (1..8, default 2; 1: off)\n"
+          "  --config KEY=VALUE       matterport config override for the whole-model check (repeatable)\n"
           "exit status: 0 all pass, 1 a failure, 2 usage, 77 no CUDA device\n");
 }
 
@@ -742,6 +830,28 @@ int cx_cmd_validate(int argc, char **argv) {
       i++;
     } else if (!strcmp(a, "--op") && val) {
       g_only = val, i++;
+    } else if (!strcmp(a, "--model-size") && val) {
+      char *end;
+      const long v = strtol(val, &end, 10);
+      if (*end || v < 64 || v > 4096 || v % 64) {
+        fprintf(stderr, "ctxdiff validate: --model-size must be a multiple of 64 in 64..4096, got '%s'\n", val);
+        return 2;
+      }
+      g_model_size = (int)v, i++;
+    } else if (!strcmp(a, "--model-batch") && val) {
+      char *end;
+      const long v = strtol(val, &end, 10);
+      if (*end || v < 1 || v > 8) {
+        fprintf(stderr, "ctxdiff validate: --model-batch must be 1..8, got '%s'\n", val);
+        return 2;
+      }
+      g_model_batch = (int)v, i++;
+    } else if (!strcmp(a, "--config") && val) {
+      if (g_ncfg == (int)(sizeof g_cfg_kv / sizeof g_cfg_kv[0]) || !strchr(val, '=')) {
+        fprintf(stderr, "ctxdiff validate: --config takes KEY=VALUE (at most 16), got '%s'\n", val);
+        return 2;
+      }
+      g_cfg_kv[g_ncfg++] = val, i++;
     } else if (!strcmp(a, "--seed") && val) {
       g_rng = strtoull(val, NULL, 0), i++;
     } else {
@@ -793,6 +903,17 @@ int cx_cmd_validate(int argc, char **argv) {
     t_conv(&v, "cls 7x7 VALID", 200, 7, 7, 256, 1024, 7, 1, 0, 0, 0, 1);
     t_conv(&v, "odd 3x3/2 SAME", 2, 33, 35, 13, 37, 3, 2, 1, 0, 1, 1);
     t_conv(&v, "odd 1x1", 2, 5, 7, 70, 130, 1, 1, 0, 0, 1, 0);
+    if (g_prec == CX_PREC_FP32) { /* 16-bit precisions keep the direct kernels */
+      /* 256 tiles and more: the batched GEMM on v2; fewer: v1; odd channel counts: the scalar
+       * gathers; sizes not a multiple of 4: partial edge tiles */
+      t_conv_wino(&v, "winograd 3x3 SAME", 4, 1, 64, 64, 256, 256, 0, 1);
+      t_conv_wino(&v, "winograd 3x3 SAME", 4, 1, 64, 64, 256, 256, 1, 1);
+      t_conv_wino(&v, "winograd mask", 4, 25, 14, 14, 256, 256, 0, 1);
+      t_conv_wino(&v, "winograd odd", 4, 2, 33, 35, 13, 37, 1, 1);
+      t_conv_wino(&v, "winograd odd", 4, 1, 70, 66, 13, 37, 1, 0);
+      t_conv_wino(&v, "winograd res5", 4, 1, 9, 7, 512, 512, 0, 1);
+      t_conv_wino(&v, "winograd2 odd", 2, 2, 33, 35, 13, 37, 1, 1);
+    }
   }
   if (want("dense")) {
     t_dense(&v, 1000, 1024, 1024, 1);

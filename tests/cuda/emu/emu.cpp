@@ -1,0 +1,891 @@
+/* emu.cpp — the runtime of the CUDA emulator (see include/cuda_runtime.h for what it checks).
+ *
+ * Threads of a block are fibers on one OS thread, switched by a few lines of x86-64 assembly
+ * (callee-saved registers, MXCSR and the x87 control word), each with its own stack and a
+ * guard page. A block runs until every live thread waits at a barrier or has returned; then
+ * the barriers that are complete are released (a warp barrier when every lane of its mask
+ * waits at one, the block barrier when every live thread does). Anything else is a
+ * deadlock (e.g. __syncthreads in a branch not all threads take) and stops the program.
+ * CXEMU_ORDER=rev runs the threads of a block, and the blocks of a grid, last to first.
+ *
+ * Device memory: one anonymous mapping per cudaMalloc, the allocation placed against a guard
+ * page at its end (and one before), filled with 0xFF bytes, PROT_NONE except while queued
+ * work (kernels, copies) runs. A SIGSEGV handler names what was touched and by whom.
+ * Streams: one in-order queue for all of them, drained by the synchronising calls. */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <map>
+#include <string>
+#include <mutex>
+#include <vector>
+
+#include "cuda_runtime.h"
+
+#if !defined(__x86_64__)
+#error "the CUDA emulator's fiber switch is written for x86-64"
+#endif
+
+namespace cxemu {
+uint3 g_thread_idx, g_block_idx;
+dim3 g_block_dim, g_grid_dim;
+}
+
+using namespace cxemu;
+
+/* ---- fibers ------------------------------------------------------------------------------ */
+/* cxemu_switch(save, to): saves the callee-saved state on the current stack, stores the stack
+ * pointer in *save, and resumes the context whose stack pointer is `to`. */
+extern "C" void cxemu_switch(void **save, void *to);
+asm(R"(
+  .text
+  .globl cxemu_switch
+  .type cxemu_switch, @function
+cxemu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size cxemu_switch, .-cxemu_switch
+  .section .note.GNU-stack,"",@progbits
+  .text
+)");
+
+namespace {
+
+enum { F_READY, F_BLOCK, F_WARP, F_DONE };
+struct fiber {
+  void *sp;
+  int state;
+  unsigned wmask; /* mask of the warp barrier it waits at */
+  uint3 tid;
+};
+
+constexpr int MAX_THREADS = 1024;
+constexpr size_t STACK_BYTES = 256 * 1024;
+size_t g_page;
+char *g_stacks; /* MAX_THREADS stacks, each with a guard page at its low end */
+fiber g_fib[MAX_THREADS];
+unsigned long long g_slots[MAX_THREADS];
+void *g_sched_sp;
+int g_cur = -1, g_nth;
+const std::function<void()> *g_body;
+std::vector<unsigned char> g_dyn;
+const char *g_kernel;
+bool g_in_kernel;
+int g_order_rev = -1;
+
+uint32_t g_mxcsr;
+uint16_t g_fpcw;
+
+void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
+void die(const char *fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "cuda-emu: %s\n", buf);
+  fflush(stderr);
+  abort();
+}
+
+const char *where(char *buf, size_t n) {
+  if (g_in_kernel && g_cur >= 0)
+    snprintf(buf, n, "kernel %s, block (%u,%u,%u), thread (%u,%u,%u)", g_kernel, g_block_idx.x, g_block_idx.y,
+             g_block_idx.z, g_fib[g_cur].tid.x, g_fib[g_cur].tid.y, g_fib[g_cur].tid.z);
+  else if (g_in_kernel)
+    snprintf(buf, n, "%s (device work)", g_kernel ? g_kernel : "queued work");
+  else
+    snprintf(buf, n, "host code");
+  return buf;
+}
+
+void fiber_entry() {
+  (*g_body)();
+  g_fib[g_cur].state = F_DONE;
+  cxemu_switch(&g_fib[g_cur].sp, g_sched_sp);
+  __builtin_unreachable();
+}
+
+void stacks_init() {
+  if (g_stacks) return;
+  g_page = (size_t)sysconf(_SC_PAGESIZE);
+  const size_t total = (size_t)MAX_THREADS * STACK_BYTES;
+  void *m = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (m == MAP_FAILED) die("cannot map %zu bytes of fiber stacks", total);
+  g_stacks = (char *)m;
+  for (int i = 0; i < MAX_THREADS; i++) mprotect(g_stacks + (size_t)i * STACK_BYTES, g_page, PROT_NONE);
+  uint32_t mx;
+  uint16_t cw;
+  asm volatile("stmxcsr %0" : "=m"(mx));
+  asm volatile("fnstcw %0" : "=m"(cw));
+  g_mxcsr = mx;
+  g_fpcw = cw;
+  const char *o = getenv("CXEMU_ORDER");
+  g_order_rev = o && !strcmp(o, "rev");
+}
+
+void fiber_init(int i) {
+  uintptr_t top = (uintptr_t)(g_stacks + (size_t)(i + 1) * STACK_BYTES) & ~(uintptr_t)15;
+  uint64_t *s = (uint64_t *)top;
+  *--s = 0;                        /* fake return address of fiber_entry: entry sees rsp % 16 == 8 */
+  *--s = (uint64_t)(uintptr_t)&fiber_entry; /* popped by cxemu_switch's ret */
+  for (int r = 0; r < 6; r++) *--s = 0; /* rbp rbx r12 r13 r14 r15 */
+  *--s = (uint64_t)g_mxcsr | ((uint64_t)g_fpcw << 32);
+  g_fib[i].sp = s;
+  g_fib[i].state = F_READY;
+  g_fib[i].wmask = 0;
+}
+
+void yield_to_scheduler(int state) {
+  if (!g_in_kernel || g_cur < 0) die("a barrier or warp intrinsic was called outside a kernel");
+  g_fib[g_cur].state = state;
+  const int me = g_cur;
+  cxemu_switch(&g_fib[me].sp, g_sched_sp);
+  /* resumed: the scheduler has set g_cur and g_thread_idx */
+}
+
+/* Releases complete barriers; returns whether anything was released. */
+bool resolve(int nth) {
+  bool released = false;
+  for (int w0 = 0; w0 < nth; w0 += 32) {
+    const int wn = std::min(32, nth - w0);
+    unsigned waiting = 0, uni = 0, done = 0;
+    for (int l = 0; l < wn; l++) {
+      const fiber &f = g_fib[w0 + l];
+      if (f.state == F_WARP) waiting |= 1u << l, uni |= f.wmask;
+      if (f.state == F_DONE) done |= 1u << l;
+    }
+    if (!waiting) continue;
+    const unsigned exists = wn == 32 ? 0xffffffffu : ((1u << wn) - 1u);
+    if (uni & ~exists) {
+      char w[256];
+      g_cur = w0 + __builtin_ctz(waiting);
+      die("%s: warp sync mask 0x%08x names lanes that do not exist (block of %d threads)", where(w, sizeof w), uni,
+          nth);
+    }
+    if (uni & done) {
+      char w[256];
+      g_cur = w0 + __builtin_ctz(waiting);
+      die("%s: warp sync mask 0x%08x includes lanes that have already returned (0x%08x)", where(w, sizeof w), uni,
+          uni & done);
+    }
+    if ((uni & waiting) == uni) {
+      for (int l = 0; l < wn; l++)
+        if ((uni >> l) & 1u) g_fib[w0 + l].state = F_READY;
+      released = true;
+    }
+  }
+  if (released) return true;
+  int live = 0, at_block = 0;
+  for (int t = 0; t < nth; t++) {
+    live += g_fib[t].state != F_DONE;
+    at_block += g_fib[t].state == F_BLOCK;
+  }
+  if (live && at_block == live) {
+    for (int t = 0; t < nth; t++)
+      if (g_fib[t].state == F_BLOCK) g_fib[t].state = F_READY;
+    return true;
+  }
+  return false;
+}
+
+void run_block(int nth) {
+  for (int t = 0; t < nth; t++) fiber_init(t);
+  for (;;) {
+    for (int k = 0; k < nth; k++) {
+      const int t = g_order_rev ? nth - 1 - k : k;
+      if (g_fib[t].state != F_READY) continue;
+      g_cur = t;
+      g_thread_idx = g_fib[t].tid;
+      cxemu_switch(&g_sched_sp, g_fib[t].sp);
+    }
+    g_cur = -1;
+    int done = 0;
+    for (int t = 0; t < nth; t++) done += g_fib[t].state == F_DONE;
+    if (done == nth) return;
+    if (!resolve(nth)) {
+      int at_block = 0, at_warp = 0;
+      for (int t = 0; t < nth; t++) at_block += g_fib[t].state == F_BLOCK, at_warp += g_fib[t].state == F_WARP;
+      die("kernel %s, block (%u,%u,%u): deadlock: %d threads returned, %d wait at __syncthreads, %d at a warp "
+          "barrier (a barrier inside a branch that not all threads take?)",
+          g_kernel, g_block_idx.x, g_block_idx.y, g_block_idx.z, done, at_block, at_warp);
+    }
+  }
+}
+
+/* ---- device memory ---------------------------------------------------------------------- */
+struct alloc {
+  uintptr_t user;
+  size_t size;
+  char *map;
+  size_t maplen;
+  char *data; /* the readable/writable pages */
+  size_t datalen;
+  bool pinned;
+};
+std::map<uintptr_t, alloc> g_allocs; /* by user address */
+std::recursive_mutex g_mu;           /* OpenMP host threads may call in */
+int g_protect = -1;
+bool g_access; /* device memory currently accessible */
+
+bool protect_on() {
+  if (g_protect < 0) {
+    const char *p = getenv("CXEMU_PROTECT");
+    g_protect = !(p && !strcmp(p, "0"));
+  }
+  return g_protect;
+}
+
+void device_access(bool on) {
+  if (g_access == on) return;
+  g_access = on;
+  if (!protect_on()) return;
+  for (auto &kv : g_allocs)
+    if (!kv.second.pinned) mprotect(kv.second.data, kv.second.datalen, on ? PROT_READ | PROT_WRITE : PROT_NONE);
+}
+
+const alloc *find_alloc(const void *p, bool with_guards) {
+  const uintptr_t a = (uintptr_t)p;
+  for (auto it = g_allocs.upper_bound(a); it != g_allocs.begin();) {
+    --it;
+    const alloc &al = it->second;
+    if (with_guards) {
+      if (a >= (uintptr_t)al.map && a < (uintptr_t)al.map + al.maplen) return &al;
+    } else if (a >= al.user && a <= al.user + al.size) {
+      return &al;
+    }
+    break;
+  }
+  if (with_guards) /* a guard page before the allocation sorts after the previous one */
+    for (auto &kv : g_allocs)
+      if (a >= (uintptr_t)kv.second.map && a < (uintptr_t)kv.second.map + kv.second.maplen) return &kv.second;
+  return nullptr;
+}
+
+/* ---- the queue ------------------------------------------------------------------------- */
+std::vector<std::function<void()>> g_queue;
+cudaError_t g_last = cudaSuccess;
+int g_device_count = -1;
+std::map<const void *, int> g_max_dyn; /* cudaFuncAttributeMaxDynamicSharedMemorySize */
+
+void flush() {
+  std::lock_guard<std::recursive_mutex> lk(g_mu);
+  if (g_queue.empty()) return;
+  std::vector<std::function<void()>> q;
+  q.swap(g_queue);
+  device_access(true);
+  g_in_kernel = true;
+  for (auto &f : q) f();
+  g_in_kernel = false;
+  g_kernel = nullptr;
+  device_access(false);
+}
+
+cudaError_t set_err(cudaError_t e) {
+  if (e != cudaSuccess) g_last = e;
+  return e;
+}
+
+/* stream capture */
+struct graph_ops {
+  std::vector<std::function<void()>> ops;
+};
+cudaStream_t g_cap_stream;
+bool g_capturing, g_cap_invalid;
+graph_ops *g_cap;
+
+cudaError_t capture_violation(const char *what) {
+  fprintf(stderr, "cuda-emu: %s during stream capture: not allowed, the capture is invalidated\n", what);
+  g_cap_invalid = true;
+  return cudaErrorStreamCaptureUnsupported;
+}
+
+/* Queues f on stream s (or records it into the graph being captured). */
+cudaError_t enqueue_on(cudaStream_t s, std::function<void()> f) {
+  std::lock_guard<std::recursive_mutex> lk(g_mu);
+  if (g_capturing) {
+    if (s != g_cap_stream) return capture_violation("work queued on another stream than the capturing one");
+    g_cap->ops.push_back(std::move(f));
+    return cudaSuccess;
+  }
+  g_queue.push_back(std::move(f));
+  return cudaSuccess;
+}
+void enqueue(std::function<void()> f) { (void)enqueue_on(g_cap_stream, std::move(f)); }
+/* A synchronising call: an error while capturing. */
+bool sync_forbidden(const char *what) {
+  if (!g_capturing) return false;
+  capture_violation(what);
+  return true;
+}
+
+double now_ms() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* CXEMU_PROFILE=1: emulated time per kernel, printed at exit (where the emulator's time goes,
+ * not how fast the GPU would be). */
+std::map<std::string, std::pair<double, long>> g_prof;
+void profile_print() {
+  std::vector<std::pair<double, std::string>> v;
+  double total = 0;
+  for (auto &kv : g_prof) v.push_back({kv.second.first, kv.first}), total += kv.second.first;
+  std::sort(v.rbegin(), v.rend());
+  fprintf(stderr, "cuda-emu profile: %.0f ms in kernels\n", total);
+  for (auto &x : v) fprintf(stderr, "  %10.0f ms %8ld launches  %s\n", x.first, g_prof[x.second].second, x.second.c_str());
+}
+void profile_add(const char *name, double ms) {
+  if (g_prof.empty()) atexit(profile_print);
+  auto &p = g_prof[name];
+  p.first += ms;
+  p.second++;
+}
+
+/* ---- SIGSEGV: say what was touched ----------------------------------------------------- */
+char g_altstack[1 << 16];
+void on_segv(int sig, siginfo_t *si, void *) {
+  char w[256], what[512];
+  const uintptr_t a = (uintptr_t)si->si_addr;
+  const alloc *al = find_alloc(si->si_addr, true);
+  if (g_stacks && a >= (uintptr_t)g_stacks && a < (uintptr_t)g_stacks + (size_t)MAX_THREADS * STACK_BYTES)
+    snprintf(what, sizeof what, "fiber stack overflow (a thread uses more than %zu KB of stack)", STACK_BYTES / 1024);
+  else if (al && a >= al->user && a < al->user + al->size)
+    snprintf(what, sizeof what,
+             "device memory (allocation of %zu bytes at %p) touched while device memory is inaccessible: host code "
+             "dereferenced a device pointer",
+             al->size, (void *)al->user);
+  else if (al && a >= al->user + al->size)
+    snprintf(what, sizeof what, "%zu bytes past the end of the device allocation of %zu bytes at %p",
+             (size_t)(a - al->user - al->size), al->size, (void *)al->user);
+  else if (al)
+    snprintf(what, sizeof what, "%zu bytes before the device allocation of %zu bytes at %p", (size_t)(al->user - a),
+             al->size, (void *)al->user);
+  else
+    snprintf(what, sizeof what, "not device memory");
+  fprintf(stderr, "cuda-emu: invalid memory access at %p in %s: %s\n", si->si_addr, where(w, sizeof w), what);
+  fflush(stderr);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+void install_handler() {
+  static bool done;
+  if (done) return;
+  done = true;
+  stack_t ss;
+  ss.ss_sp = g_altstack;
+  ss.ss_size = sizeof g_altstack;
+  ss.ss_flags = 0;
+  sigaltstack(&ss, NULL);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_segv;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+  sigaction(SIGSEGV, &sa, NULL);
+  sigaction(SIGBUS, &sa, NULL);
+}
+
+
+/* Checks [p, p+n) for a copy: kind 1 device, 0 host. */
+bool range_ok(const void *p, size_t n, bool device, const char *call, const char *side) {
+  if (n == 0) return true;
+  const alloc *al = find_alloc(p, false);
+  const bool is_dev = al && !al->pinned;
+  if (device) {
+    if (!is_dev) {
+      fprintf(stderr, "cuda-emu: %s: %s %p is not device memory\n", call, side, p);
+      return false;
+    }
+    if ((uintptr_t)p + n > al->user + al->size) {
+      fprintf(stderr, "cuda-emu: %s: %s range of %zu bytes at %p runs %zu bytes past its allocation of %zu bytes\n",
+              call, side, n, p, (size_t)((uintptr_t)p + n - al->user - al->size), al->size);
+      return false;
+    }
+  } else if (is_dev) {
+    fprintf(stderr, "cuda-emu: %s: %s %p is device memory, the copy kind says host\n", call, side, p);
+    return false;
+  }
+  return true;
+}
+
+} /* namespace */
+
+/* ---- cxemu:: functions used by the headers ------------------------------------------------ */
+namespace cxemu {
+void barrier_block() { yield_to_scheduler(F_BLOCK); }
+void barrier_warp(unsigned mask) {
+  if (!g_in_kernel || g_cur < 0) die("a warp intrinsic was called outside a kernel");
+  const unsigned lane = (unsigned)(g_cur % 32);
+  if (!((mask >> lane) & 1u)) {
+    char w[256];
+    die("%s: warp sync mask 0x%08x does not include the calling lane %u", where(w, sizeof w), mask, lane);
+  }
+  g_fib[g_cur].wmask = mask;
+  yield_to_scheduler(F_WARP);
+}
+int lane_id() { return g_cur % 32; }
+int warp_leader() {
+  const int w0 = g_cur - g_cur % 32;
+  for (int t = w0; t < g_cur; t++)
+    if (g_fib[t].state != F_DONE) return 0;
+  return 1;
+}
+unsigned long long *warp_slots() { return g_slots + (g_cur - g_cur % 32); }
+void *dyn_smem() { return g_dyn.data(); }
+void device_fail(const char *fmt, ...) {
+  char msg[512], w[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  die("%s: %s", where(w, sizeof w), msg);
+}
+
+int check_device_pointer(const void *p, char *why, size_t n) {
+  if (!p) return 0;
+  std::lock_guard<std::recursive_mutex> lk(g_mu);
+  const alloc *al = find_alloc(p, false);
+  if (al && !al->pinned) return 0;
+  if (al)
+    snprintf(why, n, "%p is page-locked host memory (cudaMallocHost), not device memory", p);
+  else
+    snprintf(why, n, "%p is host memory, not device memory", p);
+  return -1;
+}
+
+void launch_arg_error(const char *kernel, int arg, const char *why) {
+  die("launch of %s: argument %d: %s", kernel, arg, why);
+}
+
+void submit_kernel(const char *name, const void *fn, const launch_cfg &c, std::function<void()> body) {
+  stacks_init();
+  install_handler();
+  const dim3 g = c.grid, b = c.block;
+  const unsigned long long nth = (unsigned long long)b.x * b.y * b.z;
+  const char *bad = nullptr;
+  if (!g.x || !g.y || !g.z || !b.x || !b.y || !b.z) bad = "a zero grid or block dimension";
+  else if (nth > 1024 || b.x > 1024 || b.y > 1024 || b.z > 64) bad = "more than 1024 threads per block";
+  else if (g.x > 2147483647u || g.y > 65535u || g.z > 65535u) bad = "grid dimension over the limit (y, z <= 65535)";
+  else if (c.smem > 48 * 1024) {
+    auto it = g_max_dyn.find(fn);
+    if (it == g_max_dyn.end() || (size_t)it->second < c.smem)
+      bad = "more than 48 KB of dynamic shared memory without cudaFuncAttributeMaxDynamicSharedMemorySize";
+  }
+  if (bad) {
+    fprintf(stderr, "cuda-emu: launch of %s <<<(%u,%u,%u), (%u,%u,%u), %zu>>>: %s\n", name, g.x, g.y, g.z, b.x, b.y,
+            b.z, c.smem, bad);
+    set_err(cudaErrorInvalidConfiguration);
+    return;
+  }
+  const size_t smem = c.smem;
+  static const bool prof = getenv("CXEMU_PROFILE") != nullptr;
+  const cudaError_t qe = enqueue_on(c.stream, [=]() {
+    g_kernel = name;
+    g_grid_dim = g;
+    g_block_dim = b;
+    const int n = (int)nth;
+    g_nth = n;
+    for (int t = 0; t < n; t++) g_fib[t].tid = uint3{(unsigned)(t % b.x), (unsigned)(t / b.x % b.y), (unsigned)(t / (b.x * b.y))};
+    g_dyn.assign(smem + 16, 0xFF); /* uninitialised shared memory */
+    g_body = &body;
+    const double t0 = prof ? now_ms() : 0.0;
+    /* CXEMU_ORDER=rev also runs the blocks last to first (blocks may run in any order) */
+    for (unsigned zi = 0; zi < g.z; zi++)
+      for (unsigned yi = 0; yi < g.y; yi++)
+        for (unsigned xi = 0; xi < g.x; xi++) {
+          const unsigned x = g_order_rev ? g.x - 1 - xi : xi, y = g_order_rev ? g.y - 1 - yi : yi,
+                         z = g_order_rev ? g.z - 1 - zi : zi;
+          g_block_idx = uint3{x, y, z};
+          if (smem) memset(g_dyn.data(), 0xFF, smem);
+          run_block(n);
+        }
+    g_body = nullptr;
+    if (prof) profile_add(name, now_ms() - t0);
+  });
+  if (qe != cudaSuccess) set_err(qe);
+}
+} /* namespace cxemu */
+
+/* ---- the runtime API ------------------------------------------------------------------- */
+struct CUstream_st {
+  int unused;
+};
+struct CUevent_st {
+  double t;
+};
+
+extern "C" {
+cudaError_t cudaGetDeviceCount(int *n) {
+  if (g_device_count < 0) {
+    const char *e = getenv("CXEMU_DEVICES");
+    g_device_count = e ? atoi(e) : 1;
+  }
+  *n = g_device_count;
+  return g_device_count > 0 ? cudaSuccess : set_err(cudaErrorNoDevice);
+}
+cudaError_t cudaSetDevice(int d) {
+  int n;
+  cudaGetDeviceCount(&n);
+  return d >= 0 && d < n ? cudaSuccess : set_err(cudaErrorInvalidDevice);
+}
+cudaError_t cudaGetDevice(int *d) {
+  *d = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
+  if (d != 0) return set_err(cudaErrorInvalidDevice);
+  memset(p, 0, sizeof *p);
+  snprintf(p->name, sizeof p->name, "CUDA emulator on the CPU (tests/cuda/emu)");
+  p->totalGlobalMem = (size_t)16 << 30;
+  p->sharedMemPerBlock = 48 * 1024;
+  p->sharedMemPerBlockOptin = 227 * 1024;
+  p->regsPerBlock = 65536;
+  p->warpSize = 32;
+  p->maxThreadsPerBlock = 1024;
+  p->maxThreadsDim[0] = p->maxThreadsDim[1] = 1024;
+  p->maxThreadsDim[2] = 64;
+  p->maxGridSize[0] = 2147483647;
+  p->maxGridSize[1] = p->maxGridSize[2] = 65535;
+  p->major = 9;
+  p->minor = 0;
+  p->multiProcessorCount = 1;
+  p->maxThreadsPerMultiProcessor = 2048;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr attr, int d) {
+  cudaDeviceProp p;
+  if (cudaGetDeviceProperties(&p, d) != cudaSuccess) return set_err(cudaErrorInvalidDevice);
+  switch (attr) {
+    case cudaDevAttrMaxThreadsPerBlock: *v = p.maxThreadsPerBlock; break;
+    case cudaDevAttrMaxSharedMemoryPerBlock: *v = (int)p.sharedMemPerBlock; break;
+    case cudaDevAttrWarpSize: *v = p.warpSize; break;
+    case cudaDevAttrMultiProcessorCount: *v = p.multiProcessorCount; break;
+    case cudaDevAttrComputeCapabilityMajor: *v = p.major; break;
+    case cudaDevAttrComputeCapabilityMinor: *v = p.minor; break;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = (int)p.sharedMemPerBlockOptin; break;
+    default: return set_err(cudaErrorInvalidValue);
+  }
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize(void) {
+  if (sync_forbidden("cudaDeviceSynchronize")) return set_err(cudaErrorStreamCaptureUnsupported);
+  flush();
+  return cudaSuccess;
+}
+cudaError_t cudaGetLastError(void) {
+  const cudaError_t e = g_last;
+  g_last = cudaSuccess;
+  return e;
+}
+cudaError_t cudaPeekAtLastError(void) { return g_last; }
+const char *cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevicePointer: return "cudaErrorInvalidDevicePointer";
+    case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
+    case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorNotSupported: return "cudaErrorNotSupported";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
+    default: return "cudaErrorUnknown";
+  }
+}
+const char *cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    default: return cudaGetErrorName(e);
+  }
+}
+
+cudaError_t cudaMalloc(void **out, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> lk(g_mu);
+  install_handler();
+  if (!g_page) g_page = (size_t)sysconf(_SC_PAGESIZE);
+  const size_t sz = (bytes + 255) & ~(size_t)255;
+  const size_t datalen = (sz + g_page - 1) / g_page * g_page;
+  const size_t maplen = datalen + 2 * g_page;
+  void *m = mmap(NULL, maplen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (m == MAP_FAILED) {
+    *out = NULL;
+    return set_err(cudaErrorMemoryAllocation);
+  }
+  alloc al;
+  al.map = (char *)m;
+  al.maplen = maplen;
+  al.data = al.map + g_page;
+  al.datalen = datalen;
+  al.user = (uintptr_t)(al.data + datalen - sz); /* 256-byte aligned, flush with the guard page */
+  al.size = bytes;
+  al.pinned = false;
+  mprotect(al.data, datalen, PROT_READ | PROT_WRITE);
+  memset(al.data, 0xFF, datalen);
+  if (protect_on() && !g_access) mprotect(al.data, datalen, PROT_NONE);
+  g_allocs[al.user] = al;
+  *out = (void *)al.user;
+  return cudaSuccess;
+}
+cudaError_t cudaFree(void *p) {
+  if (!p) return cudaSuccess;
+  if (sync_forbidden("cudaFree")) return set_err(cudaErrorStreamCaptureUnsupported);
+  flush(); /* cudaFree synchronises */
+  std::lock_guard<std::recursive_mutex> lk(g_mu);
+  auto it = g_allocs.find((uintptr_t)p);
+  if (it == g_allocs.end() || it->second.pinned) {
+    fprintf(stderr, "cuda-emu: cudaFree(%p): not a pointer returned by cudaMalloc\n", p);
+    return set_err(cudaErrorInvalidValue);
+  }
+  munmap(it->second.map, it->second.maplen);
+  g_allocs.erase(it);
+  return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void **out, size_t bytes) {
+  std::lock_guard<std::recursive_mutex> lk(g_mu);
+  void *p = NULL;
+  if (posix_memalign(&p, 4096, bytes ? bytes : 1)) {
+    *out = NULL;
+    return set_err(cudaErrorMemoryAllocation);
+  }
+  memset(p, 0xFF, bytes);
+  alloc al;
+  al.map = al.data = (char *)p;
+  al.maplen = al.datalen = bytes ? bytes : 1;
+  al.user = (uintptr_t)p;
+  al.size = bytes;
+  al.pinned = true;
+  g_allocs[al.user] = al;
+  *out = p;
+  return cudaSuccess;
+}
+cudaError_t cudaHostAlloc(void **out, size_t bytes, unsigned flags) {
+  (void)flags;
+  return cudaMallocHost(out, bytes);
+}
+cudaError_t cudaFreeHost(void *p) {
+  if (!p) return cudaSuccess;
+  flush();
+  std::lock_guard<std::recursive_mutex> lk(g_mu);
+  auto it = g_allocs.find((uintptr_t)p);
+  if (it == g_allocs.end() || !it->second.pinned) {
+    fprintf(stderr, "cuda-emu: cudaFreeHost(%p): not a pointer returned by cudaMallocHost\n", p);
+    return set_err(cudaErrorInvalidValue);
+  }
+  free(p);
+  g_allocs.erase(it);
+  return cudaSuccess;
+}
+cudaError_t cudaMemGetInfo(size_t *f, size_t *t) {
+  *f = (size_t)8 << 30;
+  *t = (size_t)16 << 30;
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind kind, cudaStream_t s) {
+  (void)s;
+  std::lock_guard<std::recursive_mutex> lk(g_mu);
+  const bool dd = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
+  const bool sd = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
+  if (kind == cudaMemcpyDefault || kind == cudaMemcpyHostToHost) {
+    fprintf(stderr, "cuda-emu: cudaMemcpyAsync: copy kind %d is not used by ctxdiff and not emulated\n", (int)kind);
+    return set_err(cudaErrorInvalidMemcpyDirection);
+  }
+  if (!range_ok(dst, n, dd, "cudaMemcpyAsync", "destination") || !range_ok(src, n, sd, "cudaMemcpyAsync", "source"))
+    return set_err(cudaErrorInvalidValue);
+  if (n == 0) return cudaSuccess;
+  const alloc *sa = find_alloc(src, false), *da = find_alloc(dst, false);
+  if (g_capturing && ((kind == cudaMemcpyHostToDevice && !(sa && sa->pinned)) ||
+                      (kind == cudaMemcpyDeviceToHost && !(da && da->pinned))))
+    return set_err(capture_violation("cudaMemcpyAsync with pageable host memory"));
+  if (g_capturing) return set_err(enqueue_on(s, [=]() { memcpy(dst, src, n); }));
+  if (kind == cudaMemcpyHostToDevice && !(sa && sa->pinned)) {
+    /* pageable source: the runtime stages it before returning */
+    auto copy = std::make_shared<std::vector<unsigned char>>((const unsigned char *)src, (const unsigned char *)src + n);
+    enqueue([=]() { memcpy(dst, copy->data(), n); });
+    return cudaSuccess;
+  }
+  if (kind == cudaMemcpyDeviceToHost && !(da && da->pinned)) {
+    /* pageable destination: synchronous */
+    enqueue([=]() { memcpy(dst, src, n); });
+    flush();
+    return cudaSuccess;
+  }
+  enqueue([=]() { memcpy(dst, src, n); });
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
+  if (sync_forbidden("cudaMemcpy")) return set_err(cudaErrorStreamCaptureImplicit);
+  const cudaError_t e = cudaMemcpyAsync(dst, src, n, kind, 0);
+  flush();
+  return e;
+}
+cudaError_t cudaMemsetAsync(void *dst, int v, size_t n, cudaStream_t s) {
+  (void)s;
+  std::lock_guard<std::recursive_mutex> lk(g_mu);
+  if (!range_ok(dst, n, true, "cudaMemsetAsync", "destination")) return set_err(cudaErrorInvalidValue);
+  return set_err(enqueue_on(s, [=]() { memset(dst, v, n); }));
+}
+cudaError_t cudaMemset(void *dst, int v, size_t n) {
+  if (sync_forbidden("cudaMemset")) return set_err(cudaErrorStreamCaptureImplicit);
+  const cudaError_t e = cudaMemsetAsync(dst, v, n, 0);
+  flush();
+  return e;
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t *s) {
+  *s = new CUstream_st();
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
+  (void)flags;
+  return cudaStreamCreate(s);
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  flush();
+  delete s;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  (void)s;
+  if (sync_forbidden("cudaStreamSynchronize")) return set_err(cudaErrorStreamCaptureUnsupported);
+  flush();
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreate(cudaEvent_t *e) {
+  *e = new CUevent_st{0.0};
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags) {
+  (void)flags;
+  return cudaEventCreate(e);
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete e;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+  return set_err(enqueue_on(s, [=]() { e->t = now_ms(); }));
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  (void)e;
+  if (sync_forbidden("cudaEventSynchronize")) return set_err(cudaErrorStreamCaptureUnsupported);
+  flush();
+  return cudaSuccess;
+}
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
+  *ms = (float)(b->t - a->t);
+  return cudaSuccess;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags) {
+  (void)s, (void)e, (void)flags;
+  return cudaSuccess; /* one in-order queue: already ordered */
+}
+struct CUgraph_st {
+  graph_ops g;
+};
+struct CUgraphExec_st {
+  graph_ops g;
+};
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
+  (void)mode;
+  std::lock_guard<std::recursive_mutex> lk(g_mu);
+  if (!s) {
+    fprintf(stderr, "cuda-emu: cudaStreamBeginCapture: the legacy default stream cannot be captured\n");
+    return set_err(cudaErrorStreamCaptureUnsupported);
+  }
+  if (g_capturing) return set_err(cudaErrorIllegalState);
+  flush(); /* work queued before the capture is not part of it */
+  g_capturing = true;
+  g_cap_invalid = false;
+  g_cap_stream = s;
+  g_cap = new graph_ops();
+  return cudaSuccess;
+}
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *out) {
+  std::lock_guard<std::recursive_mutex> lk(g_mu);
+  *out = nullptr;
+  if (!g_capturing || s != g_cap_stream) return set_err(cudaErrorIllegalState);
+  g_capturing = false;
+  g_cap_stream = nullptr;
+  graph_ops *ops = g_cap;
+  g_cap = nullptr;
+  if (g_cap_invalid) {
+    delete ops;
+    return set_err(cudaErrorStreamCaptureInvalidated);
+  }
+  *out = new CUgraph_st{std::move(*ops)};
+  delete ops;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *st) {
+  *st = g_capturing && s == g_cap_stream ? (g_cap_invalid ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive)
+                                         : cudaStreamCaptureStatusNone;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *x, cudaGraph_t g, unsigned long long flags) {
+  (void)flags;
+  if (!g) return set_err(cudaErrorInvalidValue);
+  *x = new CUgraphExec_st{g->g};
+  return cudaSuccess;
+}
+cudaError_t cudaGraphLaunch(cudaGraphExec_t x, cudaStream_t s) {
+  if (!x) return set_err(cudaErrorInvalidValue);
+  for (auto &f : x->g.ops) {
+    const cudaError_t e = enqueue_on(s, f);
+    if (e != cudaSuccess) return set_err(e);
+  }
+  return cudaSuccess;
+}
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t x) {
+  delete x;
+  return cudaSuccess;
+}
+cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+  delete g;
+  return cudaSuccess;
+}
+cudaError_t cxemu_func_set_attribute(const void *fn, cudaFuncAttribute attr, int value) {
+  if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
+    if (value < 0 || value > 227 * 1024) return set_err(cudaErrorInvalidValue);
+    g_max_dyn[fn] = value;
+  }
+  return cudaSuccess;
+}
+} /* extern "C" */

@@ -1,0 +1,260 @@
+/* selftest.cu — the CUDA emulator's own test: small kernels with a known answer (warp
+ * shuffles, ballots, WMMA against a double-precision product), and kernels with the bugs the
+ * emulator exists to catch (missing barrier, host dereference of device memory, reads past an
+ * allocation, host pointers as kernel arguments, divergent barriers, bad launch
+ * configurations, reading a pinned buffer before the stream is synchronised, misaligned
+ * vector loads, shared-array overruns). selftest.sh runs each case and checks the verdict.
+ * Real CUDA: the "good" cases run under nvcc too (they are plain CUDA).
+ *
+ *   cuda_emu_selftest CASE      prints a verdict line; exit 0 when the case behaved */
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <mma.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CK(call)                                                                     \
+  do {                                                                               \
+    cudaError_t e_ = (call);                                                         \
+    if (e_ != cudaSuccess) {                                                         \
+      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+      exit(1);                                                                       \
+    }                                                                                \
+  } while (0)
+
+__global__ void shfl_kernel(const int *in, int *sum, int *bcast, unsigned *ballot) {
+  const int t = threadIdx.x;
+  int v = in[blockIdx.x * blockDim.x + t];
+  for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int b = __shfl_sync(0xffffffffu, in[blockIdx.x * blockDim.x + t], 5);
+  const unsigned bl = __ballot_sync(0xffffffffu, (t & 3) == 0);
+  sum[blockIdx.x * blockDim.x + t] = v;
+  bcast[blockIdx.x * blockDim.x + t] = b;
+  ballot[blockIdx.x * blockDim.x + t] = bl;
+}
+
+__global__ void wmma_kernel(const __half *a, const __half *b, float *c) {
+  using namespace nvcuda;
+  wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> fa;
+  wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> fb;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+  wmma::fill_fragment(acc, 1.0f);
+  wmma::load_matrix_sync(fa, a, 16);
+  wmma::load_matrix_sync(fb, b, 16);
+  wmma::mma_sync(acc, fa, fb, acc);
+  wmma::store_matrix_sync(c, acc, 16, wmma::mem_row_major);
+}
+
+__global__ void race_kernel(int *out) {
+  __shared__ int v;
+  if (threadIdx.x == 0) v = 42;
+  /* missing __syncthreads() here: the bug under test */
+  out[threadIdx.x] = v;
+}
+
+__global__ void read_kernel(const float *p, int i, float *out) { out[0] = p[i]; }
+
+__global__ void divergent_kernel(int *out) {
+  int x = threadIdx.x;
+  if (threadIdx.x < 16)
+    __syncthreads();
+  else
+    x = __shfl_xor_sync(0xffffffffu, x, 1);
+  out[threadIdx.x] = x;
+}
+
+__global__ void fill_kernel(float *p, int n, float v) {
+  for (int i = threadIdx.x; i < n; i += blockDim.x) p[i] = v;
+}
+
+__global__ void vec_kernel(const float *p, float *out) {
+  const float4 v = *reinterpret_cast<const float4 *>(p + 1); /* 4-byte aligned only */
+  out[0] = v.x + v.y + v.z + v.w;
+}
+
+__global__ void smem_kernel(float *out) {
+  __shared__ float s[32];
+  s[threadIdx.x] = (float)threadIdx.x; /* 64 threads: index 32.. overruns */
+  __syncthreads();
+  out[threadIdx.x] = s[threadIdx.x];
+}
+
+int main(int argc, char **argv) {
+  const char *c = argc > 1 ? argv[1] : "";
+  if (!strcmp(c, "shfl")) {
+    const int n = 64;
+    int h[64], *d, *sum, *bc;
+    unsigned *bl;
+    for (int i = 0; i < n; i++) h[i] = i * 3 + 1;
+    CK(cudaMalloc((void **)&d, sizeof h));
+    CK(cudaMalloc((void **)&sum, sizeof h));
+    CK(cudaMalloc((void **)&bc, sizeof h));
+    CK(cudaMalloc((void **)&bl, sizeof h));
+    CK(cudaMemcpy(d, h, sizeof h, cudaMemcpyHostToDevice));
+    shfl_kernel<<<2, 32>>>(d, sum, bc, bl);
+    CK(cudaGetLastError());
+    int hs[64], hb[64];
+    unsigned hl[64];
+    CK(cudaMemcpy(hs, sum, sizeof h, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(hb, bc, sizeof h, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(hl, bl, sizeof h, cudaMemcpyDeviceToHost));
+    int bad = 0;
+    for (int i = 0; i < n; i++) {
+      int want = 0;
+      for (int j = i / 32 * 32; j < i / 32 * 32 + 32; j++) want += h[j];
+      bad += hs[i] != want || hb[i] != h[i / 32 * 32 + 5] || hl[i] != 0x11111111u;
+    }
+    printf("shfl: %d wrong of %d\n", bad, n);
+    return bad != 0;
+  }
+  if (!strcmp(c, "wmma")) {
+    __half ha[256], hb[256];
+    float ref[256], got[256];
+    for (int i = 0; i < 256; i++) {
+      ha[i] = __float2half_rn((float)((i * 7) % 13) / 8.0f - 0.75f);
+      hb[i] = __float2half_rn((float)((i * 5) % 11) / 4.0f - 1.25f);
+    }
+    for (int r = 0; r < 16; r++)
+      for (int q = 0; q < 16; q++) {
+        double s = 1.0;
+        for (int k = 0; k < 16; k++) s += (double)__half2float(ha[r * 16 + k]) * (double)__half2float(hb[q * 16 + k]);
+        ref[r * 16 + q] = (float)s; /* b is column-major: element (k, q) at q*16 + k */
+      }
+    __half *da, *db;
+    float *dc;
+    CK(cudaMalloc((void **)&da, sizeof ha));
+    CK(cudaMalloc((void **)&db, sizeof hb));
+    CK(cudaMalloc((void **)&dc, sizeof got));
+    CK(cudaMemcpy(da, ha, sizeof ha, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(db, hb, sizeof hb, cudaMemcpyHostToDevice));
+    wmma_kernel<<<1, 32>>>(da, db, dc);
+    CK(cudaGetLastError());
+    CK(cudaMemcpy(got, dc, sizeof got, cudaMemcpyDeviceToHost));
+    double e = 0;
+    for (int i = 0; i < 256; i++) e = fmax(e, fabs((double)got[i] - ref[i]));
+    printf("wmma: max abs error %.3g\n", e);
+    return e > 1e-4;
+  }
+  if (!strcmp(c, "race")) {
+    int *d, h[64];
+    CK(cudaMalloc((void **)&d, sizeof h));
+    race_kernel<<<1, 64>>>(d);
+    CK(cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost));
+    int saw = 0;
+    for (int i = 0; i < 64; i++) saw += h[i] == 42;
+    printf("race: %d of 64 threads saw the value\n", saw);
+    return 0;
+  }
+  if (!strcmp(c, "host_deref")) {
+    float *d;
+    CK(cudaMalloc((void **)&d, 1024));
+    printf("host_deref: read %g\n", (double)d[3]); /* the bug under test */
+    return 0;
+  }
+  if (!strcmp(c, "oob")) {
+    float *d, *o;
+    CK(cudaMalloc((void **)&d, 4096));
+    CK(cudaMalloc((void **)&o, 4));
+    read_kernel<<<1, 1>>>(d, 1024, o); /* one past the end */
+    CK(cudaDeviceSynchronize());
+    printf("oob: no fault\n");
+    return 0;
+  }
+  if (!strcmp(c, "host_arg")) {
+    float *h = (float *)calloc(16, sizeof(float)), *o;
+    CK(cudaMalloc((void **)&o, 4));
+    read_kernel<<<1, 1>>>(h, 0, o);
+    CK(cudaDeviceSynchronize());
+    printf("host_arg: launched\n");
+    return 0;
+  }
+  if (!strcmp(c, "divergent")) {
+    int *d;
+    CK(cudaMalloc((void **)&d, 32 * sizeof(int)));
+    divergent_kernel<<<1, 32>>>(d);
+    CK(cudaDeviceSynchronize());
+    printf("divergent: completed\n");
+    return 0;
+  }
+  if (!strcmp(c, "config")) {
+    float *d;
+    CK(cudaMalloc((void **)&d, 4096));
+    fill_kernel<<<1, 2048>>>(d, 1024, 1.0f);
+    const cudaError_t e1 = cudaGetLastError();
+    fill_kernel<<<dim3(1, 70000), 32>>>(d, 1024, 1.0f);
+    const cudaError_t e2 = cudaGetLastError();
+    fill_kernel<<<1, 32, 64 * 1024>>>(d, 1024, 1.0f);
+    const cudaError_t e3 = cudaGetLastError();
+    printf("config: %s / %s / %s\n", cudaGetErrorName(e1), cudaGetErrorName(e2), cudaGetErrorName(e3));
+    return !(e1 == cudaErrorInvalidConfiguration && e2 == cudaErrorInvalidConfiguration &&
+             e3 == cudaErrorInvalidConfiguration);
+  }
+  if (!strcmp(c, "stale")) {
+    float *d, *h;
+    cudaStream_t s;
+    CK(cudaStreamCreate(&s));
+    CK(cudaMalloc((void **)&d, 4096));
+    CK(cudaMallocHost((void **)&h, 4096));
+    memset(h, 0, 4096);
+    fill_kernel<<<1, 128, 0, s>>>(d, 1024, 7.0f);
+    CK(cudaMemcpyAsync(h, d, 4096, cudaMemcpyDeviceToHost, s));
+    const float before = h[100]; /* the bug under test: no cudaStreamSynchronize yet */
+    CK(cudaStreamSynchronize(s));
+    const float after = h[100];
+    printf("stale: before sync %g, after sync %g\n", (double)before, (double)after);
+    return !(before != 7.0f && after == 7.0f);
+  }
+  if (!strcmp(c, "misaligned")) {
+    float *d, *o;
+    CK(cudaMalloc((void **)&d, 4096));
+    CK(cudaMalloc((void **)&o, 4));
+    vec_kernel<<<1, 1>>>(d, o);
+    CK(cudaDeviceSynchronize());
+    printf("misaligned: no fault\n");
+    return 0;
+  }
+  if (!strcmp(c, "smem")) {
+    float *o;
+    CK(cudaMalloc((void **)&o, 64 * sizeof(float)));
+    smem_kernel<<<1, 64>>>(o);
+    CK(cudaDeviceSynchronize());
+    printf("smem: no fault\n");
+    return 0;
+  }
+  if (!strcmp(c, "graph")) {
+    /* capture fill + copy, replay twice; then a synchronising call inside a capture must fail */
+    float *a, *b, h[256];
+    cudaStream_t s;
+    cudaGraph_t g;
+    cudaGraphExec_t x;
+    CK(cudaStreamCreate(&s));
+    CK(cudaMalloc((void **)&a, sizeof h));
+    CK(cudaMalloc((void **)&b, sizeof h));
+    CK(cudaMemset(b, 0, sizeof h));
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    fill_kernel<<<1, 64, 0, s>>>(a, 256, 3.0f);
+    CK(cudaMemcpyAsync(b, a, sizeof h, cudaMemcpyDeviceToDevice, s));
+    CK(cudaStreamEndCapture(s, &g));
+    CK(cudaGraphInstantiate(&x, g, 0));
+    CK(cudaMemcpy(h, b, sizeof h, cudaMemcpyDeviceToHost));
+    const int untouched = h[0] == 0.0f; /* capturing does not run anything */
+    CK(cudaGraphLaunch(x, s));
+    CK(cudaGraphLaunch(x, s));
+    CK(cudaStreamSynchronize(s));
+    CK(cudaMemcpy(h, b, sizeof h, cudaMemcpyDeviceToHost));
+    int bad = 0;
+    for (int i = 0; i < 256; i++) bad += h[i] != 3.0f;
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeGlobal));
+    const cudaError_t in = cudaStreamSynchronize(s);
+    cudaGraph_t g2;
+    const cudaError_t end = cudaStreamEndCapture(s, &g2);
+    (void)cudaGetLastError();
+    printf("graph: capture ran nothing %d, replay wrong %d, sync in capture %s, end %s\n", untouched, bad,
+           cudaGetErrorName(in), cudaGetErrorName(end));
+    return !(untouched && !bad && in != cudaSuccess && end == cudaErrorStreamCaptureInvalidated);
+  }
+  fprintf(stderr, "usage: cuda_emu_selftest shfl|wmma|race|host_deref|oob|host_arg|divergent|config|stale|misaligned|smem|graph\n");
+  return 2;
+}
