@@ -1,0 +1,35 @@
+#!/bin/sh
+# `ctxdiff segment --device cuda --batch 2` against `segment` on the CPU, end to end (decode,
+# GPU graph, unmold, RLE, JSON): same detections (class, box, RLE mask) and scores within
+# 1e-4, on two synthetic 320x256 images at a small network size. Without a CUDA device: 77.
+# Usage: segment_device.sh CTXDIFF PYTHON
+CTX=$1 PY=$2
+d=$(mktemp -d)
+trap 'rm -rf "$d"' EXIT
+"$CTX" synth-image --width 320 --height 256 --seed 3 -o "$d/a.png" &&
+  "$CTX" synth-image --width 320 --height 256 --seed 4 -o "$d/b.png" || exit 1
+set -- --set IMAGE_MIN_DIM=256 --set IMAGE_MAX_DIM=320 --set DETECTION_MIN_CONFIDENCE=0 \
+  --set POST_NMS_ROIS_INFERENCE=200 --set DETECTION_MAX_INSTANCES=10 --quiet
+"$CTX" segment "$@" --out "$d/cpu" "$d/a.png" "$d/b.png" 2>"$d/err" || { cat "$d/err"; exit 1; }
+if ! "$CTX" segment "$@" --device cuda --batch 2 --out "$d/gpu" "$d/a.png" "$d/b.png" 2>"$d/err"; then
+  grep -q "no CUDA device" "$d/err" && { echo "no CUDA device: skipped"; exit 77; }
+  cat "$d/err"
+  exit 1
+fi
+"$PY" - "$d" <<'PYEOF'
+import json, sys
+d = sys.argv[1]
+bad = 0
+for n in ("a", "b"):
+    c = json.load(open(f"{d}/cpu/{n}.json"))["detections"]
+    g = json.load(open(f"{d}/gpu/{n}.json"))["detections"]
+    if len(c) != len(g) or not c:
+        print(f"{n}: {len(c)} CPU vs {len(g)} GPU detections"); bad += 1; continue
+    for i, (x, y) in enumerate(zip(c, g)):
+        same = x["class_id"] == y["class_id"] and x["roi"] == y["roi"] and x["mask"] == y["mask"]
+        if not same or abs(x["score"] - y["score"]) > 1e-4:
+            print(f"{n} detection {i}: CPU {x['class_id']} {x['roi']} {x['score']:.6f} vs GPU {y['class_id']} {y['roi']} {y['score']:.6f}, masks {'equal' if x['mask'] == y['mask'] else 'differ'}")
+            bad += 1
+    print(f"{n}: {len(c)} detections compared")
+sys.exit(1 if bad else 0)
+PYEOF
