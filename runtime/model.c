@@ -381,6 +381,14 @@ static void classifier(cx_model *m) {
   m->be->dense(p->fc2, nR, 1024, m->cls_bbox.kernel, m->cls_bbox.bias, 4 * NC, 0, p->deltas);
 }
 
+void cx_norm_window(const int win_px[4], int H, int W, float win[4]) {
+  const float Hf = (float)H, Wf = (float)W;
+  win[0] = ((float)win_px[0] - 0.0f) / (Hf - 1.0f);
+  win[1] = ((float)win_px[1] - 0.0f) / (Wf - 1.0f);
+  win[2] = ((float)win_px[2] - 1.0f) / (Hf - 1.0f);
+  win[3] = ((float)win_px[3] - 1.0f) / (Wf - 1.0f);
+}
+
 /* DetectionLayer (spec §11) for image b with molded window `win_px`. */
 static void detection(cx_model *m, int b, const int win_px[4]) {
   cx_plan *p = &m->plan;
@@ -389,11 +397,7 @@ static void detection(cx_model *m, int b, const int win_px[4]) {
   const float *rois = p->rois + (size_t)b * R * 4, *probs = p->probs + (size_t)b * R * NC,
               *deltas = p->deltas + (size_t)b * R * 4 * NC;
   float win[4];
-  const float Hf = (float)p->H, Wf = (float)p->W;
-  win[0] = ((float)win_px[0] - 0.0f) / (Hf - 1.0f);
-  win[1] = ((float)win_px[1] - 0.0f) / (Wf - 1.0f);
-  win[2] = ((float)win_px[2] - 1.0f) / (Hf - 1.0f);
-  win[3] = ((float)win_px[3] - 1.0f) / (Wf - 1.0f);
+  cx_norm_window(win_px, p->H, p->W, win);
   float sd[4];
   for (int j = 0; j < 4; j++) sd[j] = (float)c->BBOX_STD_DEV[j];
   float *d = p->cls_boxes; /* scratch for the chosen deltas */

@@ -748,13 +748,13 @@ static int stage_run(cx_model *m, const cx_backend *be, int s, int graphs, cx_er
   return 0;
 }
 
-/* Whether this call replays (or captures) the stage graphs: not on a plan's first call, which
- * sizes the scratch arena eagerly, and never with CTXDIFF_GPU_GRAPH=0. When the precision,
- * the conv version or the scratch arena (reallocated or released by another caller) differ
- * from the last completed call's, the graphs are dropped and this call runs eagerly again. */
 /* The conv kernel choice in force (version, Winograd on/off): part of the graph key. */
 static int conv_key(void) { return cx_cuda_conv_version() * 2 + (cx_cuda_winograd_on() != 0); }
 
+/* Whether this call replays (or captures) the stage graphs: not on a plan's first call, which
+ * sizes the scratch arena eagerly, and never with CTXDIFF_GPU_GRAPH=0. When the precision,
+ * the conv kernel choice or the scratch arena (reallocated or released by another caller)
+ * differ from the last completed call's, the graphs are dropped and this call runs eagerly. */
 static int graphs_ready(cx_gpu_model *g) {
   gplan *p = &g->plan;
   if (!g->use_graph) return 0;
@@ -805,15 +805,7 @@ int cx_gpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out
   if (grow((void **)&hp->resized, &hp->resized_cap, max_resized, e, "the resized image")) return -1;
   const size_t img_floats = (size_t)p->H * p->W * 3;
   for (int i = 0; i < n; i++) cx_mold_image(m->be, c, &images[i], &mi[i], hp->resized, p->h_molded + (size_t)i * img_floats);
-  const float Hf = (float)p->H, Wf = (float)p->W;
-  for (int b = 0; b < n; b++) {
-    const int *win_px = mi[b].window;
-    float *win = p->h_win + (size_t)b * 4; /* model.c's expressions */
-    win[0] = ((float)win_px[0] - 0.0f) / (Hf - 1.0f);
-    win[1] = ((float)win_px[1] - 0.0f) / (Wf - 1.0f);
-    win[2] = ((float)win_px[2] - 1.0f) / (Hf - 1.0f);
-    win[3] = ((float)win_px[3] - 1.0f) / (Wf - 1.0f);
-  }
+  for (int b = 0; b < n; b++) cx_norm_window(mi[b].window, p->H, p->W, p->h_win + (size_t)b * 4);
   /* Per-call inputs into plan buffers (page-locked sources, asynchronous: the host does not
    * touch them again before this call's wait below). */
   g->pending = 1;

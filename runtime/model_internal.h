@@ -76,6 +76,9 @@ void cx_mold_image(const cx_backend *be, const cx_config *c, const cx_image *im,
                    uint8_t *resized, float *out);
 int cx_unmold(cx_model *m, int H, int W, const float *det, int N, const float *masks, int mask_channels,
               const cx_image *im, const cx_mold_info *mi, cx_detections *out, cx_err *e);
+/* The DetectionLayer's clip window: the molded window in pixels normalised to the H x W
+ * canvas (matterport's norm_boxes, float arithmetic). */
+void cx_norm_window(const int win_px[4], int H, int W, float win[4]);
 
 /* GPU state of a model (model_gpu.c, CUDA builds): device weights, buffers, graph. */
 typedef struct cx_gpu_model cx_gpu_model;

@@ -193,7 +193,7 @@ void cx_cuda_free_host(void *p) {
 }
 
 int cx_cuda_upload(void *dst, const void *src, size_t bytes) {
-  CX_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g_stream));
+  if (cx_cuda_upload_async(dst, src, bytes)) return -1;
   CX_CUDA_CHECK(cudaStreamSynchronize(g_stream));
   return 0;
 }
@@ -209,7 +209,7 @@ int cx_cuda_download_async(void *dst, const void *src, size_t bytes) {
 }
 
 int cx_cuda_download(void *dst, const void *src, size_t bytes) {
-  CX_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, g_stream));
+  if (cx_cuda_download_async(dst, src, bytes)) return -1;
   CX_CUDA_CHECK(cudaStreamSynchronize(g_stream));
   return 0;
 }
@@ -256,7 +256,6 @@ void *cx_cuda_scratch(size_t bytes) {
 }
 
 void cx_cuda_release_scratch(void) {
-  cx_cuda_winograd_release();
   if (g_scratch) {
     (void)cudaStreamSynchronize(g_stream);
     cudaFree(g_scratch);
@@ -267,7 +266,6 @@ void cx_cuda_release_scratch(void) {
 }
 
 unsigned cx_cuda_scratch_generation(void) { return g_scratch_gen; }
-void cx_cuda_scratch_moved(void) { g_scratch_gen++; }
 
 /* ---- the op table: CPU signatures, forwarding to the launch functions ---------------- */
 

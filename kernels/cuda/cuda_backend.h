@@ -9,12 +9,11 @@
  * Semantics are exactly those of the CPU kernels (kernels/cpu/cpu_kernels.h); `ctxdiff
  * validate --device cuda` compares every op with them.
  *
- * Workspaces: conv2d ignores `ws` (implicit GEMM, no im2col buffer; the Winograd path has a
- * grow-only workspace of its own, see cx_cuda_set_winograd); deconv2x2 uses `ws`
- * (n*h*w*4*cout floats of device memory) as the CPU kernel does; topk_stable and nms ignore
- * their `ws` and use a scratch arena owned by the backend, grown on first use for a shape
- * and then reused (call them once at start-up with the largest n to keep allocation off
- * the per-image path; cx_cuda_release_scratch() frees it). Growing it synchronises and
+ * Workspaces: conv2d ignores `ws` (implicit GEMM, no im2col buffer); deconv2x2 uses `ws`
+ * (n*h*w*4*cout floats of device memory) as the CPU kernel does; topk_stable, nms and the
+ * Winograd conv path ignore their `ws` and use a scratch arena owned by the backend, grown
+ * on first use for a shape and then reused (call them once at start-up with the largest n
+ * to keep allocation off the per-image path; cx_cuda_release_scratch() frees it). Growing it synchronises and
  * reallocates, so it must already be large enough before a stream capture (it fails, instead
  * of growing, while the stream is capturing).
  *
@@ -69,9 +68,8 @@ int cx_cuda_conv_version(void); /* the setting in force (0, 1 or 2) */
  * conv2d takes it when the descriptor's `winograd` is a device copy of the cx_winograd_pack
  * layout (tile in winograd_tile) and cx_winograd_applies() holds; fp16/bf16 keep the direct
  * kernels. On by default; CTXDIFF_CUDA_WINOGRAD=0 (read at the first conv) or
- * cx_cuda_set_winograd(0) turns it off (A/B timing, diagnosis). Its workspace is a device
- * buffer of its own, grown (with a sync) when a larger conv needs it: size it by an eager run
- * before a stream capture, as the scratch arena. */
+ * cx_cuda_set_winograd(0) turns it off (A/B timing, diagnosis). Its transformed tiles live
+ * in the scratch arena (grown with a sync: size it by an eager run before a stream capture). */
 void cx_cuda_set_winograd(int on);
 int cx_cuda_winograd_on(void);
 /* Packs a Keras (3, 3, cin, cout) host kernel with cx_winograd_pack (tile 4 or 2) and uploads
@@ -117,8 +115,8 @@ void cx_cuda_graph_destroy(void *graph_exec);
 const char *cx_cuda_last_error(void);
 void cx_cuda_clear_error(void);
 
-void cx_cuda_release_scratch(void); /* also frees the Winograd workspace */
-/* Changes whenever the scratch arena or the Winograd workspace is reallocated or released: a
+void cx_cuda_release_scratch(void);
+/* Changes whenever the scratch arena is reallocated or released: a
  * CUDA graph captured with another value holds a stale address and must be captured again. */
 unsigned cx_cuda_scratch_generation(void);
 

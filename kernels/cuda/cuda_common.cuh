@@ -52,10 +52,6 @@ int cx_cuda_gemm_f32_batched(const float *A, long long sA, const float *B, long 
 /* winograd.cu: cx_cuda_conv2d's path for descriptors with a packed Winograd kernel (device) */
 int cx_cuda_conv3x3_winograd(const cx_conv2d_desc *d, const float *x, int n, int h, int w, float *y,
                              const float *residual, int relu);
-void cx_cuda_winograd_release(void); /* frees its workspace (cx_cuda_release_scratch calls it) */
-/* cuda_backend.cu: a backend-owned buffer other than the scratch arena moved; bumps
- * cx_cuda_scratch_generation() so captured graphs holding its old address get re-captured */
-void cx_cuda_scratch_moved(void);
 /* pool.cu */
 int cx_cuda_maxpool_same(const float *x, int n, int h, int w, int c, int k, int s, float *y);
 int cx_cuda_subsample2(const float *x, int n, int h, int w, int c, float *y);

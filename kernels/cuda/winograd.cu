@@ -17,9 +17,8 @@
  *   3. output transform + epilogue: Y = A^T M A per (tile, output channel), then (+ bias) +
  *      residual, ReLU — winograd.c's order, so both sides round alike.
  * Transforms as two 1-D passes (columns, then rows), the expressions of winograd.c's BT4/BT2,
- * at4_pass/output_tf2. V and M live in a workspace owned by this file (the backend's scratch
- * arena may be held by another op of the same sequence), grown when a conv needs more; tiles go
- * in chunks so it stays under WS_CAP_FLOATS. Validated by `ctxdiff validate --device cuda --op
+ * at4_pass/output_tf2. V and M live in the backend's scratch arena (cx_cuda_scratch; every
+ * op uses it within its own call only); tiles go in chunks so it stays under WS_CAP_FLOATS. Validated by `ctxdiff validate --device cuda --op
  * conv2d` ("winograd ..." rows) against the CPU's cx_conv2d with its own Winograd path. */
 #include <limits.h>
 #include <stdlib.h>
@@ -164,41 +163,10 @@ __global__ void __launch_bounds__(TF_THREADS)
   }
 }
 
-/* ---- workspace, switch ------------------------------------------------------------------- */
-float *g_ws;
-size_t g_ws_floats;
+/* ---- switch ------------------------------------------------------------------------------ */
 int g_wino_on = -1; /* -1: CTXDIFF_CUDA_WINOGRAD not read yet */
 
-/* Grown only outside a stream capture (a graph would freeze the old address; growing syncs).
- * NULL with the error recorded on failure. */
-float *workspace(size_t floats) {
-  if (floats <= g_ws_floats) return g_ws;
-  const cudaStream_t st = cx_cuda_stream();
-  cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
-  if (st && cudaStreamIsCapturing(st, &cap) == cudaSuccess && cap != cudaStreamCaptureStatusNone) {
-    CX_CUDA_FAIL("Winograd workspace of %zu floats must grow to %zu inside a stream capture: size it by an eager run "
-                 "first",
-                 g_ws_floats, floats);
-    return NULL;
-  }
-  cx_cuda_winograd_release(); /* syncs: queued convs may still use the old buffer */
-  g_ws = (float *)cx_cuda_malloc(floats * sizeof(float));
-  if (g_ws) g_ws_floats = floats;
-  cx_cuda_scratch_moved();
-  return g_ws;
-}
-
 } /* namespace */
-
-void cx_cuda_winograd_release(void) {
-  if (g_ws) {
-    (void)cudaStreamSynchronize(cx_cuda_stream());
-    cudaFree(g_ws);
-    cx_cuda_scratch_moved();
-  }
-  g_ws = NULL;
-  g_ws_floats = 0;
-}
 
 void cx_cuda_set_winograd(int on) { g_wino_on = on != 0; }
 
@@ -249,7 +217,8 @@ int cx_cuda_conv3x3_winograd(const cx_conv2d_desc *d, const float *x, int n, int
   const long long per_tile = (long long)planes * (g.cin + g.cout);
   long long chunk = (long long)(WS_CAP_FLOATS / (size_t)per_tile); /* chunk * max(cin, cout) < 2^31 */
   if (chunk > tiles) chunk = tiles;
-  float *V = workspace((size_t)(chunk * per_tile));
+  /* the backend's scratch arena: V and M live only for this call (stream order) */
+  float *V = (float *)cx_cuda_scratch((size_t)(chunk * per_tile) * sizeof(float));
   if (!V) return -1;
   float *M = V + (size_t)planes * chunk * g.cin; /* planes % 4 == 0: M stays 16-byte aligned */
   const cudaStream_t st = cx_cuda_stream();
