@@ -6,30 +6,31 @@
  *           PyramidROIAlign of all ROIs of all images in one launch, classifier, detection
  *           layer (argmax, refine, clip, per-class NMS, top-k: graph_glue.cu), mask head on
  *           the valid detections of all images packed together
- *   unmold: pixel boxes on the host (model.c's expressions, while the GPU runs the mask
- *           head); masks resampled to their boxes and thresholded on the device (unmold.cu,
- *           bit-identical to the CPU resampler), downloaded packed, pasted on the host.
+ *   unmold: pixel boxes on the host (model.c's expressions); masks resampled to their boxes
+ *           and thresholded on the device (unmold.cu, bit-identical to the CPU resampler),
+ *           downloaded packed, pasted on the host.
  *           CTXDIFF_GPU_HOST_UNMOLD=1 (read at attach; a diagnosis aid) downloads the 28x28
  *           planes instead and unmolds with model.c's cx_unmold, exactly the CPU code.
  *
- * Host round trips: the detection counts (and boxes) are read back before the mask head so
- * that its convs run on the valid rows only (the one wait before it), and the packed masks
- * after it. Everything else is queued on the model's own non-blocking stream: the proposal
- * NMS count stays on the device (cx_cuda_nms_dev -> cx_cuda_gather_rois_dev) and stage
- * timings come from CUDA events recorded at the stage boundaries, read after that wait.
+ * Host round trips: none inside the network. The proposal NMS counts and the detection counts
+ * stay on the device: cx_cuda_nms_dev -> cx_cuda_gather_rois_dev, and mask_pack's total ->
+ * the mask head, whose launches cover every possible detection row (n *
+ * DETECTION_MAX_INSTANCES) and compute the first `total` only (the *_live kernels: whole
+ * tiles past it return at once). The first wait reads the final detections; the unmold then
+ * needs one more (boxes up, packed masks down). Stage timings come from CUDA events recorded
+ * at the stage boundaries on the model's own non-blocking stream, read after that wait.
  *
- * CUDA graphs: the three stages between the upload and the count download (backbone/FPN,
- * RPN/proposals, classifier/detection; ~170 launches per image) are captured once per plan
- * (batch, molded shape, precision, conv version) into one graph each and replayed with one
- * launch each afterwards; three graphs rather than one so that events between them still
- * time the stages. The first call of a plan runs eagerly: it sizes the backend's scratch
+ * CUDA graphs: the four stages between the upload and the detection download (backbone/FPN,
+ * RPN/proposals, classifier/detection, mask head; ~190 launches per image) are captured once
+ * per plan (batch, molded shape, precision, conv version) into one graph each and replayed
+ * with one launch each afterwards; four graphs rather than one so that events between them
+ * still time the stages. The first call of a plan runs eagerly: it sizes the backend's scratch
  * arena (growing it syncs and reallocates, impossible inside a capture) and the conv
  * kernels' one-time set-up; the second captures and launches; later calls replay. Every
  * buffer the graphs touch is a plan buffer (fixed addresses) or the scratch arena (its
  * generation is checked before a replay); per-call inputs (molded batch, clip windows)
  * are uploaded into plan buffers before the graphs run. CTXDIFF_GPU_GRAPH=0 (read at
- * attach; a diagnosis aid) runs every call eagerly. The mask head stays eager: its row
- * count is the host-side detection count.
+ * attach; a diagnosis aid) runs every call eagerly.
  *
  * Weights are uploaded once at attach in fp32 (folded kernels, Keras layout, exactly the
  * CPU's arrays): the fp16/bf16 conv kernels round operands to 16 bits while staging them in
@@ -50,6 +51,7 @@
 #include "model_internal.h"
 
 #define FEAT 256 /* TOP_DOWN_PYRAMID_SIZE: fixed by the weights */
+#define NSTAGE 4 /* backbone/FPN, RPN/proposals, classifier/detection, mask head */
 
 typedef struct glayer {
   cx_conv2d_desc d; /* kernel, bias and winograd (fp32 only, else NULL) are device pointers */
@@ -85,6 +87,7 @@ typedef struct gplan {
   unsigned char *alive;
   float *det, *d_win; /* d_win [n, 4]: normalised clip windows of the call's images */
   int *det_count;
+  int *mtotal; /* [1] the batch's detection count: the mask head's live rows, on the device */
   float *mboxes;
   int *mimg, *mcls;
   float *pool14, *mask_a, *mask_b, *deconv, *deconv_ws, *masks, *mask_sel;
@@ -99,7 +102,7 @@ typedef struct gplan {
   long long *h_off, *d_off;     /* [nD] byte offsets into the packed masks */
   long long *h_rowoff;          /* [nD] offset of each mask row, -1 when its box is empty */
   /* CUDA graphs of the stages (NULL: not captured yet); valid for the key below */
-  void *graph[3];
+  void *graph[NSTAGE];
   int runs;             /* completed calls on this plan: 0 -> the next one runs eagerly */
   cx_precision g_prec;  /* precision, conv version and scratch generation at capture */
   int g_conv;
@@ -120,7 +123,7 @@ struct cx_gpu_model {
   int host_unmold;
   int use_graph; /* CTXDIFF_GPU_GRAPH != 0 */
   void *stream;     /* our non-blocking stream (capturable) */
-  void *ev[5];      /* stage boundaries: before/after the upload, after each graph stage */
+  void *ev[NSTAGE + 2]; /* stage boundaries: before/after the upload, after each graph stage */
   int pending;      /* a call failed after queuing work: wait for it before the next one */
   /* packed thresholded box masks of one batch: grow-only (their size depends on the boxes) */
   unsigned char *d_packed, *h_packed;
@@ -215,7 +218,7 @@ static int up_layer(cx_gpu_model *g, const cx_layer *L, glayer *G, cx_err *e) {
 }
 
 static void graphs_free(gplan *p) {
-  for (int s = 0; s < 3; s++) {
+  for (int s = 0; s < NSTAGE; s++) {
     cx_cuda_graph_destroy(p->graph[s]);
     p->graph[s] = NULL;
   }
@@ -246,7 +249,7 @@ void cx_gpu_detach(cx_model *m) {
   cx_cuda_free(g->d_packed);
   cx_cuda_free_host(g->h_packed);
   cx_cuda_release_scratch();
-  for (int i = 0; i < 5; i++) cx_cuda_event_destroy(g->ev[i]);
+  for (int i = 0; i < NSTAGE + 2; i++) cx_cuda_event_destroy(g->ev[i]);
   cx_cuda_set_stream(NULL);
   cx_cuda_stream_destroy(g->stream);
   cx_cuda_clear_error();
@@ -272,7 +275,7 @@ int cx_gpu_attach(cx_model *m, const char *precision, cx_err *e) {
   /* a stream of our own before any upload: the legacy default stream cannot be captured */
   int rc = !(g->stream = cx_cuda_stream_create());
   if (!rc) cx_cuda_set_stream(g->stream);
-  for (int i = 0; i < 5 && !rc; i++) rc = !(g->ev[i] = cx_cuda_event_create());
+  for (int i = 0; i < NSTAGE + 2 && !rc; i++) rc = !(g->ev[i] = cx_cuda_event_create());
   if (rc) {
     cuda_fail(e, "stream and events");
     m->gpu = g;
@@ -396,6 +399,7 @@ static int plan_make(cx_model *m, int n, int H, int W, cx_err *e) {
   DALLOC(p->alive, nR);
   DALLOC(p->det, nD * 6 + 1);
   DALLOC(p->det_count, n);
+  DALLOC(p->mtotal, 1);
   DALLOC(p->d_win, (size_t)n * 4);
   DALLOC(p->mboxes, mrows * 4);
   DALLOC(p->mimg, mrows);
@@ -537,7 +541,7 @@ static void classifier(cx_model *m, const cx_backend *be) {
   gplan *p = &g->plan;
   const int R = m->cfg.POST_NMS_ROIS_INFERENCE, NC = m->num_classes, nR = p->n * R;
   be->roi_levels(p->rois, nR, p->H, p->W, p->levels);
-  cx_cuda_pyramid_roi_align(levels_of(p), p->fh, p->fw, FEAT, p->rois, p->levels, NULL, R, nR, 7, p->pool7);
+  cx_cuda_pyramid_roi_align(levels_of(p), p->fh, p->fw, FEAT, p->rois, p->levels, NULL, R, nR, 7, p->pool7, NULL);
   gconv(be, &g->cls_conv1, p->pool7, nR, 7, 7, p->fc1, NULL, 1, NULL, NULL);
   gconv(be, &g->cls_conv2, p->fc1, nR, 1, 1, p->fc2, NULL, 1, NULL, NULL);
   be->dense(p->fc2, nR, 1024, g->cls_logits.d.kernel, g->cls_logits.d.bias, NC, 0, p->logits);
@@ -561,24 +565,41 @@ static void detection(cx_model *m, const cx_backend *be) {
   cx_cuda_det_finalize(p->refined, p->det_cls, p->det_score, p->alive, p->n, R, D, p->list_ws, p->det, p->det_count);
 }
 
-/* Mask head on the `total` valid detections of all images, packed; leaves the own-class
- * sigmoid planes in mask_sel [total, 28, 28]. */
-static void mask_head(cx_model *m, const cx_backend *be, int total) {
+/* SAME padding resolved as gconv does; the conv on the first *live of n images only. */
+static void gconv_live(const glayer *L, const float *x, int n, int h, int w, float *y, int relu, const int *live) {
+  cx_conv2d_desc d = L->d;
+  if (L->same) {
+    cx_same_pads(h, d.kh, d.stride, &d.pad_t, &d.pad_b);
+    cx_same_pads(w, d.kw, d.stride, &d.pad_l, &d.pad_r);
+  }
+  cx_cuda_conv2d_live(&d, x, n, h, w, y, NULL, relu, live);
+}
+
+/* Mask head on the valid detections of all images, packed (rows in image order); leaves the
+ * own-class sigmoid planes in mask_sel [total, 28, 28]. The row count `total` stays on the
+ * device (mtotal, from mask_pack): every launch covers all n * DETECTION_MAX_INSTANCES rows
+ * and computes the first *mtotal, so no wait precedes this stage and it is captured with the
+ * others. */
+static void mask_head(cx_model *m, const cx_backend *be) {
+  (void)be;
   cx_gpu_model *g = m->gpu;
   gplan *p = &g->plan;
-  const int D = m->cfg.DETECTION_MAX_INSTANCES;
-  cx_cuda_mask_pack(p->det, p->det_count, p->n, D, p->mboxes, p->mimg, p->mcls);
-  be->roi_levels(p->mboxes, total, p->H, p->W, p->levels);
-  cx_cuda_pyramid_roi_align(levels_of(p), p->fh, p->fw, FEAT, p->mboxes, p->levels, p->mimg, 0, total, 14, p->pool14);
+  const int D = m->cfg.DETECTION_MAX_INSTANCES, rows = p->n * D;
+  const int *live = p->mtotal;
+  cx_cuda_mask_pack(p->det, p->det_count, p->n, D, p->mboxes, p->mimg, p->mcls, p->mtotal);
+  cx_cuda_roi_levels_live(p->mboxes, rows, p->H, p->W, p->levels, live);
+  cx_cuda_pyramid_roi_align(levels_of(p), p->fh, p->fw, FEAT, p->mboxes, p->levels, p->mimg, 0, rows, 14, p->pool14,
+                            live);
   const float *x = p->pool14;
   float *bufs[2] = {p->mask_a, p->mask_b};
   for (int k = 0; k < 4; k++) {
-    gconv(be, &g->mask_conv[k], x, total, 14, 14, bufs[k & 1], NULL, 1, NULL, NULL);
+    gconv_live(&g->mask_conv[k], x, rows, 14, 14, bufs[k & 1], 1, live);
     x = bufs[k & 1];
   }
-  be->deconv2x2(x, total, 14, 14, FEAT, g->deconv_packed, g->deconv_bias, FEAT, 1, p->deconv, p->deconv_ws);
-  gconv(be, &g->mask_out, p->deconv, total, 28, 28, p->masks, NULL, 0, NULL, NULL);
-  cx_cuda_mask_select(p->masks, p->mcls, total, m->num_classes, p->mask_sel);
+  cx_cuda_deconv2x2_live(x, rows, 14, 14, FEAT, g->deconv_packed, g->deconv_bias, FEAT, 1, p->deconv, p->deconv_ws,
+                         live);
+  gconv_live(&g->mask_out, p->deconv, rows, 28, 28, p->masks, 0, live);
+  cx_cuda_mask_select(p->masks, p->mcls, rows, m->num_classes, p->mask_sel, live);
 }
 
 /* ---- unmolding (spec §13): model.c's cx_unmold split into boxes (host), masks (device),
@@ -711,7 +732,7 @@ static int stage_sync(const char *stage, cx_err *e) {
   return 0;
 }
 
-static const char *const STAGE_NAME[3] = {"backbone/FPN", "RPN/proposals", "classifier/detection"};
+static const char *const STAGE_NAME[NSTAGE] = {"backbone/FPN", "RPN/proposals", "classifier/detection", "mask head"};
 
 /* The work of graph stage s (queued, never waits). */
 static void stage_work(cx_model *m, const cx_backend *be, int s) {
@@ -721,9 +742,11 @@ static void stage_work(cx_model *m, const cx_backend *be, int s) {
   } else if (s == 1) {
     rpn(m, be);
     for (int b = 0; b < p->n && !cx_cuda_last_error(); b++) proposals(m, be, b);
-  } else {
+  } else if (s == 2) {
     classifier(m, be);
     detection(m, be);
+  } else {
+    mask_head(m, be);
   }
 }
 
@@ -815,60 +838,56 @@ int cx_gpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out
     return cuda_fail(e, "upload of the molded batch");
   double t1 = now_ms();
 
-  /* backbone/FPN, RPN/proposals, classifier/detection: queued (or replayed), no waits */
+  /* the whole network, mask head included: queued (or replayed), no waits */
   const int graphs = graphs_ready(g);
-  for (int s = 0; s < 3; s++) {
+  for (int s = 0; s < NSTAGE; s++) {
     if (stage_run(m, be, s, graphs, e)) return -1;
     if (cx_cuda_event_record(g->ev[2 + s])) return cuda_fail(e, STAGE_NAME[s]);
   }
-  /* the one wait before the mask head: its row count is the detection count */
+  /* the first wait: the final detections (and, for the host unmold, the 28x28 planes) */
   const int D = c->DETECTION_MAX_INSTANCES;
   if (cx_cuda_download_async(p->h_count, p->det_count, (size_t)n * sizeof(int)) ||
-      cx_cuda_download_async(p->h_det, p->det, (size_t)n * D * 6 * sizeof(float)) || cx_cuda_sync())
+      cx_cuda_download_async(p->h_det, p->det, (size_t)n * D * 6 * sizeof(float)) ||
+      (g->host_unmold && cx_cuda_download_async(p->h_masks, p->mask_sel, (size_t)n * D * 784 * sizeof(float))) ||
+      cx_cuda_sync())
     return cuda_fail(e, "download of the detections");
   /* the key the graphs were (or the next call's will be) captured under */
   p->runs++;
   p->g_prec = g->prec;
   p->g_conv = conv_key();
   p->g_scratch = cx_cuda_scratch_generation();
-  double st[4]; /* the events are complete: the wait above came after them */
-  for (int i = 0; i < 4; i++) st[i] = cx_cuda_event_elapsed_ms(g->ev[i], g->ev[i + 1]);
+  double st[NSTAGE + 1]; /* the events are complete: the wait above came after them */
+  for (int i = 0; i < NSTAGE + 1; i++) st[i] = cx_cuda_event_elapsed_ms(g->ev[i], g->ev[i + 1]);
   if (cx_cuda_last_error()) return cuda_fail(e, "stage timing events");
   t.preprocess = (t1 - t0) + st[0]; /* host molding + the upload on the device */
   t.backbone_fpn = st[1];
   t.rpn_proposals = st[2];
   t.classifier_detection = st[3];
+  t.mask_head = st[4];
   int total = 0;
   for (int b = 0; b < n; b++) {
     if (p->h_count[b] < 0 || p->h_count[b] > D) return cx_fail(e, "GPU detection layer returned %d detections for image %d (max %d)", p->h_count[b], b, D);
     total += p->h_count[b];
   }
-  double t4 = now_ms();
+  double t5 = now_ms();
 
+  /* unmold: pixel boxes on the host, masks resampled on the device, one more wait */
   int nm = 0;
-  if (total > 0) {
-    mask_head(m, be, total); /* queued; the host computes the boxes meanwhile */
-    if (g->host_unmold) {
-      if (cx_cuda_download(p->h_masks, p->mask_sel, (size_t)total * 784 * sizeof(float)))
-        return cuda_fail(e, "mask head and download of the masks");
-    } else {
-      long long bytes = 0, max_area = 0;
-      if (unmold_boxes(m, images, mi, &nm, &bytes, &max_area, e)) return -1;
-      if (nm > 0) {
-        if (packed_reserve(g, (size_t)bytes, e)) return -1;
-        /* page-locked sources, untouched until the wait below: no wait here */
-        if (cx_cuda_upload_async(p->d_prm, p->h_prm, (size_t)nm * 4 * sizeof(int)) ||
-            cx_cuda_upload_async(p->d_off, p->h_off, (size_t)nm * sizeof(long long)))
-          return cuda_fail(e, "upload of the mask boxes");
-        cx_cuda_mask_unmold(p->mask_sel, p->d_prm, p->d_off, nm, max_area, g->d_packed);
-        if (cx_cuda_download_async(g->h_packed, g->d_packed, (size_t)bytes)) return cuda_fail(e, "download of the masks");
-      }
-      if (stage_sync("mask head", e)) return -1;
+  if (total > 0 && !g->host_unmold) {
+    long long bytes = 0, max_area = 0;
+    if (unmold_boxes(m, images, mi, &nm, &bytes, &max_area, e)) return -1;
+    if (nm > 0) {
+      if (packed_reserve(g, (size_t)bytes, e)) return -1;
+      /* page-locked sources, untouched until the wait below: no wait here */
+      if (cx_cuda_upload_async(p->d_prm, p->h_prm, (size_t)nm * 4 * sizeof(int)) ||
+          cx_cuda_upload_async(p->d_off, p->h_off, (size_t)nm * sizeof(long long)))
+        return cuda_fail(e, "upload of the mask boxes");
+      cx_cuda_mask_unmold(p->mask_sel, p->d_prm, p->d_off, nm, max_area, g->d_packed);
+      if (cx_cuda_download_async(g->h_packed, g->d_packed, (size_t)bytes)) return cuda_fail(e, "download of the masks");
+      if (stage_sync("mask unmolding", e)) return -1;
     }
   }
   g->pending = 0; /* the stream is idle from here */
-  double t5 = now_ms();
-  t.mask_head = t5 - t4;
 
   int row = 0;
   for (int b = 0; b < n; b++) {
@@ -885,7 +904,7 @@ int cx_gpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out
     row += p->h_count[b];
   }
   double t6 = now_ms();
-  t.unmold = t6 - t5;
+  t.unmold = t6 - t5; /* host boxes, device resampling, paste */
   t.total = t6 - t0;
   m->timings = t;
   return 0;

@@ -46,7 +46,17 @@ struct conv_geom {
   int h, w, cin, cout, kh, kw, stride, pad_t, pad_l, ho, wo;
   int k;       /* kh * kw * cin */
   long long m; /* n * ho * wo */
+  /* Device-side row limit (NULL: none): only rows m < *live * live_per - live_off are needed.
+   * The mask head runs on a detection count that stays on the device (cx_cuda_conv2d_live). */
+  const int *live;
+  long long live_per, live_off;
 };
+
+/* A block whose whole row tile lies past the live rows returns at once (block-uniform, before
+ * any barrier); rows of a tile that straddles the limit are computed and ignored by callers. */
+__device__ inline bool tile_dead(const conv_geom &g, long long m0) {
+  return g.live && m0 >= (long long)__ldg(g.live) * g.live_per - g.live_off;
+}
 
 /* Per-blockIdx.z element offsets of x, kernel and y: cx_cuda_gemm_f32_batched runs one GEMM per
  * z slice (Winograd's 36); a convolution launches one slice with all three 0. */
@@ -118,6 +128,7 @@ __global__ void __launch_bounds__(F_THREADS)
   __shared__ float Bs[F_BK][F_BN + 4];
   __shared__ tile_rows<F_BM> rows;
   const long long m0 = (long long)blockIdx.x * F_BM;
+  if (tile_dead(g, m0)) return;
   const int n0 = blockIdx.y * F_BN;
   const int t = threadIdx.x;
   init_rows<F_BM>(g, m0, rows);
@@ -199,6 +210,7 @@ __global__ void __launch_bounds__(T_THREADS)
   __shared__ __align__(128) float Cs[T_BM][T_LDC];
   __shared__ tile_rows<T_BM> rows;
   const long long m0 = (long long)blockIdx.x * T_BM;
+  if (tile_dead(g, m0)) return;
   const int n0 = blockIdx.y * T_BN;
   const int t = threadIdx.x;
   const int warp = t / 32, wm = warp / 2, wn = warp % 2; /* warp tile: rows wm*32, cols wn*32 */
@@ -419,6 +431,7 @@ __global__ void __launch_bounds__(G_THREADS, 2)
   __shared__ __align__(16) float Bs[2][G_BK][LDB];
   const int t = threadIdx.x;
   const long long m0 = (long long)blockIdx.x * G_BM;
+  if (tile_dead(g, m0)) return;
   const int n0 = blockIdx.y * BN;
   const int warp = t / 32, lane = t % 32;
   const int ty = (warp / 2) * 4 + lane / 8, tx = (warp % 2) * 8 + lane % 8;
@@ -638,6 +651,7 @@ __global__ void __launch_bounds__(H_THREADS, 2)
   __shared__ long long row_off[H_BM];
   __shared__ int2 row_yx[H_BM];
   const long long m0 = (long long)blockIdx.x * H_BM;
+  if (tile_dead(g, m0)) return;
   const int n0 = blockIdx.y * BN;
   const int t = threadIdx.x;
   const int warp = t / 32, lane = t % 32;
@@ -792,10 +806,21 @@ int cx_cuda_conv_version(void) { return conv_version(); }
 
 int cx_cuda_conv2d(const cx_conv2d_desc *d, const float *x, int n, int h, int w, float *y, const float *residual,
                    int relu) {
+  return cx_cuda_conv2d_rows(d, x, n, h, w, y, residual, relu, NULL, 1);
+}
+
+int cx_cuda_conv2d_live(const cx_conv2d_desc *d, const float *x, int n, int h, int w, float *y, const float *residual,
+                        int relu, const int *live) {
+  return cx_cuda_conv2d_rows(d, x, n, h, w, y, residual, relu, live, 1);
+}
+
+int cx_cuda_conv2d_rows(const cx_conv2d_desc *d, const float *x, int n, int h, int w, float *y, const float *residual,
+                        int relu, const int *live, int per) {
+  if (live && per <= 0) return CX_CUDA_FAIL("conv2d: %d images per live item", per);
   /* 3x3 / stride 1 / pad 1 with a packed Winograd kernel: 4x fewer multiplications (F(4x4,3x3)).
    * Strict fp32 only: the transforms amplify 16-bit operand rounding. */
   if (d->winograd && cx_cuda_precision() == CX_PREC_FP32 && cx_cuda_winograd_on() && cx_winograd_applies(d))
-    return cx_cuda_conv3x3_winograd(d, x, n, h, w, y, residual, relu);
+    return cx_cuda_conv3x3_winograd(d, x, n, h, w, y, residual, relu, live, per);
   conv_geom g;
   g.h = h;
   g.w = w;
@@ -812,6 +837,9 @@ int cx_cuda_conv2d(const cx_conv2d_desc *d, const float *x, int n, int h, int w,
   if (n <= 0 || g.ho <= 0 || g.wo <= 0 || g.cout <= 0) return 0;
   if (d->stride <= 0 || g.k <= 0) return CX_CUDA_FAIL("conv2d: bad descriptor (stride %d, K %d)", d->stride, g.k);
   g.m = (long long)n * g.ho * g.wo;
+  g.live = live;
+  g.live_per = (long long)per * g.ho * g.wo;
+  g.live_off = 0;
   const cudaStream_t st = cx_cuda_stream();
   const cx_precision p = cx_cuda_precision();
   const float *wt = d->kernel, *bias = d->bias;
@@ -857,7 +885,7 @@ int cx_cuda_conv2d(const cx_conv2d_desc *d, const float *x, int n, int h, int w,
  * convolutions over an M x 1 "image" (row m of A = pixel m, K = cin), gridDim.z = batch. Same
  * v1/v2 choice and per-output fmaf order as a convolution; no epilogue. */
 int cx_cuda_gemm_f32_batched(const float *A, long long sA, const float *B, long long sB, float *C, long long sC,
-                             int batch, int M, int K, int N) {
+                             int batch, int M, int K, int N, const int *live, long long live_per, long long live_off) {
   if (batch <= 0 || M <= 0 || N <= 0) return 0;
   if (K <= 0 || batch > 65535) return CX_CUDA_FAIL("gemm_f32_batched: bad shape (batch %d, K %d)", batch, K);
   conv_geom g;
@@ -871,6 +899,9 @@ int cx_cuda_gemm_f32_batched(const float *A, long long sA, const float *B, long 
   g.wo = 1;
   g.k = K;
   g.m = M;
+  g.live = live;
+  g.live_per = live_per;
+  g.live_off = live_off;
   const zstride zs = {sA, sB, sC};
   const cudaStream_t st = cx_cuda_stream();
   if (pick_v2(g, CX_PREC_FP32)) {

@@ -35,7 +35,8 @@ __global__ void crop_and_resize_kernel(const float *__restrict__ feat, int hf, i
 }
 
 __global__ void roi_levels_kernel(const float *__restrict__ boxes, int nb, float denom, float ln2,
-                                  int *__restrict__ levels) {
+                                  int *__restrict__ levels, const int *__restrict__ live) {
+  if (live) nb = min(nb, __ldg(live));
   for (int b = blockIdx.x * blockDim.x + threadIdx.x; b < nb; b += gridDim.x * blockDim.x) {
     const float *bx = boxes + (size_t)b * 4;
     const float h = bx[2] - bx[0], w = bx[3] - bx[1];
@@ -67,12 +68,17 @@ int cx_cuda_crop_and_resize(const float *feat, int hf, int wf, int c, const floa
 }
 
 int cx_cuda_roi_levels(const float *boxes, int nb, int image_h, int image_w, int *levels) {
+  return cx_cuda_roi_levels_live(boxes, nb, image_h, image_w, levels, NULL);
+}
+
+int cx_cuda_roi_levels_live(const float *boxes, int nb, int image_h, int image_w, int *levels, const int *live) {
   if (nb <= 0) return 0;
   /* the two constants exactly as the CPU computes them (host glibc, float) */
   const float image_area = (float)image_h * (float)image_w;
   const float denom = 224.0f / sqrtf(image_area);
   const float ln2 = logf(2.0f);
-  roi_levels_kernel<<<cx_blocks((size_t)nb, 256), 256, 0, cx_cuda_stream()>>>(boxes, nb, denom, ln2, levels);
+  roi_levels_kernel<<<cx_blocks((size_t)nb, 256), 256, 0, cx_cuda_stream()>>>(boxes, nb, denom, ln2, levels,
+                                                                                   live);
   CX_CUDA_LAUNCH_CHECK();
   return 0;
 }

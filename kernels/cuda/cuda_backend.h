@@ -139,10 +139,11 @@ int cx_cuda_gather_rois_dev(const float *boxes, const int *sel, const int *kept_
  * so that a captured graph reads each call's windows): exactly clip_boxes' arithmetic. */
 int cx_cuda_clip_boxes_windows(float *boxes, int n, int r, const float *windows);
 /* p[l]: level P(l+2) [n, fh[l], fw[l], c]; box i samples image img_of[i] (img_of != NULL) or
- * i / rows_per_image; levels [nb] from roi_levels (2..5); out [nb, pool, pool, c]. */
+ * i / rows_per_image; levels [nb] from roi_levels (2..5); out [nb, pool, pool, c]; live as
+ * below (boxes i < *live only). */
 int cx_cuda_pyramid_roi_align(const float *const p[4], const int fh[4], const int fw[4], int c, const float *boxes,
                               const int *levels, const int *img_of, int rows_per_image, int nb, int pool,
-                              float *out);
+                              float *out, const int *live);
 int cx_cuda_det_select(const float *probs, const float *deltas, int rows, int nc, const float sd[4], int *cls,
                        float *score, float *d);
 /* refined/cls/score: [n, r] rows; alive [n, r] bytes (cleared here); ws: cx_cuda_class_nms_ws bytes. */
@@ -152,10 +153,24 @@ int cx_cuda_class_nms(const float *refined, const int *cls, const float *score, 
 /* det [n, max_out, 6] (zero padded), det_count [n]; list_ws [n, r] ints. */
 int cx_cuda_det_finalize(const float *refined, const int *cls, const float *score, const unsigned char *alive, int n,
                          int r, int max_out, int *list_ws, float *det, int *det_count);
-/* boxes [sum count, 4], img_of / cls_of [sum count] */
-int cx_cuda_mask_pack(const float *det, const int *det_count, int n, int d, float *boxes, int *img_of, int *cls_of);
-/* masks [rows, 28, 28, nc] -> out [rows, 28, 28] = sigmoid(masks[..., cls_of[row]]) */
-int cx_cuda_mask_select(const float *masks, const int *cls_of, int rows, int nc, float *out);
+/* boxes [sum count, 4], img_of / cls_of [sum count]; *total (device, may be NULL) = sum count */
+int cx_cuda_mask_pack(const float *det, const int *det_count, int n, int d, float *boxes, int *img_of, int *cls_of,
+                      int *total);
+/* masks [rows, 28, 28, nc] -> out [rows, 28, 28] = sigmoid(masks[..., cls_of[row]]), rows < *live */
+int cx_cuda_mask_select(const float *masks, const int *cls_of, int rows, int nc, float *out, const int *live);
+
+/* Device-side row limits, so that a stage whose row count is computed on the device (the mask
+ * head's detection count) runs without reading it back and can sit inside a CUDA graph: the
+ * launch covers all n images (rows) of the buffers and only the first *live are computed,
+ * *live read on the device when the kernels run (live NULL: all n; values above n act as n).
+ * Outputs of the rows past the limit are unspecified (tiles that straddle it are computed in
+ * full, whole tiles past it return at once); inputs there are never read for live outputs.
+ * Same arithmetic as the table's conv2d / deconv2x2 / roi_levels on the live rows. */
+int cx_cuda_conv2d_live(const cx_conv2d_desc *d, const float *x, int n, int h, int w, float *y, const float *residual,
+                        int relu, const int *live);
+int cx_cuda_deconv2x2_live(const float *x, int n, int h, int w, int cin, const float *packed, const float *bias,
+                           int cout, int relu, float *y, float *ws, const int *live);
+int cx_cuda_roi_levels_live(const float *boxes, int nb, int image_h, int image_w, int *levels, const int *live);
 /* unmold.cu: masks [rows, 28, 28] (sigmoid, own class) -> for mask k: row prm[4k], resampled to
  * prm[4k+1] x prm[4k+2] (skimage order 1, as resize_mask) and thresholded at 0.5, 0/1 bytes at
  * out + off[k]; max_area = the largest bh*bw (grid size). */

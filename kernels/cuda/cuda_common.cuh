@@ -45,13 +45,20 @@ static inline unsigned cx_blocks(size_t work, unsigned threads) {
 /* conv.cu */
 int cx_cuda_conv2d(const cx_conv2d_desc *d, const float *x, int n, int h, int w, float *y,
                    const float *residual, int relu);
+/* cx_cuda_conv2d_live with `per` images of this call per live item (deconv2x2 runs its GEMM as
+ * n*h*w 1x1 images: per = h*w); live NULL: all n. */
+int cx_cuda_conv2d_rows(const cx_conv2d_desc *d, const float *x, int n, int h, int w, float *y,
+                        const float *residual, int relu, const int *live, int per);
 /* C_z[M][N] = A_z[M][K] x B_z[K][N] for z < batch, X_z = X + z * sX (elements), row-major,
- * strict fp32 with the conv kernels' arithmetic (v1/v2 as for a convolution), no epilogue. */
+ * strict fp32 with the conv kernels' arithmetic (v1/v2 as for a convolution), no epilogue.
+ * live (device, or NULL): only rows m < *live * live_per - live_off are needed. */
 int cx_cuda_gemm_f32_batched(const float *A, long long sA, const float *B, long long sB, float *C,
-                             long long sC, int batch, int M, int K, int N);
-/* winograd.cu: cx_cuda_conv2d's path for descriptors with a packed Winograd kernel (device) */
+                             long long sC, int batch, int M, int K, int N, const int *live,
+                             long long live_per, long long live_off);
+/* winograd.cu: cx_cuda_conv2d's path for descriptors with a packed Winograd kernel (device);
+ * live/per as cx_cuda_conv2d_rows */
 int cx_cuda_conv3x3_winograd(const cx_conv2d_desc *d, const float *x, int n, int h, int w, float *y,
-                             const float *residual, int relu);
+                             const float *residual, int relu, const int *live, int per);
 /* pool.cu */
 int cx_cuda_maxpool_same(const float *x, int n, int h, int w, int c, int k, int s, float *y);
 int cx_cuda_subsample2(const float *x, int n, int h, int w, int c, float *y);

@@ -19,9 +19,12 @@
  *   det_finalize   detection(): per image block: survivors in ascending row order, stable
  *                  top-k by score, det [D, 6] rows (zero padded) and the count
  *   mask_pack      mask_head(): boxes/classes of the valid detections of all images packed
- *                  contiguously (image b's rows after those of images < b), with img_of
+ *                  contiguously (image b's rows after those of images < b), with img_of, and
+ *                  their total: the mask head's row count, which stays on the device
  *   mask_select    unmold(): the 28x28 plane of each packed row's own class, sigmoid applied
  *                  (the same 1 / (1 + expf(-x)) as elementwise.cu)
+ * roi_align and mask_select take an optional device-side row limit (`live`): the mask head is
+ * launched for every possible detection row and computes the first *live only.
  *
  * Compiled with --fmad=false (kernels/CMakeLists.txt) like crop_resize.cu, nms.cu and boxes.cu
  * so that the float expressions round exactly as on the CPU. Sort orders use the descending
@@ -92,7 +95,8 @@ struct pyramid {
  * cx_crop_sample (crop_sample.cuh, shared with crop_resize.cu) on the box's own level. */
 __global__ void roi_align_kernel(pyramid pyr, int c, const float *__restrict__ boxes, const int *__restrict__ levels,
                                  const int *__restrict__ img_of, int rows_per_image, int nb, int pool,
-                                 float *__restrict__ out) {
+                                 float *__restrict__ out, const int *__restrict__ live) {
+  if (live) nb = min(nb, __ldg(live));
   const long long total = (long long)nb * pool * pool * c;
   for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
        idx += (long long)gridDim.x * blockDim.x) {
@@ -240,9 +244,15 @@ __global__ void det_finalize_kernel(const float *__restrict__ refined, const int
 }
 
 __global__ void mask_pack_kernel(const float *__restrict__ det, const int *__restrict__ det_count, int n, int d,
-                                 float *__restrict__ boxes, int *__restrict__ img_of, int *__restrict__ cls_of) {
+                                 float *__restrict__ boxes, int *__restrict__ img_of, int *__restrict__ cls_of,
+                                 int *__restrict__ total) {
   for (int s = blockIdx.x * blockDim.x + threadIdx.x; s < n * d; s += gridDim.x * blockDim.x) {
     const int b = s / d, t = s % d;
+    if (s == 0 && total) {
+      int sum = 0;
+      for (int q = 0; q < n; q++) sum += det_count[q];
+      *total = sum;
+    }
     if (t >= det_count[b]) continue;
     int row = t;
     for (int q = 0; q < b; q++) row += det_count[q];
@@ -254,7 +264,8 @@ __global__ void mask_pack_kernel(const float *__restrict__ det, const int *__res
 }
 
 __global__ void mask_select_kernel(const float *__restrict__ masks, const int *__restrict__ cls_of, int rows, int nc,
-                                   float *__restrict__ out) {
+                                   float *__restrict__ out, const int *__restrict__ live) {
+  if (live) rows = min(rows, __ldg(live));
   const long long total = (long long)rows * 784;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {
@@ -308,7 +319,7 @@ int cx_cuda_clip_boxes_windows(float *boxes, int n, int r, const float *windows)
 
 int cx_cuda_pyramid_roi_align(const float *const p[4], const int fh[4], const int fw[4], int c, const float *boxes,
                               const int *levels, const int *img_of, int rows_per_image, int nb, int pool,
-                              float *out) {
+                              float *out, const int *live) {
   if (nb <= 0) return 0;
   if (pool < 2) return CX_CUDA_FAIL("pyramid_roi_align: pool size %d must be at least 2", pool);
   if (!img_of && rows_per_image <= 0) return CX_CUDA_FAIL("pyramid_roi_align: rows_per_image must be positive");
@@ -321,7 +332,7 @@ int cx_cuda_pyramid_roi_align(const float *const p[4], const int fh[4], const in
   }
   const size_t total = (size_t)nb * pool * pool * c;
   roi_align_kernel<<<cx_blocks(total, 256), 256, 0, cx_cuda_stream()>>>(pyr, c, boxes, levels, img_of,
-                                                                         rows_per_image, nb, pool, out);
+                                                                         rows_per_image, nb, pool, out, live);
   CX_CUDA_LAUNCH_CHECK();
   return 0;
 }
@@ -360,17 +371,19 @@ int cx_cuda_det_finalize(const float *refined, const int *cls, const float *scor
   return 0;
 }
 
-int cx_cuda_mask_pack(const float *det, const int *det_count, int n, int d, float *boxes, int *img_of, int *cls_of) {
+int cx_cuda_mask_pack(const float *det, const int *det_count, int n, int d, float *boxes, int *img_of, int *cls_of,
+                      int *total) {
   if (n <= 0 || d <= 0) return 0;
   mask_pack_kernel<<<cx_blocks((size_t)n * d, 128), 128, 0, cx_cuda_stream()>>>(det, det_count, n, d, boxes, img_of,
-                                                                                cls_of);
+                                                                                cls_of, total);
   CX_CUDA_LAUNCH_CHECK();
   return 0;
 }
 
-int cx_cuda_mask_select(const float *masks, const int *cls_of, int rows, int nc, float *out) {
+int cx_cuda_mask_select(const float *masks, const int *cls_of, int rows, int nc, float *out, const int *live) {
   if (rows <= 0) return 0;
-  mask_select_kernel<<<cx_blocks((size_t)rows * 784, 256), 256, 0, cx_cuda_stream()>>>(masks, cls_of, rows, nc, out);
+  mask_select_kernel<<<cx_blocks((size_t)rows * 784, 256), 256, 0, cx_cuda_stream()>>>(masks, cls_of, rows, nc, out,
+                                                                                    live);
   CX_CUDA_LAUNCH_CHECK();
   return 0;
 }

@@ -45,7 +45,17 @@ static_assert(WS_CAP_FLOATS < ((size_t)1 << 31), "the kernels index a chunk's pl
 struct wgeom {
   int h, w, cin, cout, th, tw;
   int t0, tc; /* this chunk: first tile, tile count */
+  const int *live; /* device row limit (cx_cuda_conv2d_live) or NULL; per: images per item */
+  int per;
 };
+
+/* Tiles of this chunk that belong to live images: tc, or fewer when a device-side limit is set
+ * (read once per thread; 64-bit so that a count larger than the batch cannot overflow). */
+__device__ inline int live_tiles(const wgeom &g) {
+  if (!g.live) return g.tc;
+  const long long t = (long long)__ldg(g.live) * g.per * g.th * g.tw - g.t0;
+  return t <= 0 ? 0 : (t < g.tc ? (int)t : g.tc);
+}
 
 /* 1-D B^T of F(4,3) / F(2,3) (winograd.c's BT4 / BT2). */
 __device__ inline void bt_1d(const float (&x)[6], float (&r)[6]) {
@@ -88,8 +98,8 @@ template <int T>
 __global__ void __launch_bounds__(TF_THREADS) wino_input_kernel(const float *__restrict__ x, float *__restrict__ V,
                                                                 wgeom g) {
   constexpr int A = T + 2;
-  const int total = g.tc * g.cin;
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+  const int total = g.tc * g.cin, end = live_tiles(g) * g.cin;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < end; i += gridDim.x * blockDim.x) {
     const int c = i % g.cin, tl = i / g.cin;
     int b, ty, tx;
     tile_pos(g, g.t0 + tl, b, ty, tx);
@@ -127,8 +137,8 @@ __global__ void __launch_bounds__(TF_THREADS)
     wino_output_kernel(const float *__restrict__ M, const float *__restrict__ bias, const float *__restrict__ res,
                        float *__restrict__ y, wgeom g, int relu) {
   constexpr int A = T + 2;
-  const int total = g.tc * g.cout;
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+  const int total = g.tc * g.cout, end = live_tiles(g) * g.cout;
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < end; i += gridDim.x * blockDim.x) {
     const int o = i % g.cout, tl = i / g.cout;
     int b, ty, tx;
     tile_pos(g, g.t0 + tl, b, ty, tx);
@@ -201,7 +211,7 @@ float *cx_cuda_winograd_upload(int tile, const float *kernel_host, int cin, int 
 }
 
 int cx_cuda_conv3x3_winograd(const cx_conv2d_desc *d, const float *x, int n, int h, int w, float *y,
-                             const float *residual, int relu) {
+                             const float *residual, int relu, const int *live, int per) {
   const int T = d->winograd_tile, planes = (T + 2) * (T + 2);
   if (T != 2 && T != 4) return CX_CUDA_FAIL("conv2d: Winograd tile %d (2 or 4 supported)", T);
   wgeom g;
@@ -211,6 +221,8 @@ int cx_cuda_conv3x3_winograd(const cx_conv2d_desc *d, const float *x, int n, int
   g.cout = d->cout;
   g.th = (h + T - 1) / T;
   g.tw = (w + T - 1) / T;
+  g.live = live;
+  g.per = per;
   if (n <= 0 || h <= 0 || w <= 0 || g.cout <= 0) return 0;
   const long long tiles = (long long)n * g.th * g.tw;
   if (tiles > INT_MAX) return CX_CUDA_FAIL("conv2d: %lld Winograd tiles (batch %d, %dx%d) exceed 2^31", tiles, n, h, w);
@@ -231,7 +243,8 @@ int cx_cuda_conv3x3_winograd(const cx_conv2d_desc *d, const float *x, int n, int
     else wino_input_kernel<2><<<bi, TF_THREADS, 0, st>>>(x, V, g);
     CX_CUDA_LAUNCH_CHECK();
     if (cx_cuda_gemm_f32_batched(V, (long long)g.tc * g.cin, d->winograd, (long long)g.cin * g.cout, M,
-                                 (long long)g.tc * g.cout, planes, g.tc, g.cin, g.cout))
+                                 (long long)g.tc * g.cout, planes, g.tc, g.cin, g.cout, live,
+                                 (long long)per * g.th * g.tw, t0))
       return -1;
     if (T == 4) wino_output_kernel<4><<<bo, TF_THREADS, 0, st>>>(M, d->bias, residual, y, g, relu);
     else wino_output_kernel<2><<<bo, TF_THREADS, 0, st>>>(M, d->bias, residual, y, g, relu);

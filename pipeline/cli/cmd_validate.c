@@ -208,8 +208,24 @@ static const cx_backend *CPU;
  * and no direct kernel (kernel = NULL), so a silent fallback to the direct kernels cannot pass;
  * with Winograd switched off (CTXDIFF_CUDA_WINOGRAD=0, or the CPU's conv selection) the direct
  * kernel is given and the fallback is what gets checked. */
+/* Live-row checks (cuda only; live >= 0): the first `live` images' outputs against the CPU's,
+ * the inputs of the other images NaN (never read for live outputs), and every output row from
+ * the first 128-row tile past the live rows still poisoned (the kernels' early exit). */
+static double live_err(const float *got, const float *ref, size_t live_count, size_t untouched_from, size_t total) {
+  double err = live_count ? rel_rms(got, ref, live_count) : 0.0;
+  for (size_t i = untouched_from; i < total; i++) {
+    uint32_t b;
+    memcpy(&b, got + i, 4);
+    if (b != 0xFFFFFFFFu) {
+      printf("    output element %zu (past the live rows) was written\n", i);
+      return INFINITY;
+    }
+  }
+  return err;
+}
+
 static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, int cout, int k, int s, int same,
-                      int pad, int with_res, int relu, int wino) {
+                      int pad, int with_res, int relu, int wino, int live) {
   cx_conv2d_desc d = {k, k, cin, cout, s, pad, pad, pad, pad, NULL, NULL, NULL, 0};
   if (same) {
     cx_same_pads(h, k, s, &d.pad_t, &d.pad_b);
@@ -220,6 +236,7 @@ static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, 
   const float sc = 1.0f / sqrtf((float)(k * k * cin));
   float *x = rand_f(nx, -1.0f, 1.0f), *kk = rand_f(nk, -sc, sc), *b = rand_f((size_t)cout, -0.5f, 0.5f);
   float *res = with_res ? rand_f(ny, -1.0f, 1.0f) : NULL;
+  const int nl = live < 0 ? n : (live < n ? live : n); /* images computed */
   float *ref = xmalloc(ny * sizeof(float)), *got = xmalloc(ny * sizeof(float));
   NEED(x && kk && b && (!with_res || res));
   float *packed = NULL;
@@ -236,7 +253,10 @@ static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, 
   free(ws);
 
   cx_conv2d_desc dd = d;
+  if (nl < n) /* the CPU has its result: the device must not read these images for live rows */
+    for (size_t i = (size_t)nl * h * w * cin; i < nx; i++) x[i] = NAN;
   float *dx = d_in(v, x, nx * 4);
+  int *dlive = live >= 0 ? d_in(v, &live, sizeof live) : NULL;
   const int direct = !wino || !v->is_cuda || !cx_cuda_winograd_on() || !cx_winograd_applies(&d);
   dd.kernel = direct ? d_in(v, kk, nk * 4) : NULL;
   if (wino && v->is_cuda) {
@@ -254,11 +274,18 @@ static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, 
   float *dws = d_alloc(v, (cx_conv2d_workspace(&d, n, h, w) + 1) * sizeof(float));
   double err = NAN;
   if (!d_error(v)) {
-    v->be->conv2d(&dd, dx, n, h, w, dy, dres, relu, dws);
-    if (!d_fetch(v, got, dy, ny * 4)) err = rel_rms(got, ref, ny);
+    if (live >= 0) cx_cuda_conv2d_live(&dd, dx, n, h, w, dy, dres, relu, dlive);
+    else v->be->conv2d(&dd, dx, n, h, w, dy, dres, relu, dws);
+    if (!d_fetch(v, got, dy, ny * 4)) {
+      /* output rows from the first whole 128-row tile past the live ones stay poisoned */
+      const size_t rows = (size_t)nl * ho * wo, untouched = (rows + 127) / 128 * 128;
+      err = live < 0 ? rel_rms(got, ref, ny)
+                     : live_err(got, ref, rows * cout, untouched * cout < ny ? untouched * cout : ny, ny);
+    }
   }
-  char shape[128];
-  snprintf(shape, sizeof shape, "%s %dx%dx%dx%d k%d/%d %d->%d%s%s", label, n, h, w, cin, k, s, cin, cout,
+  char shape[128], lv[24] = "";
+  if (live >= 0) snprintf(lv, sizeof lv, " live %d", live);
+  snprintf(shape, sizeof shape, "%s%s %dx%dx%dx%d k%d/%d %d->%d%s%s", label, lv, n, h, w, cin, k, s, cin, cout,
            with_res ? " +res" : "", relu ? " relu" : "");
   report(v, "conv2d", shape, "rel_rms", err, gemm_tol());
   free(x), free(kk), free(b), free(res), free(ref), free(got), free(packed);
@@ -266,13 +293,13 @@ static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, 
 
 static void t_conv(vdev *v, const char *label, int n, int h, int w, int cin, int cout, int k, int s, int same,
                    int pad, int with_res, int relu) {
-  conv_case(v, label, n, h, w, cin, cout, k, s, same, pad, with_res, relu, 0);
+  conv_case(v, label, n, h, w, cin, cout, k, s, same, pad, with_res, relu, 0, -1);
 }
 
 /* 3x3 / stride 1 / SAME (pad 1 everywhere) in Winograd form, tile 4 or 2 */
 static void t_conv_wino(vdev *v, const char *label, int tile, int n, int h, int w, int cin, int cout, int with_res,
                         int relu) {
-  conv_case(v, label, n, h, w, cin, cout, 3, 1, 1, 0, with_res, relu, tile);
+  conv_case(v, label, n, h, w, cin, cout, 3, 1, 1, 0, with_res, relu, tile, -1);
 }
 
 static void t_dense(vdev *v, int rows, int in, int out, int relu) {
@@ -389,7 +416,8 @@ static void t_sigmoid(vdev *v, size_t count) {
   free(x), free(ref), free(got);
 }
 
-static void t_deconv(vdev *v, int n, int h, int w, int cin, int cout, int relu) {
+/* live >= 0 (cuda only): cx_cuda_deconv2x2_live on the first `live` images, as conv_case */
+static void t_deconv(vdev *v, int n, int h, int w, int cin, int cout, int relu, int live) {
   const float sc = 1.0f / sqrtf((float)cin);
   const size_t nx = (size_t)n * h * w * cin, nk = (size_t)4 * cin * cout, ny = (size_t)n * 4 * h * w * cout;
   float *x = rand_f(nx, -1.0f, 1.0f), *kk = rand_f(nk, -sc, sc), *b = rand_f((size_t)cout, -0.5f, 0.5f);
@@ -399,15 +427,21 @@ static void t_deconv(vdev *v, int n, int h, int w, int cin, int cout, int relu) 
   float *ws = xmalloc(ny * 4);
   CPU->deconv2x2(x, n, h, w, cin, packed, b, cout, relu, ref, ws);
   free(ws);
+  const int nl = live < 0 ? n : (live < n ? live : n);
+  for (size_t i = (size_t)nl * h * w * cin; i < nx; i++) x[i] = NAN;
   float *dx = d_in(v, x, nx * 4), *dp = d_in(v, packed, nk * 4), *db = d_in(v, b, (size_t)cout * 4);
   float *dy = d_out(v, ny * 4), *dws = d_alloc(v, ny * 4);
+  int *dlive = live >= 0 ? d_in(v, &live, sizeof live) : NULL;
   double err = NAN;
   if (!d_error(v)) {
-    v->be->deconv2x2(dx, n, h, w, cin, dp, db, cout, relu, dy, dws);
-    if (!d_fetch(v, got, dy, ny * 4)) err = rel_rms(got, ref, ny);
+    if (live >= 0) cx_cuda_deconv2x2_live(dx, n, h, w, cin, dp, db, cout, relu, dy, dws, dlive);
+    else v->be->deconv2x2(dx, n, h, w, cin, dp, db, cout, relu, dy, dws);
+    const size_t nly = (size_t)nl * 4 * h * w * cout; /* the scatter writes live images only */
+    if (!d_fetch(v, got, dy, ny * 4)) err = live < 0 ? rel_rms(got, ref, ny) : live_err(got, ref, nly, nly, ny);
   }
-  char shape[128];
-  snprintf(shape, sizeof shape, "%dx%dx%dx%d -> %dx%dx%d%s", n, h, w, cin, 2 * h, 2 * w, cout, relu ? " relu" : "");
+  char shape[128], lv[24] = "";
+  if (live >= 0) snprintf(lv, sizeof lv, "live %d ", live);
+  snprintf(shape, sizeof shape, "%s%dx%dx%dx%d -> %dx%dx%d%s", lv, n, h, w, cin, 2 * h, 2 * w, cout, relu ? " relu" : "");
   report(v, "deconv2x2", shape, "rel_rms", err, gemm_tol());
   free(x), free(kk), free(b), free(packed), free(ref), free(got);
 }
@@ -453,19 +487,24 @@ static void t_crop(vdev *v, int hf, int wf, int c, int nb, int ph) {
   free(f), free(boxes), free(ref), free(got);
 }
 
-static void t_roi_levels(vdev *v, int nb, int ih, int iw) {
+/* live >= 0 (cuda only): cx_cuda_roi_levels_live; levels past the live boxes stay poisoned */
+static void t_roi_levels(vdev *v, int nb, int ih, int iw, int live) {
   float *boxes = rand_boxes(nb, 0.001f, 1.0f);
   int *ref = xmalloc((size_t)nb * 4), *got = xmalloc((size_t)nb * 4);
   CPU->roi_levels(boxes, nb, ih, iw, ref);
+  const int nl = live < 0 ? nb : (live < nb ? live : nb);
+  for (int i = nl; i < nb; i++) ref[i] = -1; /* 0xFF bytes: the poison */
   float *db = d_in(v, boxes, (size_t)nb * 16);
   int *dl = d_out(v, (size_t)nb * 4);
+  int *dlive = live >= 0 ? d_in(v, &live, sizeof live) : NULL;
   double err = NAN;
   if (!d_error(v)) {
-    v->be->roi_levels(db, nb, ih, iw, dl);
+    if (live >= 0) cx_cuda_roi_levels_live(db, nb, ih, iw, dl, dlive);
+    else v->be->roi_levels(db, nb, ih, iw, dl);
     if (!d_fetch(v, got, dl, (size_t)nb * 4)) err = mismatch_i(got, ref, (size_t)nb);
   }
   char shape[128];
-  snprintf(shape, sizeof shape, "%d boxes, image %dx%d", nb, ih, iw);
+  snprintf(shape, sizeof shape, "%d boxes%s, image %dx%d", nb, live >= 0 ? " (live part)" : "", ih, iw);
   report(v, "roi_levels", shape, "mismatch", err, 0.0);
   free(boxes), free(ref), free(got);
 }
@@ -706,8 +745,8 @@ static void t_model(cx_backbone bb) {
   enum { MAXB = 8 };
   char shape[96], bshape[96];
   const int S = g_model_size, B = g_model_batch;
-  snprintf(shape, sizeof shape, "%s synth %dx%d seed 0, min_conf 0%s", cx_backbone_name(bb), S, S,
-           g_ncfg ? " +config" : "");
+  snprintf(shape, sizeof shape, "%s synth %dx%d seed 0%s", cx_backbone_name(bb), S, S,
+           g_ncfg ? " +config" : ", min_conf 0");
   snprintf(bshape, sizeof bshape, "%s batch of %d (seeds 0..%d)", cx_backbone_name(bb), B, B - 1);
   const int judged = g_prec == CX_PREC_FP32;
   cx_err e = {{0}};
@@ -914,6 +953,17 @@ int cx_cmd_validate(int argc, char **argv) {
       t_conv_wino(&v, "winograd res5", 4, 1, 9, 7, 512, 512, 0, 1);
       t_conv_wino(&v, "winograd2 odd", 2, 2, 33, 35, 13, 37, 1, 1);
     }
+    if (v.is_cuda) {
+      /* the mask head's device-side row count (cx_cuda_conv2d_live): some, none, more than n */
+      conv_case(&v, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, 0, 3);
+      conv_case(&v, "mask out", 6, 28, 28, 256, 81, 1, 1, 0, 0, 0, 0, 0, 2);
+      conv_case(&v, "none", 4, 14, 14, 64, 64, 3, 1, 1, 0, 0, 1, 0, 0);
+      conv_case(&v, "all", 3, 14, 14, 64, 64, 3, 1, 1, 0, 0, 1, 0, 7);
+      if (g_prec == CX_PREC_FP32) {
+        conv_case(&v, "winograd mask", 24, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, 4, 9); /* 144 of 384 GEMM rows */
+        conv_case(&v, "winograd none", 4, 14, 14, 64, 64, 3, 1, 1, 0, 0, 1, 4, 0);
+      }
+    }
   }
   if (want("dense")) {
     t_dense(&v, 1000, 1024, 1024, 1);
@@ -935,14 +985,18 @@ int cx_cmd_validate(int argc, char **argv) {
   }
   if (want("sigmoid")) t_sigmoid(&v, (size_t)100 * 28 * 28 * 81);
   if (want("deconv2x2")) {
-    t_deconv(&v, 50, 14, 14, 256, 256, 1);
-    t_deconv(&v, 3, 5, 6, 20, 33, 0);
+    t_deconv(&v, 50, 14, 14, 256, 256, 1, -1);
+    t_deconv(&v, 3, 5, 6, 20, 33, 0, -1);
+    if (v.is_cuda) t_deconv(&v, 8, 14, 14, 256, 256, 1, 3);
   }
   if (want("crop_and_resize")) {
     t_crop(&v, 256, 256, 256, 1000, 7);
     t_crop(&v, 128, 128, 256, 100, 14);
   }
-  if (want("roi_levels")) t_roi_levels(&v, 1000, 1024, 1024);
+  if (want("roi_levels")) {
+    t_roi_levels(&v, 1000, 1024, 1024, -1);
+    if (v.is_cuda) t_roi_levels(&v, 1000, 1024, 1024, 617);
+  }
   if (want("box_deltas")) t_deltas(&v, 6000);
   if (want("clip_boxes")) t_clip(&v, 6000);
   if (want("topk")) {

@@ -11,7 +11,11 @@
  * Device memory: one anonymous mapping per cudaMalloc, the allocation placed against a guard
  * page at its end (and one before), filled with 0xFF bytes, PROT_NONE except while queued
  * work (kernels, copies) runs. A SIGSEGV handler names what was touched and by whom.
- * Streams: one in-order queue for all of them, drained by the synchronising calls. */
+ * Streams: each has its own in-order queue; the synchronising calls drain them all, always
+ * running the head of some stream: in issue order by default, and with CXEMU_ORDER=rev the
+ * most recently issued runnable head first, so work on another stream overtakes everything
+ * not ordered before it by cudaStreamWaitEvent (a missing cross-stream wait shows). The legacy
+ * default stream is ordered with everything (as with blocking streams). */
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -21,12 +25,22 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <deque>
 #include <map>
 #include <string>
 #include <mutex>
 #include <vector>
 
 #include "cuda_runtime.h"
+
+struct CUstream_st {
+  int unused;
+};
+struct CUevent_st {
+  double t;
+  long long rec_id;  /* queue id of the latest record issued, 0: never recorded */
+  long long done_id; /* the latest record that ran */
+};
 
 #if !defined(__x86_64__)
 #error "the CUDA emulator's fiber switch is written for x86-64"
@@ -287,20 +301,52 @@ const alloc *find_alloc(const void *p, bool with_guards) {
   return nullptr;
 }
 
-/* ---- the queue ------------------------------------------------------------------------- */
-std::vector<std::function<void()>> g_queue;
+/* ---- the queues ------------------------------------------------------------------------ */
+struct qitem {
+  long long id;              /* issue order */
+  std::function<void()> f;   /* the work (empty for a wait) */
+  cudaEvent_t wait_ev;       /* a cudaStreamWaitEvent: runnable once wait_ev's record wait_id ran */
+  long long wait_id;
+};
+std::map<cudaStream_t, std::deque<qitem>> g_streams; /* pending work per stream */
+size_t g_pending;
+long long g_next_id = 1;
 cudaError_t g_last = cudaSuccess;
 int g_device_count = -1;
 std::map<const void *, int> g_max_dyn; /* cudaFuncAttributeMaxDynamicSharedMemorySize */
 
+/* Whether the head h of stream s may run now: its wait is satisfied, and the legacy stream's
+ * work and everyone else's stay in issue order relative to each other. */
+bool runnable(cudaStream_t s, const qitem &h) {
+  if (h.wait_ev && h.wait_ev->done_id < h.wait_id) return false;
+  for (auto &kv : g_streams) {
+    if (kv.second.empty() || kv.first == s) continue;
+    if ((s == nullptr || kv.first == nullptr) && kv.second.front().id < h.id) return false;
+  }
+  return true;
+}
+
 void flush() {
   std::lock_guard<std::recursive_mutex> lk(g_mu);
-  if (g_queue.empty()) return;
-  std::vector<std::function<void()>> q;
-  q.swap(g_queue);
+  if (!g_pending) return;
   device_access(true);
   g_in_kernel = true;
-  for (auto &f : q) f();
+  while (g_pending) {
+    std::deque<qitem> *pick = nullptr;
+    for (auto &kv : g_streams) {
+      if (kv.second.empty() || !runnable(kv.first, kv.second.front())) continue;
+      const long long id = kv.second.front().id;
+      if (!pick || (g_order_rev ? id > pick->front().id : id < pick->front().id)) pick = &kv.second;
+    }
+    if (!pick) {
+      fprintf(stderr, "cuda-emu: every stream waits on an event that no pending work records: deadlock\n");
+      abort();
+    }
+    qitem it = std::move(pick->front());
+    pick->pop_front();
+    g_pending--;
+    if (it.f) it.f();
+  }
   g_in_kernel = false;
   g_kernel = nullptr;
   device_access(false);
@@ -325,18 +371,22 @@ cudaError_t capture_violation(const char *what) {
   return cudaErrorStreamCaptureUnsupported;
 }
 
-/* Queues f on stream s (or records it into the graph being captured). */
-cudaError_t enqueue_on(cudaStream_t s, std::function<void()> f) {
+/* Queues f on stream s (or records it into the graph being captured); *id: its queue id. */
+cudaError_t enqueue_on(cudaStream_t s, std::function<void()> f, cudaEvent_t wait_ev = nullptr, long long wait_id = 0,
+                       long long *id = nullptr) {
   std::lock_guard<std::recursive_mutex> lk(g_mu);
   if (g_capturing) {
     if (s != g_cap_stream) return capture_violation("work queued on another stream than the capturing one");
+    if (wait_ev) return capture_violation("cudaStreamWaitEvent");
     g_cap->ops.push_back(std::move(f));
     return cudaSuccess;
   }
-  g_queue.push_back(std::move(f));
+  const long long i = g_next_id++;
+  if (id) *id = i;
+  g_streams[s].push_back(qitem{i, std::move(f), wait_ev, wait_id});
+  g_pending++;
   return cudaSuccess;
 }
-void enqueue(std::function<void()> f) { (void)enqueue_on(g_cap_stream, std::move(f)); }
 /* A synchronising call: an error while capturing. */
 bool sync_forbidden(const char *what) {
   if (!g_capturing) return false;
@@ -534,13 +584,6 @@ void submit_kernel(const char *name, const void *fn, const launch_cfg &c, std::f
 } /* namespace cxemu */
 
 /* ---- the runtime API ------------------------------------------------------------------- */
-struct CUstream_st {
-  int unused;
-};
-struct CUevent_st {
-  double t;
-};
-
 extern "C" {
 cudaError_t cudaGetDeviceCount(int *n) {
   if (g_device_count < 0) {
@@ -738,17 +781,15 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind
   if (kind == cudaMemcpyHostToDevice && !(sa && sa->pinned)) {
     /* pageable source: the runtime stages it before returning */
     auto copy = std::make_shared<std::vector<unsigned char>>((const unsigned char *)src, (const unsigned char *)src + n);
-    enqueue([=]() { memcpy(dst, copy->data(), n); });
-    return cudaSuccess;
+    return set_err(enqueue_on(s, [=]() { memcpy(dst, copy->data(), n); }));
   }
   if (kind == cudaMemcpyDeviceToHost && !(da && da->pinned)) {
     /* pageable destination: synchronous */
-    enqueue([=]() { memcpy(dst, src, n); });
+    const cudaError_t e = set_err(enqueue_on(s, [=]() { memcpy(dst, src, n); }));
     flush();
-    return cudaSuccess;
+    return e;
   }
-  enqueue([=]() { memcpy(dst, src, n); });
-  return cudaSuccess;
+  return set_err(enqueue_on(s, [=]() { memcpy(dst, src, n); }));
 }
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind kind) {
   if (sync_forbidden("cudaMemcpy")) return set_err(cudaErrorStreamCaptureImplicit);
@@ -779,6 +820,10 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
 }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
   flush();
+  {
+    std::lock_guard<std::recursive_mutex> lk(g_mu);
+    g_streams.erase(s);
+  }
   delete s;
   return cudaSuccess;
 }
@@ -789,7 +834,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s) {
   return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t *e) {
-  *e = new CUevent_st{0.0};
+  *e = new CUevent_st{0.0, 0, 0};
   return cudaSuccess;
 }
 cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags) {
@@ -801,7 +846,18 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
   return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
-  return set_err(enqueue_on(s, [=]() { e->t = now_ms(); }));
+  std::lock_guard<std::recursive_mutex> lk(g_mu);
+  if (g_capturing) return set_err(enqueue_on(s, [=]() { e->t = now_ms(); }));
+  long long id = 0;
+  const cudaError_t r = enqueue_on(s, nullptr, nullptr, 0, &id);
+  if (r != cudaSuccess || !id) return set_err(r);
+  /* the item needs its own id: replace the placeholder just queued */
+  g_streams[s].back().f = [=]() {
+    e->t = now_ms();
+    if (id > e->done_id) e->done_id = id;
+  };
+  e->rec_id = id;
+  return cudaSuccess;
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
   (void)e;
@@ -814,8 +870,11 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags) {
-  (void)s, (void)e, (void)flags;
-  return cudaSuccess; /* one in-order queue: already ordered */
+  (void)flags;
+  std::lock_guard<std::recursive_mutex> lk(g_mu);
+  if (!e) return set_err(cudaErrorInvalidValue);
+  if (!e->rec_id) return cudaSuccess; /* never recorded: nothing to wait for */
+  return set_err(enqueue_on(s, nullptr, e, e->rec_id));
 }
 struct CUgraph_st {
   graph_ops g;

@@ -255,6 +255,31 @@ int main(int argc, char **argv) {
            cudaGetErrorName(in), cudaGetErrorName(end));
     return !(untouched && !bad && in != cudaSuccess && end == cudaErrorStreamCaptureInvalidated);
   }
-  fprintf(stderr, "usage: cuda_emu_selftest shfl|wmma|race|host_deref|oob|host_arg|divergent|config|stale|misaligned|smem|graph\n");
+  if (!strcmp(c, "streams") || !strcmp(c, "streams_nowait")) {
+    /* a kernel on stream A fills a buffer, stream B copies it to the host: with the event wait
+     * the copy sees the fill whatever the order; without it, the emulator's reverse order runs
+     * the copy first (a missing cross-stream dependency) */
+    const bool wait = !strcmp(c, "streams");
+    float *a, *h;
+    cudaStream_t sa, sb;
+    cudaEvent_t ev;
+    CK(cudaStreamCreateWithFlags(&sa, cudaStreamNonBlocking));
+    CK(cudaStreamCreateWithFlags(&sb, cudaStreamNonBlocking));
+    CK(cudaEventCreate(&ev));
+    CK(cudaMalloc((void **)&a, 256 * sizeof(float)));
+    CK(cudaMallocHost((void **)&h, 256 * sizeof(float)));
+    CK(cudaMemset(a, 0, 256 * sizeof(float)));
+    fill_kernel<<<1, 64, 0, sa>>>(a, 256, 5.0f);
+    CK(cudaEventRecord(ev, sa));
+    if (wait) CK(cudaStreamWaitEvent(sb, ev, 0));
+    CK(cudaMemcpyAsync(h, a, 256 * sizeof(float), cudaMemcpyDeviceToHost, sb));
+    CK(cudaStreamSynchronize(sb));
+    CK(cudaStreamSynchronize(sa));
+    int bad = 0;
+    for (int i = 0; i < 256; i++) bad += h[i] != 5.0f;
+    printf("%s: %d of 256 copied before the fill\n", c, bad);
+    return wait ? bad != 0 : 0;
+  }
+  fprintf(stderr, "usage: cuda_emu_selftest shfl|wmma|race|host_deref|oob|host_arg|divergent|config|stale|misaligned|smem|graph|streams|streams_nowait\n");
   return 2;
 }

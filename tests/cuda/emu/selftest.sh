@@ -36,6 +36,14 @@ if grep -q "race: 64 of 64" "$out" || ! grep -q "race:" "$out"; then
 else
   echo "ok   race (rev): $(grep -m1 race: "$out")"
 fi
+expect streams ok "streams: 0 of 256" CXEMU_ORDER=rev
+# without the cudaStreamWaitEvent, the reverse order runs the other stream's copy first
+env CXEMU_ORDER=rev "$T" streams_nowait >"$out" 2>&1
+if ! grep -q "streams_nowait: 256 of 256" "$out"; then
+  echo "FAIL streams_nowait (rev): the missing cross-stream wait went unseen"; sed 's/^/  | /' "$out"; fail=1
+else
+  echo "ok   streams_nowait (rev): $(grep -m1 streams_nowait: "$out")"
+fi
 expect host_deref fault "host code dereferenced a device pointer"
 expect oob fault "past the end of the device allocation"
 expect host_arg fault "is host memory, not device memory"
