@@ -604,8 +604,52 @@ static void dump_all(cx_model *m, int masks_rows) {
 
 /* ---- driver ----------------------------------------------------------------------------- */
 
+static int cpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e);
+
 int cx_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e) {
+  if (cx_detect_pending(m))
+    return cx_fail(e, "%d batch(es) submitted and not collected: collect them before a synchronous detect", cx_detect_pending(m));
   if (m->gpu) return cx_gpu_detect(m, images, n, out, e);
+  return cpu_detect(m, images, n, out, e);
+}
+
+int cx_detect_pending(const cx_model *m) { return m->gpu ? cx_gpu_pending(m) : m->cpu_npending; }
+
+int cx_detect_submit(cx_model *m, const cx_image *images, int n, cx_err *e) {
+  if (m->gpu) return cx_gpu_submit(m, images, n, e);
+  if (m->cpu_npending == CX_DETECT_DEPTH)
+    return cx_fail(e, "%d batches are already in flight: collect one before submitting another", CX_DETECT_DEPTH);
+  if (n < 1) return cx_fail(e, "cx_detect needs at least one image");
+  if (n > 4096) return cx_fail(e, "batch of %d images is too large", n);
+  cx_detections *d = calloc((size_t)n, sizeof *d);
+  if (!d) return cx_fail(e, "out of memory for a batch of %d images", n);
+  if (cpu_detect(m, images, n, d, e)) {
+    free(d);
+    return -1;
+  }
+  cx_cpu_batch *q = &m->cpu_q[(m->cpu_head + m->cpu_npending) % CX_DETECT_DEPTH];
+  q->d = d;
+  q->n = n;
+  q->t = m->timings;
+  m->cpu_npending++;
+  return 0;
+}
+
+int cx_detect_collect(cx_model *m, int n, cx_detections *out, cx_err *e) {
+  if (m->gpu) return cx_gpu_collect(m, n, out, e);
+  if (!m->cpu_npending) return cx_fail(e, "no batch is pending (submit one first)");
+  cx_cpu_batch *q = &m->cpu_q[m->cpu_head];
+  if (n != q->n) return cx_fail(e, "the oldest pending batch has %d image(s), not %d", q->n, n);
+  memcpy(out, q->d, (size_t)n * sizeof *out);
+  free(q->d);
+  q->d = NULL;
+  m->timings = q->t;
+  m->cpu_head = (m->cpu_head + 1) % CX_DETECT_DEPTH;
+  m->cpu_npending--;
+  return 0;
+}
+
+static int cpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e) {
   const cx_config *c = &m->cfg;
   if (n < 1) return cx_fail(e, "cx_detect needs at least one image");
   if (n > 4096) return cx_fail(e, "batch of %d images is too large", n);

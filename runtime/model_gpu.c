@@ -22,15 +22,25 @@
  *
  * CUDA graphs: the four stages between the upload and the detection download (backbone/FPN,
  * RPN/proposals, classifier/detection, mask head; ~190 launches per image) are captured once
- * per plan (batch, molded shape, precision, conv version) into one graph each and replayed
- * with one launch each afterwards; four graphs rather than one so that events between them
- * still time the stages. The first call of a plan runs eagerly: it sizes the backend's scratch
- * arena (growing it syncs and reallocates, impossible inside a capture) and the conv
- * kernels' one-time set-up; the second captures and launches; later calls replay. Every
+ * per plan (batch, molded shape, precision, conv version) and slot (below) into one graph
+ * each and replayed with one launch each afterwards; four graphs rather than one so that
+ * events between them still time the stages. A slot's first batch runs eagerly: it sizes the
+ * backend's scratch arena (growing it syncs and reallocates, impossible inside a capture) and
+ * the conv kernels' one-time set-up; the second captures and launches; later ones replay. Every
  * buffer the graphs touch is a plan buffer (fixed addresses) or the scratch arena (its
  * generation is checked before a replay); per-call inputs (molded batch, clip windows)
  * are uploaded into plan buffers before the graphs run. CTXDIFF_GPU_GRAPH=0 (read at
  * attach; a diagnosis aid) runs every call eagerly.
+ *
+ * Pipelining (cx_detect_submit / cx_detect_collect; cx_detect is the two back to back): up
+ * to NSLOT batches in flight. What a batch owns while the next one runs is per slot (gslot:
+ * molded input, clip windows, mask planes, page-locked staging, the graphs captured for those
+ * addresses); the rest is shared, as the compute stream runs one batch's graphs after the
+ * other. submit molds on the host, uploads on a second stream (`copy`, overlapping the graphs
+ * of the batch before), makes the compute stream wait for the upload's event, queues the four
+ * stages and the detection download; collect waits for that batch's last event and unmolds,
+ * its device part also on the copy stream (overlapping the next batch's graphs). A slot is
+ * reused only after its batch was collected, i.e. after its graphs finished.
  *
  * Weights are uploaded once at attach in fp32 (folded kernels, Keras layout, exactly the
  * CPU's arrays): the fp16/bf16 conv kernels round operands to 16 bits while staging them in
@@ -52,6 +62,24 @@
 
 #define FEAT 256 /* TOP_DOWN_PYRAMID_SIZE: fixed by the weights */
 #define NSTAGE 4 /* backbone/FPN, RPN/proposals, classifier/detection, mask head */
+#define NSLOT 2  /* batches in flight (cx_detect_submit before cx_detect_collect) */
+/* events per slot: [0]/[1] before/after the upload (copy stream), [2] graph start (compute
+ * stream, after waiting for the upload), [3 + s] after stage s, [NEV - 1] after the downloads */
+#define NEV (NSTAGE + 4)
+
+/* What a batch in flight owns while the next one is uploaded and computed: its input, its
+ * clip windows and mask planes on the device, its staging and results on the host, and the
+ * CUDA graphs captured for these addresses. */
+typedef struct gslot {
+  float *molded, *d_win, *mask_sel; /* device; d_win [n, 4]: normalised clip windows */
+  float *h_molded, *h_win, *h_det, *h_masks; /* page-locked host */
+  int *h_count;
+  void *graph[NSTAGE];  /* NULL: not captured yet; valid for the key below */
+  int runs;             /* batches queued on this slot: 0 -> the next one runs eagerly */
+  cx_precision g_prec;  /* precision, conv version and scratch generation at capture */
+  int g_conv;
+  unsigned g_scratch;
+} gslot;
 
 typedef struct glayer {
   cx_conv2d_desc d; /* kernel, bias and winograd (fp32 only, else NULL) are device pointers */
@@ -73,7 +101,7 @@ typedef struct gplan {
   int valid, n, H, W, K;
   int fh[5], fw[5];
   size_t A, level_off[5];
-  float *anchors, *molded, *act[5], *C[4], *Q[4], *P[5];
+  float *anchors, *act[5], *C[4], *Q[4], *P[5];
   float *rpn_shared, *rpn_logits, *rpn_probs, *rpn_bbox;
   float *scores, *pre_boxes, *pre_deltas, *pre_scores;
   int *topk, *sel;
@@ -85,29 +113,31 @@ typedef struct gplan {
   float *det_score, *det_d, *refined;
   int *nms_ws, *list_ws;
   unsigned char *alive;
-  float *det, *d_win; /* d_win [n, 4]: normalised clip windows of the call's images */
+  float *det;
   int *det_count;
   int *mtotal; /* [1] the batch's detection count: the mask head's live rows, on the device */
   float *mboxes;
   int *mimg, *mcls;
-  float *pool14, *mask_a, *mask_b, *deconv, *deconv_ws, *masks, *mask_sel;
+  float *pool14, *mask_a, *mask_b, *deconv, *deconv_ws, *masks;
   dlist dev;
-  /* host side */
-  float *h_molded, *h_det, *h_masks, *h_win;
-  int *h_count;
-  /* unmold: pixel boxes and the device resampling parameters */
+  gslot slot[NSLOT];
+  int cur; /* the slot the stage functions read and write */
+  /* unmold (within one collect call): pixel boxes and the device resampling parameters */
   float *h_rel;
   int32_t *h_boxes;
   int *h_prm, *d_prm;           /* [nD][4]: mask row, bh, bw, 0 */
   long long *h_off, *d_off;     /* [nD] byte offsets into the packed masks */
   long long *h_rowoff;          /* [nD] offset of each mask row, -1 when its box is empty */
-  /* CUDA graphs of the stages (NULL: not captured yet); valid for the key below */
-  void *graph[NSTAGE];
-  int runs;             /* completed calls on this plan: 0 -> the next one runs eagerly */
-  cx_precision g_prec;  /* precision, conv version and scratch generation at capture */
-  int g_conv;
-  unsigned g_scratch;
 } gplan;
+
+/* A submitted batch (in slot order): what collect needs besides the slot's buffers. */
+typedef struct gbatch {
+  int n;
+  cx_mold_info *mi; /* [n] */
+  cx_image *dims;   /* [n] sizes of the original images (rgb NULL: not kept) */
+  int cap;
+  double t0, host_ms; /* submit start (now_ms), host molding time */
+} gbatch;
 
 struct cx_gpu_model {
   cx_precision prec;
@@ -122,9 +152,11 @@ struct cx_gpu_model {
   gplan plan;
   int host_unmold;
   int use_graph; /* CTXDIFF_GPU_GRAPH != 0 */
-  void *stream;     /* our non-blocking stream (capturable) */
-  void *ev[NSTAGE + 2]; /* stage boundaries: before/after the upload, after each graph stage */
-  int pending;      /* a call failed after queuing work: wait for it before the next one */
+  void *stream;     /* our non-blocking compute stream (capturable) */
+  void *copy;       /* uploads of the next batch and the unmold of the last: overlap the graphs */
+  void *ev[NSLOT][NEV];
+  gbatch batch[NSLOT];
+  int head, npending; /* the oldest pending slot, batches submitted and not collected */
   /* packed thresholded box masks of one batch: grow-only (their size depends on the boxes) */
   unsigned char *d_packed, *h_packed;
   size_t packed_cap;
@@ -217,21 +249,25 @@ static int up_layer(cx_gpu_model *g, const cx_layer *L, glayer *G, cx_err *e) {
   return 0;
 }
 
-static void graphs_free(gplan *p) {
+static void graphs_free(gslot *S) {
   for (int s = 0; s < NSTAGE; s++) {
-    cx_cuda_graph_destroy(p->graph[s]);
-    p->graph[s] = NULL;
+    cx_cuda_graph_destroy(S->graph[s]);
+    S->graph[s] = NULL;
   }
+  S->runs = 0;
 }
 
 static void plan_free(gplan *p) {
-  graphs_free(p);
+  for (int i = 0; i < NSLOT; i++) {
+    gslot *S = &p->slot[i];
+    graphs_free(S);
+    cx_cuda_free_host(S->h_molded);
+    cx_cuda_free_host(S->h_det);
+    cx_cuda_free_host(S->h_masks);
+    cx_cuda_free_host(S->h_count);
+    cx_cuda_free_host(S->h_win);
+  }
   dl_free(&p->dev);
-  cx_cuda_free_host(p->h_molded);
-  cx_cuda_free_host(p->h_det);
-  cx_cuda_free_host(p->h_masks);
-  cx_cuda_free_host(p->h_count);
-  cx_cuda_free_host(p->h_win);
   cx_cuda_free_host(p->h_prm);
   cx_cuda_free_host(p->h_off);
   free(p->h_rel);
@@ -243,14 +279,22 @@ static void plan_free(gplan *p) {
 void cx_gpu_detach(cx_model *m) {
   cx_gpu_model *g = m->gpu;
   if (!g) return;
+  cx_cuda_set_stream(g->copy);
+  (void)cx_cuda_sync();
+  cx_cuda_set_stream(g->stream);
   (void)cx_cuda_sync();
   plan_free(&g->plan);
   dl_free(&g->weights);
   cx_cuda_free(g->d_packed);
   cx_cuda_free_host(g->h_packed);
   cx_cuda_release_scratch();
-  for (int i = 0; i < NSTAGE + 2; i++) cx_cuda_event_destroy(g->ev[i]);
+  for (int i = 0; i < NSLOT; i++) {
+    for (int k = 0; k < NEV; k++) cx_cuda_event_destroy(g->ev[i][k]);
+    free(g->batch[i].mi);
+    free(g->batch[i].dims);
+  }
   cx_cuda_set_stream(NULL);
+  cx_cuda_stream_destroy(g->copy);
   cx_cuda_stream_destroy(g->stream);
   cx_cuda_clear_error();
   free(g);
@@ -273,9 +317,10 @@ int cx_gpu_attach(cx_model *m, const char *precision, cx_err *e) {
   const char *gr = getenv("CTXDIFF_GPU_GRAPH");
   g->use_graph = !(gr && !strcmp(gr, "0"));
   /* a stream of our own before any upload: the legacy default stream cannot be captured */
-  int rc = !(g->stream = cx_cuda_stream_create());
+  int rc = !(g->stream = cx_cuda_stream_create()) || !(g->copy = cx_cuda_stream_create());
   if (!rc) cx_cuda_set_stream(g->stream);
-  for (int i = 0; i < NSTAGE + 2 && !rc; i++) rc = !(g->ev[i] = cx_cuda_event_create());
+  for (int i = 0; i < NSLOT && !rc; i++)
+    for (int k = 0; k < NEV && !rc; k++) rc = !(g->ev[i][k] = cx_cuda_event_create());
   if (rc) {
     cuda_fail(e, "stream and events");
     m->gpu = g;
@@ -320,6 +365,9 @@ static int plan_make(cx_model *m, int n, int H, int W, cx_err *e) {
   cx_gpu_model *g = m->gpu;
   gplan *p = &g->plan;
   if (p->valid && p->n == n && p->H == H && p->W == W) return 0;
+  if (g->npending)
+    return cx_fail(e, "a batch of %d at %dx%d needs a new GPU memory plan while %d batch(es) of %d at %dx%d are pending: collect them first",
+                   n, W, H, g->npending, p->n, p->W, p->H);
   if (cx_cuda_sync()) return cuda_fail(e, "before re-planning");
   plan_free(p);
   const cx_config *c = &m->cfg;
@@ -364,7 +412,11 @@ static int plan_make(cx_model *m, int n, int H, int W, cx_err *e) {
     if (!(ptr)) goto fail;                                                                   \
   } while (0)
   DALLOC(p->anchors, A * 4);
-  DALLOC(p->molded, (size_t)n * H * W * 3);
+  for (int i = 0; i < NSLOT; i++) {
+    DALLOC(p->slot[i].molded, (size_t)n * H * W * 3);
+    DALLOC(p->slot[i].d_win, (size_t)n * 4);
+    DALLOC(p->slot[i].mask_sel, mrows * 784);
+  }
   for (int i = 0; i < 5; i++) DALLOC(p->act[i], act);
   for (int l = 0; l < 4; l++) {
     DALLOC(p->C[l], (size_t)n * hs[l + 1] * wsz[l + 1] * chans[l]);
@@ -400,7 +452,6 @@ static int plan_make(cx_model *m, int n, int H, int W, cx_err *e) {
   DALLOC(p->det, nD * 6 + 1);
   DALLOC(p->det_count, n);
   DALLOC(p->mtotal, 1);
-  DALLOC(p->d_win, (size_t)n * 4);
   DALLOC(p->mboxes, mrows * 4);
   DALLOC(p->mimg, mrows);
   DALLOC(p->mcls, mrows);
@@ -410,19 +461,25 @@ static int plan_make(cx_model *m, int n, int H, int W, cx_err *e) {
   DALLOC(p->deconv, mrows * 784 * FEAT);
   DALLOC(p->deconv_ws, mrows * 196 * 4 * FEAT);
   DALLOC(p->masks, mrows * 784 * NC);
-  DALLOC(p->mask_sel, mrows * 784);
   DALLOC(p->d_prm, mrows * 4);
   DALLOC(p->d_off, mrows);
 #undef DALLOC
   /* host staging in page-locked memory: the copies run at full PCIe speed */
-  p->h_molded = cx_cuda_malloc_host((size_t)n * H * W * 3 * sizeof(float));
-  p->h_det = cx_cuda_malloc_host((nD * 6 + 1) * sizeof(float));
-  p->h_masks = cx_cuda_malloc_host(mrows * 784 * sizeof(float));
-  p->h_count = cx_cuda_malloc_host((size_t)n * sizeof(int));
-  p->h_win = cx_cuda_malloc_host((size_t)n * 4 * sizeof(float));
+  for (int i = 0; i < NSLOT; i++) {
+    gslot *S = &p->slot[i];
+    S->h_molded = cx_cuda_malloc_host((size_t)n * H * W * 3 * sizeof(float));
+    S->h_det = cx_cuda_malloc_host((nD * 6 + 1) * sizeof(float));
+    S->h_masks = g->host_unmold ? cx_cuda_malloc_host(mrows * 784 * sizeof(float)) : NULL;
+    S->h_count = cx_cuda_malloc_host((size_t)n * sizeof(int));
+    S->h_win = cx_cuda_malloc_host((size_t)n * 4 * sizeof(float));
+    if (!S->h_molded || !S->h_det || (g->host_unmold && !S->h_masks) || !S->h_count || !S->h_win) {
+      cuda_fail(e, "page-locked host buffers");
+      goto fail;
+    }
+  }
   p->h_prm = cx_cuda_malloc_host(mrows * 4 * sizeof(int));
   p->h_off = cx_cuda_malloc_host(mrows * sizeof(long long));
-  if (!p->h_molded || !p->h_det || !p->h_masks || !p->h_count || !p->h_win || !p->h_prm || !p->h_off) {
+  if (!p->h_prm || !p->h_off) {
     cuda_fail(e, "page-locked host buffers");
     goto fail;
   }
@@ -468,7 +525,7 @@ static void backbone_fpn(cx_model *m, const cx_backend *be) {
   cx_gpu_model *g = m->gpu;
   gplan *p = &g->plan;
   int n = p->n, h, w;
-  gconv(be, &g->conv1, p->molded, n, p->H, p->W, p->act[0], NULL, 1, &h, &w);
+  gconv(be, &g->conv1, p->slot[p->cur].molded, n, p->H, p->W, p->act[0], NULL, 1, &h, &w);
   be->maxpool_same(p->act[0], n, h, w, 64, 3, 2, p->act[1]);
   h = (h + 1) / 2; w = (w + 1) / 2;
   float *x = p->act[1];
@@ -558,7 +615,7 @@ static void detection(cx_model *m, const cx_backend *be) {
   for (int j = 0; j < 4; j++) sd[j] = (float)c->BBOX_STD_DEV[j];
   cx_cuda_det_select(p->probs, p->deltas, nR, NC, sd, p->det_cls, p->det_score, p->det_d);
   be->apply_box_deltas(p->rois, p->det_d, nR, p->refined);
-  cx_cuda_clip_boxes_windows(p->refined, p->n, R, p->d_win);
+  cx_cuda_clip_boxes_windows(p->refined, p->n, R, p->slot[p->cur].d_win);
   const float minc = (float)c->DETECTION_MIN_CONFIDENCE;
   cx_cuda_class_nms(p->refined, p->det_cls, p->det_score, p->n, R, NC, D, c->DETECTION_MIN_CONFIDENCE != 0, minc,
                     (float)c->DETECTION_NMS_THRESHOLD, p->nms_ws, p->alive);
@@ -599,7 +656,7 @@ static void mask_head(cx_model *m, const cx_backend *be) {
   cx_cuda_deconv2x2_live(x, rows, 14, 14, FEAT, g->deconv_packed, g->deconv_bias, FEAT, 1, p->deconv, p->deconv_ws,
                          live);
   gconv_live(&g->mask_out, p->deconv, rows, 28, 28, p->masks, 0, live);
-  cx_cuda_mask_select(p->masks, p->mcls, rows, m->num_classes, p->mask_sel, live);
+  cx_cuda_mask_select(p->masks, p->mcls, rows, m->num_classes, p->slot[p->cur].mask_sel, live);
 }
 
 /* ---- unmolding (spec §13): model.c's cx_unmold split into boxes (host), masks (device),
@@ -608,15 +665,15 @@ static void mask_head(cx_model *m, const cx_backend *be) {
 /* Pixel boxes of the `total` detections of the batch (rows in image order), with cx_unmold's
  * expressions; fills the device resampling parameters of the boxes with a positive area.
  * *nm: masks to resample, *bytes: their packed size, *max_area: the largest. */
-static int unmold_boxes(cx_model *m, const cx_image *images, const cx_mold_info *mi, int *nm, long long *bytes,
-                        long long *max_area, cx_err *e) {
+static int unmold_boxes(cx_model *m, const gslot *S, const cx_image *images, const cx_mold_info *mi, int *nm,
+                        long long *bytes, long long *max_area, cx_err *e) {
   gplan *p = &m->gpu->plan;
   const int D = m->cfg.DETECTION_MAX_INSTANCES;
   int row = 0, k = 0;
   long long off = 0, mx = 0;
   for (int b = 0; b < p->n; b++) {
-    const int N = p->h_count[b];
-    const float *det = p->h_det + (size_t)b * D * 6;
+    const int N = S->h_count[b];
+    const float *det = S->h_det + (size_t)b * D * 6;
     double wpx[4] = {mi[b].window[0], mi[b].window[1], mi[b].window[2], mi[b].window[3]};
     float nw[4];
     cx_norm_boxes(wpx, 1, p->H, p->W, nw);
@@ -672,12 +729,13 @@ static int packed_reserve(cx_gpu_model *g, size_t bytes, cx_err *e) {
 }
 
 /* cx_unmold's result for image b: rows from `row`, masks pasted from the packed boxes. */
-static int unmold_finish(cx_model *m, int b, int row, const cx_image *im, cx_detections *out, cx_err *e) {
+static int unmold_finish(cx_model *m, const gslot *S, int b, int row, const cx_image *im, cx_detections *out,
+                         cx_err *e) {
   cx_gpu_model *g = m->gpu;
   gplan *p = &g->plan;
   const int D = m->cfg.DETECTION_MAX_INSTANCES;
-  const int N = p->h_count[b];
-  const float *det = p->h_det + (size_t)b * D * 6;
+  const int N = S->h_count[b];
+  const float *det = S->h_det + (size_t)b * D * 6;
   const int32_t *boxes = p->h_boxes + (size_t)row * 4;
   memset(out, 0, sizeof *out);
   out->height = im->height;
@@ -691,11 +749,17 @@ static int unmold_finish(cx_model *m, int b, int row, const cx_image *im, cx_det
   out->scores = cx_malloc((size_t)(keep ? keep : 1) * sizeof(float), e, "detections");
   out->masks = cx_calloc(keep ? (size_t)keep * plane : 1, 1, e, "detection masks");
   if (!out->rois || !out->class_ids || !out->scores || !out->masks) { cx_detections_free(out, 1); return -1; }
-  int k = 0;
-  for (int i = 0; i < N; i++) {
+  /* detection i goes to output k = src_of's inverse: kept rows in order */
+  int *src_of = cx_malloc((size_t)(keep ? keep : 1) * sizeof(int), e, "detections");
+  if (!src_of) { cx_detections_free(out, 1); return -1; }
+  for (int i = 0, k = 0; i < N; i++)
+    if ((int64_t)(boxes[i * 4 + 2] - boxes[i * 4 + 0]) * (boxes[i * 4 + 3] - boxes[i * 4 + 1]) > 0) src_of[k++] = i;
+  /* The paste touches (and page-faults in) up to 100 full-size planes: one thread per mask. */
+#pragma omp parallel for schedule(dynamic, 1) if (keep > 1)
+  for (int k = 0; k < keep; k++) {
+    const int i = src_of[k];
     const int32_t *bx = boxes + i * 4;
     const int bh = bx[2] - bx[0], bw = bx[3] - bx[1];
-    if ((int64_t)bh * bw <= 0) continue;
     memcpy(out->rois + k * 4, bx, 4 * sizeof(int32_t));
     out->class_ids[k] = (int)det[i * 6 + 4];
     out->scores[k] = det[i * 6 + 5];
@@ -709,8 +773,8 @@ static int unmold_finish(cx_model *m, int b, int row, const cx_image *im, cx_det
       if (iy < 0 || iy >= im->height) continue;
       memcpy(dst + (size_t)iy * im->width + bx[1] + x0, src + (size_t)y * bw + x0, (size_t)(x1 - x0));
     }
-    k++;
   }
+  free(src_of);
   out->count = keep;
   return 0;
 }
@@ -723,12 +787,6 @@ static int grow(void **buf, size_t *cap, size_t need, cx_err *e, const char *wha
   if (!q) return cx_fail(e, "out of memory allocating %zu bytes for %s", need, what);
   *buf = q;
   *cap = need;
-  return 0;
-}
-
-/* waits for the stream; on a CUDA error fills e */
-static int stage_sync(const char *stage, cx_err *e) {
-  if (cx_cuda_sync() || cx_cuda_last_error()) return cuda_fail(e, stage);
   return 0;
 }
 
@@ -750,22 +808,24 @@ static void stage_work(cx_model *m, const cx_backend *be, int s) {
   }
 }
 
-/* Queues stage s: eagerly, or as its CUDA graph (captured on first use, then replayed). */
+/* Queues stage s of the current slot: eagerly, or as its CUDA graph (captured on first use,
+ * then replayed). */
 static int stage_run(cx_model *m, const cx_backend *be, int s, int graphs, cx_err *e) {
   gplan *p = &m->gpu->plan;
+  gslot *S = &p->slot[p->cur];
   if (!graphs) {
     stage_work(m, be, s);
   } else {
-    if (!p->graph[s]) {
+    if (!S->graph[s]) {
       /* captured, not run: the launch below runs it (also on this first call) */
       if (cx_cuda_capture_begin()) return cuda_fail(e, STAGE_NAME[s]);
       stage_work(m, be, s);
-      if (!(p->graph[s] = cx_cuda_capture_end())) {
+      if (!(S->graph[s] = cx_cuda_capture_end())) {
         cuda_fail(e, STAGE_NAME[s]);
         return cx_failctx(e, "capturing a CUDA graph (CTXDIFF_GPU_GRAPH=0 runs without graphs)");
       }
     }
-    cx_cuda_graph_launch(p->graph[s]);
+    cx_cuda_graph_launch(S->graph[s]);
   }
   if (cx_cuda_last_error()) return cuda_fail(e, STAGE_NAME[s]);
   return 0;
@@ -774,39 +834,66 @@ static int stage_run(cx_model *m, const cx_backend *be, int s, int graphs, cx_er
 /* The conv kernel choice in force (version, Winograd on/off): part of the graph key. */
 static int conv_key(void) { return cx_cuda_conv_version() * 2 + (cx_cuda_winograd_on() != 0); }
 
-/* Whether this call replays (or captures) the stage graphs: not on a plan's first call, which
- * sizes the scratch arena eagerly, and never with CTXDIFF_GPU_GRAPH=0. When the precision,
- * the conv kernel choice or the scratch arena (reallocated or released by another caller)
- * differ from the last completed call's, the graphs are dropped and this call runs eagerly. */
-static int graphs_ready(cx_gpu_model *g) {
-  gplan *p = &g->plan;
+/* Whether this batch replays (or captures) the slot's stage graphs: not on the slot's first
+ * batch of a plan, which sizes the scratch arena eagerly, and never with CTXDIFF_GPU_GRAPH=0.
+ * When the precision, the conv kernel choice or the scratch arena (reallocated or released by
+ * another caller) differ from the slot's last batch, its graphs are dropped and this batch
+ * runs eagerly. */
+static int graphs_ready(cx_gpu_model *g, gslot *S) {
   if (!g->use_graph) return 0;
-  if (p->runs > 0 && (p->g_prec != g->prec || p->g_conv != conv_key() ||
-                      p->g_scratch != cx_cuda_scratch_generation())) {
-    graphs_free(p);
-    p->runs = 0;
-  }
-  return p->runs > 0;
+  if (S->runs > 0 && (S->g_prec != g->prec || S->g_conv != conv_key() || S->g_scratch != cx_cuda_scratch_generation()))
+    graphs_free(S);
+  return S->runs > 0;
 }
 
-int cx_gpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e) {
+/* After an error with work queued: waits for both streams, forgets every pending batch (their
+ * slots may hold half-written results) and leaves the model usable. */
+static void drop_pending(cx_gpu_model *g) {
+  cx_cuda_set_stream(g->copy);
+  (void)cx_cuda_sync();
+  cx_cuda_set_stream(g->stream);
+  (void)cx_cuda_sync();
+  cx_cuda_clear_error();
+  g->head = 0;
+  g->npending = 0;
+}
+
+static int queued_fail(cx_gpu_model *g, cx_err *e, const char *what) {
+  const int pending = g->npending;
+  cuda_fail(e, what);
+  drop_pending(g);
+  return pending ? cx_failctx(e, "%d pending batch(es) dropped", pending) : -1;
+}
+
+int cx_gpu_pending(const cx_model *m) { return m->gpu ? m->gpu->npending : 0; }
+
+/* Molds, uploads and queues one batch on the next free slot; returns without waiting for the
+ * GPU. The upload goes on the copy stream (it overlaps the previous batch's graphs), the
+ * graphs wait for it on the compute stream, then the detections are downloaded there. */
+int cx_gpu_submit(cx_model *m, const cx_image *images, int n, cx_err *e) {
   cx_gpu_model *g = m->gpu;
   const cx_config *c = &m->cfg;
   const cx_backend *be = cx_backend_cuda();
   if (n < 1) return cx_fail(e, "cx_detect needs at least one image");
   if (n > 4096) return cx_fail(e, "batch of %d images is too large", n);
-  memset(out, 0, (size_t)n * sizeof *out);
+  if (g->npending == NSLOT) return cx_fail(e, "%d batches are already in flight: collect one before submitting another", NSLOT);
   cx_cuda_set_stream(g->stream);
   cx_cuda_set_precision(g->prec);
-  if (g->pending) (void)cx_cuda_sync(); /* a failed call's copies may still read the staging buffers */
-  g->pending = 0;
   cx_cuda_clear_error();
-  cx_timings t = {0};
-  double t0 = now_ms();
-  /* Molding: the CPU path's checks and code (host), into the plan's host staging buffer. */
-  cx_plan *hp = &m->plan; /* only its grow-only host scratch is used */
-  if (grow(&hp->mold, &hp->mold_cap, (size_t)n * sizeof(cx_mold_info), e, "the batch")) return -1;
-  cx_mold_info *mi = hp->mold;
+  const double t0 = now_ms();
+  if (!g->npending) g->head = 0; /* synchronous use stays on slot 0 (and its graphs) */
+  const int si = (g->head + g->npending) % NSLOT;
+  gbatch *B = &g->batch[si];
+  if (n > B->cap) {
+    cx_mold_info *mi = realloc(B->mi, (size_t)n * sizeof *mi);
+    if (mi) B->mi = mi;
+    cx_image *dims = realloc(B->dims, (size_t)n * sizeof *dims);
+    if (dims) B->dims = dims;
+    if (!mi || !dims) return cx_fail(e, "out of memory for a batch of %d images", n);
+    B->cap = n;
+  }
+  /* Molding: the CPU path's checks and code (host), into the slot's host staging buffer. */
+  cx_mold_info *mi = B->mi;
   size_t max_resized = 0;
   for (int i = 0; i < n; i++) {
     const cx_image *im = &images[i];
@@ -822,91 +909,142 @@ int cx_gpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out
                      mi[0].W, mi[0].H, i, mi[i].W, mi[i].H);
     size_t rs = (size_t)mi[i].rh * mi[i].rw * 3;
     if (rs > max_resized) max_resized = rs;
+    B->dims[i] = (cx_image){im->width, im->height, NULL};
   }
   if (plan_make(m, n, mi[0].H, mi[0].W, e)) return -1;
   gplan *p = &g->plan;
+  gslot *S = &p->slot[si];
+  cx_plan *hp = &m->plan; /* only its grow-only host scratch is used */
   if (grow((void **)&hp->resized, &hp->resized_cap, max_resized, e, "the resized image")) return -1;
   const size_t img_floats = (size_t)p->H * p->W * 3;
-  for (int i = 0; i < n; i++) cx_mold_image(m->be, c, &images[i], &mi[i], hp->resized, p->h_molded + (size_t)i * img_floats);
-  for (int b = 0; b < n; b++) cx_norm_window(mi[b].window, p->H, p->W, p->h_win + (size_t)b * 4);
-  /* Per-call inputs into plan buffers (page-locked sources, asynchronous: the host does not
-   * touch them again before this call's wait below). */
-  g->pending = 1;
-  if (cx_cuda_event_record(g->ev[0]) ||
-      cx_cuda_upload_async(p->molded, p->h_molded, (size_t)n * img_floats * sizeof(float)) ||
-      cx_cuda_upload_async(p->d_win, p->h_win, (size_t)n * 4 * sizeof(float)) || cx_cuda_event_record(g->ev[1]))
-    return cuda_fail(e, "upload of the molded batch");
-  double t1 = now_ms();
+  /* the slot's staging buffers are free: its previous batch was collected, and collect waited
+   * for that batch's last use of them */
+  for (int i = 0; i < n; i++) cx_mold_image(m->be, c, &images[i], &mi[i], hp->resized, S->h_molded + (size_t)i * img_floats);
+  for (int b = 0; b < n; b++) cx_norm_window(mi[b].window, p->H, p->W, S->h_win + (size_t)b * 4);
+  B->n = n;
+  B->t0 = t0;
+  B->host_ms = now_ms() - t0;
+
+  /* Upload on the copy stream (page-locked sources, untouched until this batch is collected):
+   * the previous batch's graphs may still be running on the compute stream. */
+  void **ev = g->ev[si];
+  cx_cuda_set_stream(g->copy);
+  const int up = cx_cuda_event_record(ev[0]) ||
+                 cx_cuda_upload_async(S->molded, S->h_molded, (size_t)n * img_floats * sizeof(float)) ||
+                 cx_cuda_upload_async(S->d_win, S->h_win, (size_t)n * 4 * sizeof(float)) || cx_cuda_event_record(ev[1]);
+  cx_cuda_set_stream(g->stream);
+  if (up) return queued_fail(g, e, "upload of the molded batch");
+  if (cx_cuda_stream_wait_event(ev[1]) || cx_cuda_event_record(ev[2])) return queued_fail(g, e, "upload of the molded batch");
 
   /* the whole network, mask head included: queued (or replayed), no waits */
-  const int graphs = graphs_ready(g);
+  p->cur = si;
+  const int graphs = graphs_ready(g, S);
   for (int s = 0; s < NSTAGE; s++) {
-    if (stage_run(m, be, s, graphs, e)) return -1;
-    if (cx_cuda_event_record(g->ev[2 + s])) return cuda_fail(e, STAGE_NAME[s]);
+    if (stage_run(m, be, s, graphs, e)) {
+      const int pending = g->npending;
+      drop_pending(g);
+      return pending ? cx_failctx(e, "%d pending batch(es) dropped", pending) : -1;
+    }
+    if (cx_cuda_event_record(ev[3 + s])) return queued_fail(g, e, STAGE_NAME[s]);
   }
-  /* the first wait: the final detections (and, for the host unmold, the 28x28 planes) */
+  /* the final detections (and, for the host unmold, the 28x28 planes) to the slot's host side */
   const int D = c->DETECTION_MAX_INSTANCES;
-  if (cx_cuda_download_async(p->h_count, p->det_count, (size_t)n * sizeof(int)) ||
-      cx_cuda_download_async(p->h_det, p->det, (size_t)n * D * 6 * sizeof(float)) ||
-      (g->host_unmold && cx_cuda_download_async(p->h_masks, p->mask_sel, (size_t)n * D * 784 * sizeof(float))) ||
-      cx_cuda_sync())
-    return cuda_fail(e, "download of the detections");
-  /* the key the graphs were (or the next call's will be) captured under */
-  p->runs++;
-  p->g_prec = g->prec;
-  p->g_conv = conv_key();
-  p->g_scratch = cx_cuda_scratch_generation();
-  double st[NSTAGE + 1]; /* the events are complete: the wait above came after them */
-  for (int i = 0; i < NSTAGE + 1; i++) st[i] = cx_cuda_event_elapsed_ms(g->ev[i], g->ev[i + 1]);
-  if (cx_cuda_last_error()) return cuda_fail(e, "stage timing events");
-  t.preprocess = (t1 - t0) + st[0]; /* host molding + the upload on the device */
-  t.backbone_fpn = st[1];
-  t.rpn_proposals = st[2];
-  t.classifier_detection = st[3];
-  t.mask_head = st[4];
+  if (cx_cuda_download_async(S->h_count, p->det_count, (size_t)n * sizeof(int)) ||
+      cx_cuda_download_async(S->h_det, p->det, (size_t)n * D * 6 * sizeof(float)) ||
+      (g->host_unmold && cx_cuda_download_async(S->h_masks, S->mask_sel, (size_t)n * D * 784 * sizeof(float))) ||
+      cx_cuda_event_record(ev[NEV - 1]))
+    return queued_fail(g, e, "download of the detections");
+  /* the key the slot's graphs were (or its next batch's will be) captured under */
+  S->runs++;
+  S->g_prec = g->prec;
+  S->g_conv = conv_key();
+  S->g_scratch = cx_cuda_scratch_generation();
+  g->npending++;
+  return 0;
+}
+
+/* Waits for the oldest pending batch and unmolds it into out[n]. */
+int cx_gpu_collect(cx_model *m, int n, cx_detections *out, cx_err *e) {
+  cx_gpu_model *g = m->gpu;
+  const cx_config *c = &m->cfg;
+  if (!g->npending) return cx_fail(e, "no batch is pending (submit one first)");
+  const int si = g->head;
+  gbatch *B = &g->batch[si];
+  if (n != B->n) return cx_fail(e, "the oldest pending batch has %d image(s), not %d", B->n, n);
+  memset(out, 0, (size_t)n * sizeof *out);
+  cx_cuda_set_stream(g->stream);
+  cx_cuda_set_precision(g->prec);
+  gplan *p = &g->plan;
+  gslot *S = &p->slot[si];
+  void **ev = g->ev[si];
+  /* the first wait: the batch's graphs and its detection download */
+  if (cx_cuda_event_sync(ev[NEV - 1])) return queued_fail(g, e, "network or download of the detections");
+  cx_timings t = {0};
+  double st[NEV - 1]; /* the events are complete: the wait above came after them */
+  for (int i = 0; i < NEV - 1; i++) st[i] = cx_cuda_event_elapsed_ms(ev[i], ev[i + 1]);
+  if (cx_cuda_last_error()) return queued_fail(g, e, "stage timing events");
+  t.preprocess = B->host_ms + st[0]; /* host molding + the upload on the device */
+  t.backbone_fpn = st[2]; /* st[1]: the wait for the upload (behind the previous batch) */
+  t.rpn_proposals = st[3];
+  t.classifier_detection = st[4];
+  t.mask_head = st[5];
+  /* the batch is consumed from here, whatever happens below */
+  g->head = (si + 1) % NSLOT;
+  g->npending--;
+  const int D = c->DETECTION_MAX_INSTANCES;
   int total = 0;
   for (int b = 0; b < n; b++) {
-    if (p->h_count[b] < 0 || p->h_count[b] > D) return cx_fail(e, "GPU detection layer returned %d detections for image %d (max %d)", p->h_count[b], b, D);
-    total += p->h_count[b];
+    if (S->h_count[b] < 0 || S->h_count[b] > D)
+      return cx_fail(e, "GPU detection layer returned %d detections for image %d (max %d)", S->h_count[b], b, D);
+    total += S->h_count[b];
   }
-  double t5 = now_ms();
+  const double t5 = now_ms();
 
-  /* unmold: pixel boxes on the host, masks resampled on the device, one more wait */
+  /* unmold: pixel boxes on the host, masks resampled on the copy stream (the next batch's
+   * graphs keep the compute stream busy meanwhile), one more wait */
   int nm = 0;
   if (total > 0 && !g->host_unmold) {
     long long bytes = 0, max_area = 0;
-    if (unmold_boxes(m, images, mi, &nm, &bytes, &max_area, e)) return -1;
+    if (unmold_boxes(m, S, B->dims, B->mi, &nm, &bytes, &max_area, e)) return -1;
     if (nm > 0) {
-      if (packed_reserve(g, (size_t)bytes, e)) return -1;
+      cx_cuda_set_stream(g->copy);
+      int rc = packed_reserve(g, (size_t)bytes, e);
       /* page-locked sources, untouched until the wait below: no wait here */
-      if (cx_cuda_upload_async(p->d_prm, p->h_prm, (size_t)nm * 4 * sizeof(int)) ||
-          cx_cuda_upload_async(p->d_off, p->h_off, (size_t)nm * sizeof(long long)))
-        return cuda_fail(e, "upload of the mask boxes");
-      cx_cuda_mask_unmold(p->mask_sel, p->d_prm, p->d_off, nm, max_area, g->d_packed);
-      if (cx_cuda_download_async(g->h_packed, g->d_packed, (size_t)bytes)) return cuda_fail(e, "download of the masks");
-      if (stage_sync("mask unmolding", e)) return -1;
+      if (!rc && (cx_cuda_upload_async(p->d_prm, p->h_prm, (size_t)nm * 4 * sizeof(int)) ||
+                  cx_cuda_upload_async(p->d_off, p->h_off, (size_t)nm * sizeof(long long)) ||
+                  cx_cuda_mask_unmold(S->mask_sel, p->d_prm, p->d_off, nm, max_area, g->d_packed) ||
+                  cx_cuda_download_async(g->h_packed, g->d_packed, (size_t)bytes) || cx_cuda_sync()))
+        rc = queued_fail(g, e, "mask unmolding");
+      cx_cuda_set_stream(g->stream);
+      if (rc) return -1;
     }
   }
-  g->pending = 0; /* the stream is idle from here */
 
   int row = 0;
   for (int b = 0; b < n; b++) {
     int rc;
     if (g->host_unmold)
-      rc = cx_unmold(m, p->H, p->W, p->h_det + (size_t)b * D * 6, p->h_count[b], p->h_masks + (size_t)row * 784, 1,
-                     &images[b], &mi[b], &out[b], e);
+      rc = cx_unmold(m, p->H, p->W, S->h_det + (size_t)b * D * 6, S->h_count[b], S->h_masks + (size_t)row * 784, 1,
+                     &B->dims[b], &B->mi[b], &out[b], e);
     else
-      rc = unmold_finish(m, b, row, &images[b], &out[b], e);
+      rc = unmold_finish(m, S, b, row, &B->dims[b], &out[b], e);
     if (rc) {
       cx_detections_free(out, n);
       return cx_failctx(e, "image %d", b);
     }
-    row += p->h_count[b];
+    row += S->h_count[b];
   }
-  double t6 = now_ms();
+  const double t6 = now_ms();
   t.unmold = t6 - t5; /* host boxes, device resampling, paste */
-  t.total = t6 - t0;
+  t.total = t6 - B->t0; /* from submit: includes waiting behind the batch before it */
   m->timings = t;
   return 0;
+}
+
+int cx_gpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e) {
+  if (m->gpu->npending)
+    return cx_fail(e, "%d batch(es) submitted and not collected: collect them before a synchronous detect", m->gpu->npending);
+  if (cx_gpu_submit(m, images, n, e)) return -1;
+  return cx_gpu_collect(m, n, out, e);
 }
 #endif

@@ -85,6 +85,17 @@ typedef struct cx_gpu_model cx_gpu_model;
 int cx_gpu_attach(cx_model *m, const char *precision, cx_err *e);
 void cx_gpu_detach(cx_model *m);
 int cx_gpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e);
+/* cx_detect_submit / _collect / _pending on the GPU (model_gpu.c) */
+int cx_gpu_submit(cx_model *m, const cx_image *images, int n, cx_err *e);
+int cx_gpu_collect(cx_model *m, int n, cx_detections *out, cx_err *e);
+int cx_gpu_pending(const cx_model *m);
+
+/* A batch submitted on the CPU: computed in cx_detect_submit, kept until collected. */
+typedef struct cx_cpu_batch {
+  cx_detections *d;
+  int n;
+  cx_timings t;
+} cx_cpu_batch;
 
 struct cx_model {
   cx_config cfg;
@@ -106,6 +117,8 @@ struct cx_model {
   cx_timings timings;
   char *dump_dir;
   cx_gpu_model *gpu; /* non-NULL: cx_detect runs on the GPU */
+  cx_cpu_batch cpu_q[CX_DETECT_DEPTH]; /* CPU batches submitted, not collected */
+  int cpu_head, cpu_npending;
 };
 
 #endif

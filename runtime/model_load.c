@@ -67,6 +67,11 @@ void cx_scratch_free(cx_plan *p);
 void cx_model_free(cx_model *m) {
   if (!m) return;
   if (m->gpu) cx_gpu_detach(m);
+  for (int i = 0; i < m->cpu_npending; i++) {
+    cx_cpu_batch *q = &m->cpu_q[(m->cpu_head + i) % CX_DETECT_DEPTH];
+    cx_detections_free(q->d, q->n);
+    free(q->d);
+  }
   free_layer(&m->conv1);
   for (int s = 0; s < 4; s++)
     for (int b = 0; b < m->nblocks[s]; b++) {
@@ -278,6 +283,8 @@ void cx_model_set_dump_dir(cx_model *m, const char *dir) {
 }
 
 int cx_model_set_device(cx_model *m, const char *device, const char *precision, cx_err *e) {
+  if (cx_detect_pending(m))
+    return cx_fail(e, "%d submitted batch(es) not collected: collect them before changing the device", cx_detect_pending(m));
   if (!strcmp(device, "cpu")) {
     if (precision && strcmp(precision, "fp32"))
       return cx_fail(e, "the CPU path computes in float32 only (precision '%s' needs --device cuda)", precision);
@@ -304,5 +311,17 @@ void cx_gpu_detach(cx_model *m) { m->gpu = NULL; }
 int cx_gpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e) {
   (void)m; (void)images; (void)n; (void)out;
   return cx_fail(e, "this build has no CUDA backend");
+}
+int cx_gpu_submit(cx_model *m, const cx_image *images, int n, cx_err *e) {
+  (void)m; (void)images; (void)n;
+  return cx_fail(e, "this build has no CUDA backend");
+}
+int cx_gpu_collect(cx_model *m, int n, cx_detections *out, cx_err *e) {
+  (void)m; (void)n; (void)out;
+  return cx_fail(e, "this build has no CUDA backend");
+}
+int cx_gpu_pending(const cx_model *m) {
+  (void)m;
+  return 0;
 }
 #endif

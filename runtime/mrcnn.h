@@ -61,9 +61,26 @@ const char *cx_model_device(const cx_model *m);
  * in total; 0 for invalid shapes. Used by `ctxdiff bench` for achieved TFLOP/s. */
 double cx_model_flops(const cx_model *m, int H, int W, int n, int mask_rows);
 
-/* Runs n images as one batch (all must mold to the same shape). out[n] is filled. */
+/* Runs n images as one batch (all must mold to the same shape). out[n] is filled. Refused
+ * while submitted batches are pending (below). */
 int cx_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e);
 void cx_detections_free(cx_detections *d, int n);
+
+/* Pipelined detection, for throughput. cx_detect_submit starts a batch and returns: on the GPU
+ * once the images are molded and the upload and the network are queued (the images may be
+ * freed then); on the CPU after computing it. cx_detect_collect waits for the oldest submitted
+ * batch and fills out[n] (n: that batch's image count) with exactly what cx_detect returns;
+ * cx_model_timings then describes that batch (total: from its submit to its collect). Up to
+ * CX_DETECT_DEPTH batches may be in flight: while one runs on the GPU the caller decodes,
+ * submits and collects the others, so host work, copies and GPU compute overlap.
+ *   submit(b0); submit(b1); collect(b0); submit(b2); collect(b1); ... collect(last)
+ * A batch that needs another memory plan (other batch size or molded shape) is refused while
+ * batches are pending. Errors: a failing submit queues nothing; after a device error every
+ * pending batch is dropped and the message says so; otherwise pending batches stay. */
+#define CX_DETECT_DEPTH 2
+int cx_detect_submit(cx_model *m, const cx_image *images, int n, cx_err *e);
+int cx_detect_collect(cx_model *m, int n, cx_detections *out, cx_err *e);
+int cx_detect_pending(const cx_model *m); /* batches submitted and not collected */
 
 /* Testing aid: when set, cx_detect writes the named intermediates of image 0
  * (molded_image, anchors, C2..C5, P2..P6, rpn_class, rpn_bbox, proposals, mrcnn_class,

@@ -85,6 +85,15 @@ int cx_cuda_event_record(void *ev) {
   return 0;
 }
 
+int cx_cuda_stream_wait_event(void *ev) {
+  CX_CUDA_CHECK(cudaStreamWaitEvent(g_stream, (cudaEvent_t)ev, 0));
+  return 0;
+}
+int cx_cuda_event_sync(void *ev) {
+  CX_CUDA_CHECK(cudaEventSynchronize((cudaEvent_t)ev));
+  CX_CUDA_CHECK(cudaGetLastError());
+  return 0;
+}
 double cx_cuda_event_elapsed_ms(void *start, void *end) {
   float ms = 0.0f;
   const cudaError_t e = cudaEventElapsedTime(&ms, (cudaEvent_t)start, (cudaEvent_t)end);

@@ -92,6 +92,11 @@ void *cx_cuda_event_create(void); /* NULL on failure (error recorded) */
 void cx_cuda_event_destroy(void *ev);
 int cx_cuda_event_record(void *ev);
 double cx_cuda_event_elapsed_ms(void *start, void *end);
+/* Cross-stream order without a host wait: work queued on the backend's stream after this call
+ * starts only once ev's latest record (on any stream) has completed. */
+int cx_cuda_stream_wait_event(void *ev);
+/* Host wait for ev's latest record; reports asynchronous errors as cx_cuda_sync does. */
+int cx_cuda_event_sync(void *ev);
 
 /* Asynchronous upload on the stream: src must be page-locked (cx_cuda_malloc_host) and stay
  * unchanged until the stream has passed the copy. */

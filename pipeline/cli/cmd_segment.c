@@ -1,6 +1,8 @@
 /* ctxdiff segment: Mask R-CNN on image files. Per image, DIR/<stem>.json (seg_json.h) and
  * DIR/<stem>.overlay.png (overlay.h), both written atomically. A failed image is
- * reported and skipped; the exit status is 0 only when every image was processed. */
+ * reported and skipped; the exit status is 0 only when every image was processed. Batches go
+ * through cx_detect_submit/collect (two in flight), so on the GPU decoding and writing
+ * overlap the network. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +36,9 @@ static void segment_usage(FILE *f) {
           "  --set NAME=VALUE   one setting, applied after --config (repeatable)\n"
           "  --out DIR          output directory (created if missing; default: .)\n"
           "  --batch N          images per inference batch (default 1)\n"
-          "  --quiet            no progress output\n");
+          "  --quiet            no progress output\n\n"
+          "On cuda two batches are in flight: the next batch is decoded and submitted, and the\n"
+          "previous one written, while the GPU runs the current one.\n");
 }
 
 static double now_ms(void) {
@@ -181,7 +185,26 @@ typedef struct run_ctx {
   int nsettings;
   const char **class_names;
   int nclass;
+  /* progress */
+  int nimages, done, quiet;
+  double t_start;
 } run_ctx;
+
+/* A job is finished (written, or failed): progress line, and its pixels are freed. */
+static void report_job(run_ctx *rc, job *jb) {
+  rc->done++;
+  if (!rc->quiet && rc->nimages > 1) {
+    double s = (now_ms() - rc->t_start) / 1e3;
+    if (jb->ok)
+      fprintf(stderr, "[%d/%d] %s -> %s/%s.json (%.2f images/s)\n", rc->done, rc->nimages, jb->path, rc->out_dir,
+              jb->stem, s > 0 ? rc->done / s : 0.0);
+    else
+      fprintf(stderr, "[%d/%d] %s FAILED: %s\n", rc->done, rc->nimages, jb->path, jb->err);
+  } else if (!jb->ok && rc->nimages == 1) {
+    fprintf(stderr, "ctxdiff segment: %s\n", jb->err);
+  }
+  cx_rgb_image_free(&jb->img);
+}
 
 static int write_outputs(run_ctx *rc, job *jb, const cx_detections *d, const cx_timings *t, int batch,
                          cx_err *e) {
@@ -243,24 +266,8 @@ done:
   return ret;
 }
 
-/* Runs jobs[idx[0..n-1]] as one batch; on a batch failure retries them one by one. */
-static void run_batch(run_ctx *rc, job *jobs, const int *idx, int n) {
-  cx_image ims[MAX_BATCH];
-  cx_detections dets[MAX_BATCH];
-  for (int k = 0; k < n; k++) {
-    job *jb = &jobs[idx[k]];
-    ims[k] = (cx_image){jb->img.width, jb->img.height, jb->img.rgb};
-  }
-  cx_err e = {{0}};
-  memset(dets, 0, sizeof dets);
-  if (cx_detect(rc->model, ims, n, dets, &e)) {
-    if (n > 1) {
-      for (int k = 0; k < n; k++) run_batch(rc, jobs, &idx[k], 1);
-      return;
-    }
-    snprintf(jobs[idx[0]].err, sizeof jobs[idx[0]].err, "detection failed: %s", e.msg);
-    return;
-  }
+/* Writes the outputs of one detected batch and reports its jobs. */
+static void write_batch(run_ctx *rc, job *jobs, const int *idx, int n, cx_detections *dets) {
   cx_timings t = *cx_model_timings(rc->model);
   for (int k = 0; k < n; k++) {
     job *jb = &jobs[idx[k]];
@@ -269,8 +276,97 @@ static void run_batch(run_ctx *rc, job *jobs, const int *idx, int n) {
       snprintf(jb->err, sizeof jb->err, "%s", we.msg);
     else
       jb->ok = 1;
+    report_job(rc, jb);
   }
   cx_detections_free(dets, n);
+}
+
+static void batch_images(job *jobs, const int *idx, int n, cx_image *ims) {
+  for (int k = 0; k < n; k++) {
+    job *jb = &jobs[idx[k]];
+    ims[k] = (cx_image){jb->img.width, jb->img.height, jb->img.rgb};
+  }
+}
+
+/* Runs jobs[idx[0..n-1]] as one batch, synchronously; on a batch failure retries them one by
+ * one. Needs no batch pending. */
+static void run_batch(run_ctx *rc, job *jobs, const int *idx, int n) {
+  cx_image ims[MAX_BATCH];
+  cx_detections dets[MAX_BATCH];
+  batch_images(jobs, idx, n, ims);
+  cx_err e = {{0}};
+  memset(dets, 0, sizeof dets);
+  if (cx_detect(rc->model, ims, n, dets, &e)) {
+    if (n > 1) {
+      for (int k = 0; k < n; k++) run_batch(rc, jobs, &idx[k], 1);
+      return;
+    }
+    snprintf(jobs[idx[0]].err, sizeof jobs[idx[0]].err, "detection failed: %s", e.msg);
+    report_job(rc, &jobs[idx[0]]);
+    return;
+  }
+  write_batch(rc, jobs, idx, n, dets);
+}
+
+/* Pipelining (cx_detect_submit/collect): while the GPU runs one batch, the next is decoded and
+ * submitted and the one before is written (JSON, overlay PNG), so decoding and encoding
+ * overlap the network. On the CPU submit computes, so this is the plain sequence. */
+typedef struct pbatch {
+  int idx[MAX_BATCH], n;
+} pbatch;
+
+typedef struct pqueue {
+  pbatch b[CX_DETECT_DEPTH];
+  int n;
+} pqueue;
+
+static pbatch pq_pop(pqueue *q) {
+  pbatch b = q->b[0];
+  memmove(q->b, q->b + 1, (size_t)(q->n - 1) * sizeof *q->b);
+  q->n--;
+  return b;
+}
+
+/* Collects the oldest pending batch and writes it. When the collect fails: finishes what the
+ * model still holds, runs again (synchronously) what it dropped, then this batch. */
+static void collect_batch(run_ctx *rc, job *jobs, pqueue *q) {
+  pbatch b = pq_pop(q);
+  cx_detections dets[MAX_BATCH];
+  memset(dets, 0, sizeof dets);
+  cx_err e = {{0}};
+  if (!cx_detect_collect(rc->model, b.n, dets, &e)) {
+    write_batch(rc, jobs, b.idx, b.n, dets);
+    return;
+  }
+  if (!rc->quiet) fprintf(stderr, "ctxdiff segment: a batch failed (%s); running it again\n", e.msg);
+  while (q->n) {
+    if (cx_detect_pending(rc->model)) {
+      collect_batch(rc, jobs, q);
+    } else {
+      pbatch r = pq_pop(q);
+      run_batch(rc, jobs, r.idx, r.n);
+    }
+  }
+  run_batch(rc, jobs, b.idx, b.n);
+}
+
+static void submit_batch(run_ctx *rc, job *jobs, pqueue *q, const int *idx, int n) {
+  if (q->n == CX_DETECT_DEPTH) collect_batch(rc, jobs, q);
+  cx_image ims[MAX_BATCH];
+  batch_images(jobs, idx, n, ims);
+  cx_err e = {{0}};
+  if (cx_detect_submit(rc->model, ims, n, &e)) {
+    /* e.g. a batch that needs a new memory plan while others are pending: drain, then once
+     * more; failing again, the synchronous path retries image by image and reports */
+    while (q->n) collect_batch(rc, jobs, q);
+    if (cx_detect_submit(rc->model, ims, n, &e)) {
+      run_batch(rc, jobs, idx, n);
+      return;
+    }
+  }
+  memcpy(q->b[q->n].idx, idx, (size_t)n * sizeof *idx);
+  q->b[q->n].n = n;
+  q->n++;
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -430,7 +526,7 @@ int cx_cmd_segment(int argc, char **argv) {
   }
   for (int i = 0; i < nclass; i++) class_names[i] = cx_model_class_name(model, i);
 
-  run_ctx rc = {model, out_dir, weights, synthetic, settings, nsettings, class_names, nclass};
+  run_ctx rc = {model, out_dir, weights, synthetic, settings, nsettings, class_names, nclass, nimages, 0, quiet, 0};
   jobs = calloc((size_t)nimages, sizeof *jobs);
   if (!jobs) {
     fprintf(stderr, "ctxdiff segment: out of memory\n");
@@ -450,40 +546,27 @@ int cx_cmd_segment(int argc, char **argv) {
     }
   }
 
-  double t_start = now_ms();
-  int done = 0;
+  const double t_start = now_ms();
+  rc.t_start = t_start;
+  pqueue q = {.n = 0};
   for (int i = 0; i < nimages;) {
     int idx[MAX_BATCH], n = 0;
-    int first = i;
     while (i < nimages && n < batch) {
       job *jb = &jobs[i];
       cx_err le = {{0}};
       double t0 = now_ms();
-      if (cx_image_load(jb->path, &jb->img, &le))
+      if (cx_image_load(jb->path, &jb->img, &le)) {
         snprintf(jb->err, sizeof jb->err, "%s", le.msg);
-      else {
+        report_job(&rc, jb);
+      } else {
         jb->decode_ms = now_ms() - t0;
         idx[n++] = i;
       }
       i++;
     }
-    if (n) run_batch(&rc, jobs, idx, n);
-    for (int k = first; k < i; k++) {
-      job *jb = &jobs[k];
-      done++;
-      if (!quiet && nimages > 1) {
-        double s = (now_ms() - t_start) / 1e3;
-        if (jb->ok)
-          fprintf(stderr, "[%d/%d] %s -> %s/%s.json (%.2f images/s)\n", done, nimages, jb->path, out_dir, jb->stem,
-                  s > 0 ? done / s : 0.0);
-        else
-          fprintf(stderr, "[%d/%d] %s FAILED: %s\n", done, nimages, jb->path, jb->err);
-      } else if (!jb->ok && nimages == 1) {
-        fprintf(stderr, "ctxdiff segment: %s\n", jb->err);
-      }
-      cx_rgb_image_free(&jb->img);
-    }
+    if (n) submit_batch(&rc, jobs, &q, idx, n);
   }
+  while (q.n) collect_batch(&rc, jobs, &q);
   int failed = 0;
   for (int i = 0; i < nimages; i++) failed += !jobs[i].ok;
   if (failed && nimages > 1) {

@@ -6,11 +6,13 @@
 CTX=$1
 err=$(mktemp) out=$(mktemp)
 trap 'rm -f "$err" "$out"' EXIT
-"$CTX" bench --device cuda --precision fp16 --size 256 --iters 1 --warmup 0 >"$out" 2>"$err"
+"$CTX" bench --device cuda --precision fp16 --size 256 --iters 1 --warmup 0 \
+  --set POST_NMS_ROIS_INFERENCE=200 --set DETECTION_MAX_INSTANCES=20 >"$out" 2>"$err"
 rc=$?
 case $rc in
   0) grep -q '"device":"cuda"' "$out" || { echo "FAIL: status 0 but no cuda JSON line"; cat "$out" "$err"; exit 1; }
      grep -q '"tflops":' "$out" || { echo "FAIL: no tflops in the JSON line"; exit 1; }
+     grep -q '"pipelined_images_per_s":' "$out" || { echo "FAIL: no pipelined throughput in the JSON line"; exit 1; }
      echo "ok: GPU bench ran: $(cat "$out")" ;;
   77) grep -q 'no CUDA device\|no CUDA backend' "$err" || { echo "FAIL: status 77 without a clear message:"; cat "$err"; exit 1; }
       [ -s "$out" ] && { echo "FAIL: status 77 but a result was printed"; exit 1; }

@@ -1,17 +1,23 @@
 #!/bin/sh
 # `ctxdiff segment --device cuda --batch 2` against `segment` on the CPU, end to end (decode,
 # GPU graph, unmold, RLE, JSON): same detections (class, box, RLE mask) and scores within
-# 1e-4, on two synthetic 320x256 images at a small network size. Without a CUDA device: 77.
+# 1e-4, on five synthetic 320x256 images at a small network size: two batches of 2 in flight
+# (cx_detect_submit/collect), then a batch of 1 (a new memory plan: the pipeline drains
+# first). Without a CUDA device: 77.
 # Usage: segment_device.sh CTXDIFF PYTHON
 CTX=$1 PY=$2
 d=$(mktemp -d)
 trap 'rm -rf "$d"' EXIT
-"$CTX" synth-image --width 320 --height 256 --seed 3 -o "$d/a.png" &&
-  "$CTX" synth-image --width 320 --height 256 --seed 4 -o "$d/b.png" || exit 1
+for s in 3 4 5 6 7; do
+  "$CTX" synth-image --width 320 --height 256 --seed $s -o "$d/img$s.png" || exit 1
+done
 set -- --set IMAGE_MIN_DIM=256 --set IMAGE_MAX_DIM=320 --set DETECTION_MIN_CONFIDENCE=0 \
   --set POST_NMS_ROIS_INFERENCE=200 --set DETECTION_MAX_INSTANCES=10 --quiet
-"$CTX" segment "$@" --out "$d/cpu" "$d/a.png" "$d/b.png" 2>"$d/err" || { cat "$d/err"; exit 1; }
-if ! "$CTX" segment "$@" --device cuda --batch 2 --out "$d/gpu" "$d/a.png" "$d/b.png" 2>"$d/err"; then
+imgs="$d/img3.png $d/img4.png $d/img5.png $d/img6.png $d/img7.png"
+# shellcheck disable=SC2086
+"$CTX" segment "$@" --out "$d/cpu" $imgs 2>"$d/err" || { cat "$d/err"; exit 1; }
+# shellcheck disable=SC2086
+if ! "$CTX" segment "$@" --device cuda --batch 2 --out "$d/gpu" $imgs 2>"$d/err"; then
   grep -q "no CUDA device" "$d/err" && { echo "no CUDA device: skipped"; exit 77; }
   cat "$d/err"
   exit 1
@@ -20,7 +26,7 @@ fi
 import json, sys
 d = sys.argv[1]
 bad = 0
-for n in ("a", "b"):
+for n in ("img3", "img4", "img5", "img6", "img7"):
     c = json.load(open(f"{d}/cpu/{n}.json"))["detections"]
     g = json.load(open(f"{d}/gpu/{n}.json"))["detections"]
     if len(c) != len(g) or not c:

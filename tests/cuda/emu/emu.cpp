@@ -12,10 +12,12 @@
  * page at its end (and one before), filled with 0xFF bytes, PROT_NONE except while queued
  * work (kernels, copies) runs. A SIGSEGV handler names what was touched and by whom.
  * Streams: each has its own in-order queue; the synchronising calls drain them all, always
- * running the head of some stream: in issue order by default, and with CXEMU_ORDER=rev the
- * most recently issued runnable head first, so work on another stream overtakes everything
- * not ordered before it by cudaStreamWaitEvent (a missing cross-stream wait shows). The legacy
- * default stream is ordered with everything (as with blocking streams). */
+ * running the head of some stream that may run (its cudaStreamWaitEvent satisfied). Which one:
+ * CXEMU_STREAMS=issue (default) in issue order; =first the earliest-created stream runs ahead as
+ * far as its waits allow; =last the latest-created one does. A missing "A waits for B" shows
+ * when A is preferred. CXEMU_ORDER=rev implies first unless CXEMU_STREAMS says otherwise. The
+ * legacy default stream is ordered with everything (as with blocking streams). CXEMU_TRACE=1
+ * prints each queued item as it runs ([s<stream creation number> #<issue number>]). */
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -34,7 +36,7 @@
 #include "cuda_runtime.h"
 
 struct CUstream_st {
-  int unused;
+  long long seq; /* creation order (the legacy stream, NULL, counts as 0) */
 };
 struct CUevent_st {
   double t;
@@ -326,23 +328,38 @@ bool runnable(cudaStream_t s, const qitem &h) {
   return true;
 }
 
+int g_stream_mode = -1; /* CXEMU_STREAMS: 0 issue order, 1 first-created ahead, 2 last-created ahead */
+
 void flush() {
   std::lock_guard<std::recursive_mutex> lk(g_mu);
   if (!g_pending) return;
+  if (g_stream_mode < 0) {
+    const char *m = getenv("CXEMU_STREAMS");
+    g_stream_mode = m && !strcmp(m, "first") ? 1 : m && !strcmp(m, "last") ? 2 : m && !strcmp(m, "issue") ? 0
+                                                                                : -1;
+    if (g_stream_mode < 0) {
+      const char *o = getenv("CXEMU_ORDER");
+      g_stream_mode = o && !strcmp(o, "rev") ? 1 : 0;
+    }
+  }
   device_access(true);
   g_in_kernel = true;
   while (g_pending) {
     std::deque<qitem> *pick = nullptr;
+    long long best = 0, pick_seq = 0;
     for (auto &kv : g_streams) {
       if (kv.second.empty() || !runnable(kv.first, kv.second.front())) continue;
-      const long long id = kv.second.front().id;
-      if (!pick || (g_order_rev ? id > pick->front().id : id < pick->front().id)) pick = &kv.second;
+      const long long seq = kv.first ? kv.first->seq : 0;
+      const long long key = g_stream_mode == 0 ? kv.second.front().id : g_stream_mode == 1 ? seq : -seq;
+      if (!pick || key < best) pick = &kv.second, best = key, pick_seq = seq;
     }
     if (!pick) {
       fprintf(stderr, "cuda-emu: every stream waits on an event that no pending work records: deadlock\n");
       abort();
     }
     qitem it = std::move(pick->front());
+    static const bool trace = getenv("CXEMU_TRACE") != nullptr;
+    if (trace) fprintf(stderr, "[s%lld #%lld%s]\n", pick_seq, it.id, it.wait_ev ? " wait" : "");
     pick->pop_front();
     g_pending--;
     if (it.f) it.f();
@@ -811,7 +828,8 @@ cudaError_t cudaMemset(void *dst, int v, size_t n) {
 }
 
 cudaError_t cudaStreamCreate(cudaStream_t *s) {
-  *s = new CUstream_st();
+  static long long seq = 0;
+  *s = new CUstream_st{++seq};
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {

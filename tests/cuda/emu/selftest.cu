@@ -257,14 +257,14 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(c, "streams") || !strcmp(c, "streams_nowait")) {
     /* a kernel on stream A fills a buffer, stream B copies it to the host: with the event wait
-     * the copy sees the fill whatever the order; without it, the emulator's reverse order runs
-     * the copy first (a missing cross-stream dependency) */
+     * the copy sees the fill whatever the order; without it, the emulator's CXEMU_STREAMS=first
+     * runs B (created first) ahead, the copy before the fill (a missing cross-stream wait) */
     const bool wait = !strcmp(c, "streams");
     float *a, *h;
     cudaStream_t sa, sb;
     cudaEvent_t ev;
-    CK(cudaStreamCreateWithFlags(&sa, cudaStreamNonBlocking));
     CK(cudaStreamCreateWithFlags(&sb, cudaStreamNonBlocking));
+    CK(cudaStreamCreateWithFlags(&sa, cudaStreamNonBlocking));
     CK(cudaEventCreate(&ev));
     CK(cudaMalloc((void **)&a, 256 * sizeof(float)));
     CK(cudaMallocHost((void **)&h, 256 * sizeof(float)));

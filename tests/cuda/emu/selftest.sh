@@ -36,8 +36,9 @@ if grep -q "race: 64 of 64" "$out" || ! grep -q "race:" "$out"; then
 else
   echo "ok   race (rev): $(grep -m1 race: "$out")"
 fi
-expect streams ok "streams: 0 of 256" CXEMU_ORDER=rev
-# without the cudaStreamWaitEvent, the reverse order runs the other stream's copy first
+expect streams ok "streams: 0 of 256" CXEMU_STREAMS=first
+expect streams ok "streams: 0 of 256" CXEMU_STREAMS=last
+# without the cudaStreamWaitEvent, the waiting stream running ahead copies before the fill
 env CXEMU_ORDER=rev "$T" streams_nowait >"$out" 2>&1
 if ! grep -q "streams_nowait: 256 of 256" "$out"; then
   echo "FAIL streams_nowait (rev): the missing cross-stream wait went unseen"; sed 's/^/  | /' "$out"; fail=1
