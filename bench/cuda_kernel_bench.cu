@@ -139,7 +139,7 @@ int main(int argc, char **argv) {
          "conv (implicit GEMM)", "GFLOP", "f32 v1", "f32 v2", "f16 v1", "f16 v2", "bf16 v1", "bf16 v2", "cublas32",
          "cublas16", "f32 wino", "vs v2");
   for (const conv_case &c : cases) {
-    cx_conv2d_desc d = {c.k, c.k, c.cin, c.cout, c.s, c.pad, c.pad, c.pad, c.pad, NULL, NULL, NULL};
+    cx_conv2d_desc d = {c.k, c.k, c.cin, c.cout, c.s, c.pad, c.pad, c.pad, c.pad, NULL, NULL, NULL, 0, NULL, 0};
     const int ho = cx_conv2d_out(c.h, c.k, c.s, c.pad, c.pad), wo = cx_conv2d_out(c.w, c.k, c.s, c.pad, c.pad);
     const long long M = (long long)c.n * ho * wo, N = c.cout, K = (long long)c.k * c.k * c.cin;
     const double gflop = 2.0 * M * N * K * 1e-9;

@@ -42,9 +42,10 @@
  * its device part also on the copy stream (overlapping the next batch's graphs). A slot is
  * reused only after its batch was collected, i.e. after its graphs finished.
  *
- * Weights are uploaded once at attach in fp32 (folded kernels, Keras layout, exactly the
- * CPU's arrays): the fp16/bf16 conv kernels round operands to 16 bits while staging them in
- * shared memory, so no converted copy is needed. An fp32 model also gets the Winograd form of
+ * Weights are uploaded once at attach (folded kernels, Keras layout, the CPU's arrays): in fp32
+ * for an fp32 model; for fp16/bf16 models converted once to that 16-bit format
+ * (cx_cuda_weights16_upload, desc.kernel16: half the memory and weight traffic, the same
+ * values the kernels would round fp32 weights to); biases stay fp32. An fp32 model also gets the Winograd form of
  * every kernel the CPU packed (3x3/1 SAME; cx_cuda_winograd_upload, (T+2)^2/9 times those
  * kernels' bytes: ~0.44 GB more for ResNet-101 at F(4x4,3x3)). Buffers are planned per (batch, molded
  * shape) on first use and kept (re-planned only when the shape changes); the per-image path
@@ -147,7 +148,8 @@ struct cx_gpu_model {
   glayer rpn_shared, rpn_class, rpn_bbox;
   glayer cls_conv1, cls_conv2, cls_logits, cls_bbox;
   glayer mask_conv[4], mask_out;
-  float *deconv_packed, *deconv_bias;
+  float *deconv_packed, *deconv_bias; /* deconv_packed NULL in 16-bit models: deconv16 */
+  void *deconv16;
   dlist weights;
   gplan plan;
   int host_unmold;
@@ -222,18 +224,37 @@ static int up_floats(cx_gpu_model *g, const float *host, size_t count, float **o
   return 0;
 }
 
+/* Weights of a 16-bit model: rounded once here (the kernels read them as they are). */
+static int up_16(cx_gpu_model *g, const float *host, size_t count, void **out, cx_err *e) {
+  *out = cx_cuda_weights16_upload(g->prec, host, count);
+  if (!*out) return cuda_fail(e, "16-bit weight upload");
+  if (dl_add(&g->weights, *out, e)) {
+    cx_cuda_free(*out);
+    *out = NULL;
+    return -1;
+  }
+  return 0;
+}
+
 static int up_layer(cx_gpu_model *g, const cx_layer *L, glayer *G, cx_err *e) {
   G->d = L->d;
   G->same = L->same;
   G->d.winograd = NULL;
   G->d.winograd_tile = 0;
+  G->d.kernel16 = NULL;
+  G->d.kernel16_prec = 0;
   const size_t kn = (size_t)L->d.kh * L->d.kw * L->d.cin * L->d.cout;
-  float *k, *b;
+  float *k = NULL, *b;
+  void *k16 = NULL;
   if (!L->kernel) return cx_fail(e, "internal: a convolution layer has no kernel");
-  if (up_floats(g, L->kernel, kn, &k, e, "a convolution kernel") ||
+  /* fp32 models keep fp32 kernels; fp16/bf16 ones only the 16-bit copy (half the memory and
+   * half the weight traffic of the GEMMs) */
+  if ((g->prec == CX_PREC_FP32 ? up_floats(g, L->kernel, kn, &k, e, "a convolution kernel") : up_16(g, L->kernel, kn, &k16, e)) ||
       up_floats(g, L->bias, (size_t)L->d.cout, &b, e, "a convolution bias"))
     return -1;
   G->d.kernel = k;
+  G->d.kernel16 = k16;
+  G->d.kernel16_prec = k16 ? (int)g->prec : 0;
   G->d.bias = b;
   /* fp32 convs take winograd.cu's path when the layer has a Winograd form; 16-bit ones never do */
   if (L->d.winograd && g->prec == CX_PREC_FP32) {
@@ -346,7 +367,9 @@ int cx_gpu_attach(cx_model *m, const char *precision, cx_err *e) {
   for (int k = 0; k < 4 && !rc; k++) rc = up_layer(g, &m->mask_conv[k], &g->mask_conv[k], e);
   if (!rc)
     rc = up_layer(g, &m->mask_out, &g->mask_out, e) ||
-         up_floats(g, m->deconv_packed, (size_t)FEAT * 4 * FEAT, &g->deconv_packed, e, "the mask deconvolution") ||
+         (prec == CX_PREC_FP32
+              ? up_floats(g, m->deconv_packed, (size_t)FEAT * 4 * FEAT, &g->deconv_packed, e, "the mask deconvolution")
+              : up_16(g, m->deconv_packed, (size_t)FEAT * 4 * FEAT, &g->deconv16, e)) ||
          up_floats(g, m->deconv_bias, FEAT, &g->deconv_bias, e, "the mask deconvolution");
   if (rc) {
     m->gpu = g;
@@ -601,9 +624,11 @@ static void classifier(cx_model *m, const cx_backend *be) {
   cx_cuda_pyramid_roi_align(levels_of(p), p->fh, p->fw, FEAT, p->rois, p->levels, NULL, R, nR, 7, p->pool7, NULL);
   gconv(be, &g->cls_conv1, p->pool7, nR, 7, 7, p->fc1, NULL, 1, NULL, NULL);
   gconv(be, &g->cls_conv2, p->fc1, nR, 1, 1, p->fc2, NULL, 1, NULL, NULL);
-  be->dense(p->fc2, nR, 1024, g->cls_logits.d.kernel, g->cls_logits.d.bias, NC, 0, p->logits);
+  /* the dense layers as 1x1 convolutions over nR 1x1 images: their descriptors carry the
+   * 16-bit weights of fp16/bf16 models */
+  gconv(be, &g->cls_logits, p->fc2, nR, 1, 1, p->logits, NULL, 0, NULL, NULL);
   be->softmax_rows(p->logits, (size_t)nR, NC, p->probs);
-  be->dense(p->fc2, nR, 1024, g->cls_bbox.d.kernel, g->cls_bbox.d.bias, 4 * NC, 0, p->deltas);
+  gconv(be, &g->cls_bbox, p->fc2, nR, 1, 1, p->deltas, NULL, 0, NULL, NULL);
 }
 
 /* DetectionLayer (spec §11) for all images; their clip windows are in d_win (set_windows). */
@@ -653,8 +678,8 @@ static void mask_head(cx_model *m, const cx_backend *be) {
     gconv_live(&g->mask_conv[k], x, rows, 14, 14, bufs[k & 1], 1, live);
     x = bufs[k & 1];
   }
-  cx_cuda_deconv2x2_live(x, rows, 14, 14, FEAT, g->deconv_packed, g->deconv_bias, FEAT, 1, p->deconv, p->deconv_ws,
-                         live);
+  cx_cuda_deconv2x2_live(x, rows, 14, 14, FEAT, g->deconv_packed, g->deconv16, g->deconv16 ? (int)g->prec : 0,
+                         g->deconv_bias, FEAT, 1, p->deconv, p->deconv_ws, live);
   gconv_live(&g->mask_out, p->deconv, rows, 28, 28, p->masks, 0, live);
   cx_cuda_mask_select(p->masks, p->mcls, rows, m->num_classes, p->slot[p->cur].mask_sel, live);
 }

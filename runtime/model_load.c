@@ -40,7 +40,7 @@ static int make_layer(cx_model *m, cx_layer *L, const char *layer, const char *b
     for (int o = 0; o < cout; o++) L->bias[o] = L->bias[o] * inv[o] + shift[o];
     free(inv);
   }
-  cx_conv2d_desc d = {kh, kw, cin, cout, stride, 0, 0, 0, 0, L->kernel, L->bias, NULL, 0};
+  cx_conv2d_desc d = {kh, kw, cin, cout, stride, 0, 0, 0, 0, L->kernel, L->bias, NULL, 0, NULL, 0};
   int tile = cx_winograd_default_tile();
   if (tile && kh == 3 && kw == 3 && stride == 1 && same) { /* SAME 3x3/1 pads 1 everywhere */
     L->winograd = cx_malloc(cx_winograd_packed_floats(tile, cin, cout) * sizeof(float), e, layer);

@@ -135,6 +135,6 @@ void cx_conv2d(const cx_conv2d_desc *d, const float *x, int n, int h, int w, flo
 }
 
 void cx_dense(const float *x, int rows, int in, const float *k, const float *bias, int out, int relu, float *y) {
-  cx_conv2d_desc d = {1, 1, in, out, 1, 0, 0, 0, 0, k, bias, NULL, 0};
+  cx_conv2d_desc d = {1, 1, in, out, 1, 0, 0, 0, 0, k, bias, NULL, 0, NULL, 0};
   cx_conv2d(&d, x, rows, 1, 1, y, NULL, relu, NULL);
 }

@@ -34,6 +34,11 @@ typedef struct cx_conv2d_desc {
    * 4); when set, 3x3 stride-1 convolutions padded by 1 everywhere use winograd.c. */
   const float *winograd;
   int winograd_tile;
+  /* CUDA fp16/bf16 runs: the kernel rounded once to 16 bits (device memory, from
+   * cx_cuda_weights16_upload) and its format (1 fp16, 2 bf16, as cx_precision); NULL: the
+   * 16-bit GEMMs round `kernel` while staging it. Ignored by the CPU. */
+  const void *kernel16;
+  int kernel16_prec;
 } cx_conv2d_desc;
 
 /* TensorFlow SAME padding for one axis: out = ceil(in / s), extra pixel at bottom/right. */

@@ -38,6 +38,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <type_traits>
+
 #include "cuda_common.cuh"
 
 namespace {
@@ -199,10 +201,20 @@ __device__ inline __nv_bfloat16 to_t<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
 
+/* B[kk][nn] already rounded to T (desc.kernel16), or 0 outside the GEMM. */
 template <typename T>
+__device__ inline T load_b16(const T *__restrict__ wt, const conv_geom &g, int kk, int nn) {
+  return (kk < g.k && nn < g.cout) ? wt[(long long)kk * g.cout + nn] : to_t<T>(0.0f);
+}
+
+/* W16: wt holds the weights already rounded to T (converted once at load), else fp32 rounded
+ * here while staging; both give the same T values. */
+template <typename T, bool W16>
 __global__ void __launch_bounds__(T_THREADS)
-    conv_tc_kernel(const float *__restrict__ x, const float *__restrict__ wt, const float *__restrict__ bias,
+    conv_tc_kernel(const float *__restrict__ x, const void *__restrict__ wt_, const float *__restrict__ bias,
                    const float *__restrict__ res, float *__restrict__ y, conv_geom g, int relu) {
+  const float *wt = static_cast<const float *>(wt_);
+  const T *wt16 = static_cast<const T *>(wt_);
   using namespace nvcuda;
   /* WMMA pointers must be 32-byte aligned: every fragment offset below is a multiple of 32 B */
   __shared__ __align__(128) T As[T_BM][T_LDA];
@@ -243,7 +255,8 @@ __global__ void __launch_bounds__(T_THREADS)
 #pragma unroll 4
     for (int i = 0; i < T_BK / 2; i++) {
       const int kr = b_k + 2 * i;
-      Bs[kr][b_n] = to_t<T>(load_b(wt, g, k0 + kr, n0 + b_n));
+      if constexpr (W16) Bs[kr][b_n] = load_b16<T>(wt16, g, k0 + kr, n0 + b_n);
+      else Bs[kr][b_n] = to_t<T>(load_b(wt, g, k0 + kr, n0 + b_n));
     }
     __syncthreads();
 #pragma unroll
@@ -599,10 +612,39 @@ __device__ inline void store_a16(T *As, int a_r, int a_c, const float4 ra[4]) {
                     pack2<T>(ra[3].z, ra[3].w));
 }
 
+/* B[kk][nn..nn+3] of 16-bit weights as four packed values (zero bits outside the GEMM: +0 in
+ * fp16 and bf16). BVEC: cout % 4 == 0 and the kernel 8-byte aligned, one 8-byte load. */
+template <bool BVEC>
+__device__ inline uint2 load_b4_16(const unsigned short *__restrict__ wt, const conv_geom &g, int kk, int nn) {
+  if (BVEC) {
+    if (kk < g.k && nn < g.cout) return __ldg(reinterpret_cast<const uint2 *>(wt + (kk * g.cout + nn)));
+    return make_uint2(0u, 0u);
+  } else {
+    unsigned v[4];
+#pragma unroll
+    for (int j = 0; j < 4; j++) v[j] = (kk < g.k && nn + j < g.cout) ? __ldg(wt + (kk * g.cout + nn + j)) : 0u;
+    return make_uint2(v[0] | (v[1] << 16), v[2] | (v[3] << 16));
+  }
+}
+
+/* The B stage: fp32 weights in float4 registers, rounded when stored to shared memory, or
+ * 16-bit ones in uint2 registers, stored as they are (overloads on the weight type). */
+template <bool W16>
+using breg = typename std::conditional<W16, uint2, float4>::type;
+template <bool W16>
+using wtype = typename std::conditional<W16, unsigned short, float>::type;
+
 template <int BN, bool BVEC>
 __device__ inline void load_b_stage(const float *__restrict__ wt, const conv_geom &g, int kk, int nn, float4 *rb) {
 #pragma unroll
   for (int i = 0; i < tc_tile<BN>::NB; i++) rb[i] = load_b4<BVEC>(wt, g, kk + tc_tile<BN>::B_RSTEP * i, nn);
+}
+
+template <int BN, bool BVEC>
+__device__ inline void load_b_stage(const unsigned short *__restrict__ wt, const conv_geom &g, int kk, int nn,
+                                    uint2 *rb) {
+#pragma unroll
+  for (int i = 0; i < tc_tile<BN>::NB; i++) rb[i] = load_b4_16<BVEC>(wt, g, kk + tc_tile<BN>::B_RSTEP * i, nn);
 }
 
 template <int BN, typename T>
@@ -614,6 +656,13 @@ __device__ inline void store_b_stage(T *Bs, int b_k, int b_n, const float4 *rb) 
     v.y = pack2<T>(rb[i].z, rb[i].w);
     *reinterpret_cast<uint2 *>(Bs + (b_k + tc_tile<BN>::B_RSTEP * i) * tc_tile<BN>::LDB + b_n) = v;
   }
+}
+
+template <int BN, typename T>
+__device__ inline void store_b_stage(T *Bs, int b_k, int b_n, const uint2 *rb) {
+#pragma unroll
+  for (int i = 0; i < tc_tile<BN>::NB; i++)
+    *reinterpret_cast<uint2 *>(Bs + (b_k + tc_tile<BN>::B_RSTEP * i) * tc_tile<BN>::LDB + b_n) = rb[i];
 }
 
 /* One k16 slice of the warp's (16*FM) x 32 tile: 2 B + FM A fragment loads, 2*FM MMAs. */
@@ -635,9 +684,9 @@ __device__ inline void mma_k16(const T *As, const T *Bs, int q, int wm, int wn,
   }
 }
 
-template <typename T, int BN, bool AVEC, bool BVEC>
+template <typename T, int BN, bool AVEC, bool BVEC, bool W16>
 __global__ void __launch_bounds__(H_THREADS, 2)
-    conv_tc_v2_kernel(const float *__restrict__ x, const float *__restrict__ wt, const float *__restrict__ bias,
+    conv_tc_v2_kernel(const float *__restrict__ x, const wtype<W16> *__restrict__ wt, const float *__restrict__ bias,
                       const float *__restrict__ res, float *__restrict__ y, conv_geom g, int relu, int out_vec) {
   using namespace nvcuda;
   using tile = tc_tile<BN>;
@@ -664,7 +713,8 @@ __global__ void __launch_bounds__(H_THREADS, 2)
     row_yx[t] = make_int2(a.iy0, a.ix0);
   }
   kpos ap = kpos_of(g, a_c);
-  float4 ra[4], rb[tile::NB];
+  float4 ra[4];
+  breg<W16> rb[tile::NB];
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[FM][2];
 #pragma unroll
   for (int i = 0; i < FM; i++)
@@ -763,9 +813,12 @@ bool pick_v2(const conv_geom &g, cx_precision p) {
   return g.cout >= (p == CX_PREC_FP32 ? 16 : 32);
 }
 
-/* v2 launches: one instantiation per (tile width, A vector path, B vector path). */
+/* v2 launches: one instantiation per (tile width, A vector path, B vector path, and for the
+ * tensor-core kernels fp32 or 16-bit weights). */
 struct conv_args {
-  const float *x, *wt, *bias, *res;
+  const float *x;
+  const void *wt; /* float, or T when w16 */
+  const float *bias, *res;
   float *y;
   conv_geom g;
   int relu, out_vec;
@@ -774,8 +827,8 @@ struct conv_args {
 
 template <int BN, bool AV, bool BV>
 void fp32_v2_launch(dim3 grid, cudaStream_t st, const conv_args &a) {
-  conv_fp32_v2_kernel<BN, AV, BV><<<grid, G_THREADS, 0, st>>>(a.x, a.wt, a.bias, a.res, a.y, a.g, a.relu, a.out_vec,
-                                                                a.zs);
+  conv_fp32_v2_kernel<BN, AV, BV><<<grid, G_THREADS, 0, st>>>(a.x, static_cast<const float *>(a.wt), a.bias, a.res,
+                                                                a.y, a.g, a.relu, a.out_vec, a.zs);
 }
 
 template <int BN>
@@ -786,17 +839,31 @@ void fp32_v2_ab(bool av, bool bv, dim3 grid, cudaStream_t st, const conv_args &a
   else fp32_v2_launch<BN, false, false>(grid, st, a);
 }
 
-template <typename T, int BN, bool AV, bool BV>
+template <typename T, int BN, bool AV, bool BV, bool W16>
 void tc_v2_launch(dim3 grid, cudaStream_t st, const conv_args &a) {
-  conv_tc_v2_kernel<T, BN, AV, BV><<<grid, H_THREADS, 0, st>>>(a.x, a.wt, a.bias, a.res, a.y, a.g, a.relu, a.out_vec);
+  conv_tc_v2_kernel<T, BN, AV, BV, W16><<<grid, H_THREADS, 0, st>>>(a.x, static_cast<const wtype<W16> *>(a.wt), a.bias,
+                                                                   a.res, a.y, a.g, a.relu, a.out_vec);
+}
+
+template <typename T, int BN, bool W16>
+void tc_v2_ab(bool av16, bool bv, dim3 grid, cudaStream_t st, const conv_args &a) {
+  if (av16 && bv) tc_v2_launch<T, BN, true, true, W16>(grid, st, a);
+  else if (av16) tc_v2_launch<T, BN, true, false, W16>(grid, st, a);
+  else if (bv) tc_v2_launch<T, BN, false, true, W16>(grid, st, a);
+  else tc_v2_launch<T, BN, false, false, W16>(grid, st, a);
 }
 
 template <typename T, int BN>
-void tc_v2_ab(bool av16, bool bv, dim3 grid, cudaStream_t st, const conv_args &a) {
-  if (av16 && bv) tc_v2_launch<T, BN, true, true>(grid, st, a);
-  else if (av16) tc_v2_launch<T, BN, true, false>(grid, st, a);
-  else if (bv) tc_v2_launch<T, BN, false, true>(grid, st, a);
-  else tc_v2_launch<T, BN, false, false>(grid, st, a);
+void tc_v2_w(bool w16, bool av16, bool bv, dim3 grid, cudaStream_t st, const conv_args &a) {
+  if (w16) tc_v2_ab<T, BN, true>(av16, bv, grid, st, a);
+  else tc_v2_ab<T, BN, false>(av16, bv, grid, st, a);
+}
+
+/* fp32 weights rounded to T, for desc.kernel16 (cx_cuda_weights16_upload) */
+template <typename T>
+__global__ void to16_kernel(const float *__restrict__ src, size_t n, T *__restrict__ dst) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    dst[i] = to_t<T>(src[i]);
 }
 
 } /* namespace */
@@ -842,40 +909,54 @@ int cx_cuda_conv2d_rows(const cx_conv2d_desc *d, const float *x, int n, int h, i
   g.live_off = 0;
   const cudaStream_t st = cx_cuda_stream();
   const cx_precision p = cx_cuda_precision();
-  const float *wt = d->kernel, *bias = d->bias;
+  /* 16-bit runs read the weights converted once at load (kernel16) when the descriptor has them
+   * in this precision's format, else round the fp32 kernel while staging (same values) */
+  const bool w16 = p != CX_PREC_FP32 && d->kernel16 && d->kernel16_prec == (int)p;
+  const void *wt = w16 ? d->kernel16 : static_cast<const void *>(d->kernel);
+  const float *bias = d->bias;
+  if (!wt)
+    return CX_CUDA_FAIL("conv2d: no weights for %s in the descriptor (kernel NULL, kernel16 %s)", cx_precision_name(p),
+                        d->kernel16 ? "in another 16-bit format" : "NULL");
   if (pick_v2(g, p)) {
     /* Vector paths only where every address they form is 16-byte aligned: base pointers are
      * checked here (they may be offsets into larger buffers), offsets are multiples of 4 floats
      * when cin (A) / cout (B, output) are. */
     const bool av = g.cin % 4 == 0 && aligned16(x);
     const bool av16 = g.cin % 16 == 0 && aligned16(x); /* tensor-core loader: 16-channel runs */
-    const bool bv = g.cout % 4 == 0 && aligned16(wt);
+    const bool bv = g.cout % 4 == 0 && (w16 ? ((uintptr_t)wt & 7) == 0 : aligned16(wt));
     const int ov = g.cout % 4 == 0 && aligned16(y) && (!residual || aligned16(residual)) && (!bias || aligned16(bias));
     const conv_args a = {x, wt, bias, residual, y, g, relu, ov, {0, 0, 0}};
     /* 64-wide tiles when cout fits them, or when 128-wide tiles would leave SMs idle (res4 at
      * 1024^2 batch 1: 64x64 pixels x 256 -> 32x2 = 64 blocks; 1000-row dense layers: 8x8) */
     const unsigned mt = (unsigned)((g.m + 127) / 128);
-    const bool narrow = g.cout <= 64 || (long long)mt * ((g.cout + 127) / 128) < sm_count();
+    /* 16-bit weights gathered one by one (cout % 4 != 0: mask logits, class logits) take the
+     * 64-wide tile: the 128-wide bf16 one would spill (ptxas: 28 bytes) */
+    const bool narrow = g.cout <= 64 || (long long)mt * ((g.cout + 127) / 128) < sm_count() || (w16 && !bv);
     const dim3 grid(mt, (unsigned)(narrow ? (g.cout + 63) / 64 : (g.cout + 127) / 128));
     if (p == CX_PREC_FP32) {
       if (narrow) fp32_v2_ab<64>(av, bv, grid, st, a);
       else fp32_v2_ab<128>(av, bv, grid, st, a);
     } else if (p == CX_PREC_FP16) {
-      if (narrow) tc_v2_ab<__half, 64>(av16, bv, grid, st, a);
-      else tc_v2_ab<__half, 128>(av16, bv, grid, st, a);
+      if (narrow) tc_v2_w<__half, 64>(w16, av16, bv, grid, st, a);
+      else tc_v2_w<__half, 128>(w16, av16, bv, grid, st, a);
     } else {
-      if (narrow) tc_v2_ab<__nv_bfloat16, 64>(av16, bv, grid, st, a);
-      else tc_v2_ab<__nv_bfloat16, 128>(av16, bv, grid, st, a);
+      if (narrow) tc_v2_w<__nv_bfloat16, 64>(w16, av16, bv, grid, st, a);
+      else tc_v2_w<__nv_bfloat16, 128>(w16, av16, bv, grid, st, a);
     }
   } else if (p == CX_PREC_FP32) {
     dim3 grid((unsigned)((g.m + F_BM - 1) / F_BM), (unsigned)((g.cout + F_BN - 1) / F_BN));
-    conv_fp32_kernel<<<grid, F_THREADS, 0, st>>>(x, wt, bias, residual, y, g, relu, zstride{0, 0, 0});
+    conv_fp32_kernel<<<grid, F_THREADS, 0, st>>>(x, static_cast<const float *>(wt), bias, residual, y, g, relu,
+                                                 zstride{0, 0, 0});
   } else {
     dim3 grid((unsigned)((g.m + T_BM - 1) / T_BM), (unsigned)((g.cout + T_BN - 1) / T_BN));
-    if (p == CX_PREC_FP16)
-      conv_tc_kernel<__half><<<grid, T_THREADS, 0, st>>>(x, wt, bias, residual, y, g, relu);
+    if (p == CX_PREC_FP16 && w16)
+      conv_tc_kernel<__half, true><<<grid, T_THREADS, 0, st>>>(x, wt, bias, residual, y, g, relu);
+    else if (p == CX_PREC_FP16)
+      conv_tc_kernel<__half, false><<<grid, T_THREADS, 0, st>>>(x, wt, bias, residual, y, g, relu);
+    else if (w16)
+      conv_tc_kernel<__nv_bfloat16, true><<<grid, T_THREADS, 0, st>>>(x, wt, bias, residual, y, g, relu);
     else
-      conv_tc_kernel<__nv_bfloat16><<<grid, T_THREADS, 0, st>>>(x, wt, bias, residual, y, g, relu);
+      conv_tc_kernel<__nv_bfloat16, false><<<grid, T_THREADS, 0, st>>>(x, wt, bias, residual, y, g, relu);
   }
   CX_CUDA_LAUNCH_CHECK();
   return 0;
@@ -921,4 +1002,29 @@ int cx_cuda_gemm_f32_batched(const float *A, long long sA, const float *B, long 
   }
   CX_CUDA_LAUNCH_CHECK();
   return 0;
+}
+
+void *cx_cuda_weights16_upload(cx_precision p, const float *host, size_t count) {
+  if ((p != CX_PREC_FP16 && p != CX_PREC_BF16) || !host || !count) {
+    CX_CUDA_FAIL("weights16_upload: bad arguments (precision %s, %zu values)", cx_precision_name(p), count);
+    return NULL;
+  }
+  /* rounded on the device with the kernels' own conversion: the same values as staging fp32 */
+  float *tmp = static_cast<float *>(cx_cuda_malloc(count * sizeof(float)));
+  void *out = cx_cuda_malloc(count * 2);
+  if (tmp && out && !cx_cuda_upload(tmp, host, count * sizeof(float))) {
+    const cudaStream_t st = cx_cuda_stream();
+    if (p == CX_PREC_FP16)
+      to16_kernel<__half><<<cx_blocks(count, 256), 256, 0, st>>>(tmp, count, static_cast<__half *>(out));
+    else
+      to16_kernel<__nv_bfloat16><<<cx_blocks(count, 256), 256, 0, st>>>(tmp, count, static_cast<__nv_bfloat16 *>(out));
+    if (cudaGetLastError() == cudaSuccess && !cx_cuda_sync()) {
+      cx_cuda_free(tmp);
+      return out;
+    }
+    CX_CUDA_FAIL("weights16_upload: conversion kernel failed");
+  }
+  cx_cuda_free(tmp);
+  cx_cuda_free(out);
+  return NULL;
 }

@@ -286,7 +286,7 @@ static void t_conv2d(const cx_conv2d_desc *d, const float *x, int n, int h, int 
   if (!g_has_err) cx_cuda_conv2d(d, x, n, h, w, y, residual, relu);
 }
 static void t_dense(const float *x, int rows, int in, const float *k, const float *bias, int out, int relu, float *y) {
-  cx_conv2d_desc d = {1, 1, in, out, 1, 0, 0, 0, 0, k, bias, NULL, 0};
+  cx_conv2d_desc d = {1, 1, in, out, 1, 0, 0, 0, 0, k, bias, NULL, 0, NULL, 0};
   if (!g_has_err) cx_cuda_conv2d(&d, x, rows, 1, 1, y, NULL, relu);
 }
 static void t_maxpool(const float *x, int n, int h, int w, int c, int k, int s, float *y) {

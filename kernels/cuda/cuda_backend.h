@@ -59,6 +59,12 @@ typedef enum cx_precision { CX_PREC_FP32 = 0, CX_PREC_FP16 = 1, CX_PREC_BF16 = 2
 void cx_cuda_set_precision(cx_precision p);
 cx_precision cx_cuda_precision(void);
 const char *cx_precision_name(cx_precision p);
+/* The weights of a GEMM op rounded once to the 16-bit format of p (fp16 or bf16), for
+ * cx_conv2d_desc.kernel16 / kernel16_prec: a device buffer of `count` 16-bit values (free with
+ * cx_cuda_free), or NULL (error recorded). The conversion is the kernels' own (round to
+ * nearest even), so a conv reading it computes exactly what it computes from fp32 weights
+ * rounded while staging, with half the weight traffic. Synchronous. */
+void *cx_cuda_weights16_upload(cx_precision p, const float *host, size_t count);
 /* Which conv2d/dense kernels run (A/B timing, diagnosis; see kernels/cuda/conv.cu). Until it is
  * called, CTXDIFF_CUDA_CONV=v1|v2 gives the initial value (read at the first conv). */
 void cx_cuda_set_conv_version(int v); /* 0 auto (default), 1 v1 only, 2 v2 wherever valid */
@@ -173,8 +179,11 @@ int cx_cuda_mask_select(const float *masks, const int *cls_of, int rows, int nc,
  * Same arithmetic as the table's conv2d / deconv2x2 / roi_levels on the live rows. */
 int cx_cuda_conv2d_live(const cx_conv2d_desc *d, const float *x, int n, int h, int w, float *y, const float *residual,
                         int relu, const int *live);
-int cx_cuda_deconv2x2_live(const float *x, int n, int h, int w, int cin, const float *packed, const float *bias,
-                           int cout, int relu, float *y, float *ws, const int *live);
+/* packed16/packed16_prec: the packed kernel in 16 bits (cx_cuda_weights16_upload), or NULL/0;
+ * packed may be NULL when packed16 matches the precision */
+int cx_cuda_deconv2x2_live(const float *x, int n, int h, int w, int cin, const float *packed, const void *packed16,
+                           int packed16_prec, const float *bias, int cout, int relu, float *y, float *ws,
+                           const int *live);
 int cx_cuda_roi_levels_live(const float *boxes, int nb, int image_h, int image_w, int *levels, const int *live);
 /* unmold.cu: masks [rows, 28, 28] (sigmoid, own class) -> for mask k: row prm[4k], resampled to
  * prm[4k+1] x prm[4k+2] (skimage order 1, as resize_mask) and thresholded at 0.5, 0/1 bytes at

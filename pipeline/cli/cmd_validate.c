@@ -224,9 +224,11 @@ static double live_err(const float *got, const float *ref, size_t live_count, si
   return err;
 }
 
+/* w16 (cuda, fp16/bf16): the device descriptor carries only the weights converted once to 16
+ * bits (cx_cuda_weights16_upload, kernel NULL), the path of fp16/bf16 models. */
 static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, int cout, int k, int s, int same,
-                      int pad, int with_res, int relu, int wino, int live) {
-  cx_conv2d_desc d = {k, k, cin, cout, s, pad, pad, pad, pad, NULL, NULL, NULL, 0};
+                      int pad, int with_res, int relu, int wino, int live, int w16) {
+  cx_conv2d_desc d = {k, k, cin, cout, s, pad, pad, pad, pad, NULL, NULL, NULL, 0, NULL, 0};
   if (same) {
     cx_same_pads(h, k, s, &d.pad_t, &d.pad_b);
     cx_same_pads(w, k, s, &d.pad_l, &d.pad_r);
@@ -258,7 +260,15 @@ static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, 
   float *dx = d_in(v, x, nx * 4);
   int *dlive = live >= 0 ? d_in(v, &live, sizeof live) : NULL;
   const int direct = !wino || !v->is_cuda || !cx_cuda_winograd_on() || !cx_winograd_applies(&d);
-  dd.kernel = direct ? d_in(v, kk, nk * 4) : NULL;
+  dd.kernel = direct && !w16 ? d_in(v, kk, nk * 4) : NULL;
+  if (w16) {
+    void *k16 = cx_cuda_weights16_upload(g_prec, kk, nk);
+    if (k16 && v->nallocs < MAX_ALLOCS) v->allocs[v->nallocs++] = k16; /* freed by report() */
+    else if (k16) cx_cuda_free(k16), k16 = NULL;
+    if (!k16) v->alloc_failed = 1;
+    dd.kernel16 = k16;
+    dd.kernel16_prec = (int)g_prec;
+  }
   if (wino && v->is_cuda) {
     float *u = cx_cuda_winograd_upload(wino, kk, cin, cout);
     if (u && v->nallocs < MAX_ALLOCS) v->allocs[v->nallocs++] = u; /* freed by report() */
@@ -285,6 +295,7 @@ static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, 
   }
   char shape[128], lv[24] = "";
   if (live >= 0) snprintf(lv, sizeof lv, " live %d", live);
+  if (w16) snprintf(lv + strlen(lv), sizeof lv - strlen(lv), " w16");
   snprintf(shape, sizeof shape, "%s%s %dx%dx%dx%d k%d/%d %d->%d%s%s", label, lv, n, h, w, cin, k, s, cin, cout,
            with_res ? " +res" : "", relu ? " relu" : "");
   report(v, "conv2d", shape, "rel_rms", err, gemm_tol());
@@ -293,13 +304,13 @@ static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, 
 
 static void t_conv(vdev *v, const char *label, int n, int h, int w, int cin, int cout, int k, int s, int same,
                    int pad, int with_res, int relu) {
-  conv_case(v, label, n, h, w, cin, cout, k, s, same, pad, with_res, relu, 0, -1);
+  conv_case(v, label, n, h, w, cin, cout, k, s, same, pad, with_res, relu, 0, -1, 0);
 }
 
 /* 3x3 / stride 1 / SAME (pad 1 everywhere) in Winograd form, tile 4 or 2 */
 static void t_conv_wino(vdev *v, const char *label, int tile, int n, int h, int w, int cin, int cout, int with_res,
                         int relu) {
-  conv_case(v, label, n, h, w, cin, cout, 3, 1, 1, 0, with_res, relu, tile, -1);
+  conv_case(v, label, n, h, w, cin, cout, 3, 1, 1, 0, with_res, relu, tile, -1, 0);
 }
 
 static void t_dense(vdev *v, int rows, int in, int out, int relu) {
@@ -434,7 +445,7 @@ static void t_deconv(vdev *v, int n, int h, int w, int cin, int cout, int relu, 
   int *dlive = live >= 0 ? d_in(v, &live, sizeof live) : NULL;
   double err = NAN;
   if (!d_error(v)) {
-    if (live >= 0) cx_cuda_deconv2x2_live(dx, n, h, w, cin, dp, db, cout, relu, dy, dws, dlive);
+    if (live >= 0) cx_cuda_deconv2x2_live(dx, n, h, w, cin, dp, NULL, 0, db, cout, relu, dy, dws, dlive);
     else v->be->deconv2x2(dx, n, h, w, cin, dp, db, cout, relu, dy, dws);
     const size_t nly = (size_t)nl * 4 * h * w * cout; /* the scatter writes live images only */
     if (!d_fetch(v, got, dy, ny * 4)) err = live < 0 ? rel_rms(got, ref, ny) : live_err(got, ref, nly, nly, ny);
@@ -975,15 +986,24 @@ int cx_cmd_validate(int argc, char **argv) {
       t_conv_wino(&v, "winograd res5", 4, 1, 9, 7, 512, 512, 0, 1);
       t_conv_wino(&v, "winograd2 odd", 2, 2, 33, 35, 13, 37, 1, 1);
     }
+    if (v.is_cuda && g_prec != CX_PREC_FP32) {
+      /* 16-bit models' weights (converted once at load): every kernel variant that reads them */
+      conv_case(&v, "3x3 SAME", 1, 64, 64, 256, 256, 3, 1, 1, 0, 0, 1, 0, -1, 1);
+      conv_case(&v, "1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, 0, -1, 1);
+      conv_case(&v, "odd 3x3/2 SAME", 2, 33, 35, 13, 37, 3, 2, 1, 0, 1, 1, 0, -1, 1);
+      conv_case(&v, "small (v1)", 1, 9, 9, 32, 40, 3, 1, 1, 0, 0, 1, 0, -1, 1);
+      conv_case(&v, "mask out", 2, 28, 28, 256, 81, 1, 1, 0, 0, 0, 0, 0, -1, 1); /* scalar 16-bit B */
+      conv_case(&v, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, 0, 3, 1);
+    }
     if (v.is_cuda) {
       /* the mask head's device-side row count (cx_cuda_conv2d_live): some, none, more than n */
-      conv_case(&v, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, 0, 3);
-      conv_case(&v, "mask out", 6, 28, 28, 256, 81, 1, 1, 0, 0, 0, 0, 0, 2);
-      conv_case(&v, "none", 4, 14, 14, 64, 64, 3, 1, 1, 0, 0, 1, 0, 0);
-      conv_case(&v, "all", 3, 14, 14, 64, 64, 3, 1, 1, 0, 0, 1, 0, 7);
+      conv_case(&v, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, 0, 3, 0);
+      conv_case(&v, "mask out", 6, 28, 28, 256, 81, 1, 1, 0, 0, 0, 0, 0, 2, 0);
+      conv_case(&v, "none", 4, 14, 14, 64, 64, 3, 1, 1, 0, 0, 1, 0, 0, 0);
+      conv_case(&v, "all", 3, 14, 14, 64, 64, 3, 1, 1, 0, 0, 1, 0, 7, 0);
       if (g_prec == CX_PREC_FP32) {
-        conv_case(&v, "winograd mask", 24, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, 4, 9); /* 144 of 384 GEMM rows */
-        conv_case(&v, "winograd none", 4, 14, 14, 64, 64, 3, 1, 1, 0, 0, 1, 4, 0);
+        conv_case(&v, "winograd mask", 24, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, 4, 9, 0); /* 144 of 384 GEMM rows */
+        conv_case(&v, "winograd none", 4, 14, 14, 64, 64, 3, 1, 1, 0, 0, 1, 4, 0, 0);
       }
     }
   }

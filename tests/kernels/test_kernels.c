@@ -216,7 +216,7 @@ static void run_conv(tcase *t) {
   const int shape_bad = (y.shape[1] != ho) + (y.shape[2] != wo);
   report(t, "cx_conv2d_out", shape_bad, 0, shape_bad == 0);
   if (shape_bad) return;
-  cx_conv2d_desc d = {k, k, cin, cout, s, pt, pl, pb, pr, F(&kern, 'f'), has_b ? F(&b, 'f') : NULL, NULL, 0};
+  cx_conv2d_desc d = {k, k, cin, cout, s, pt, pl, pb, pr, F(&kern, 'f'), has_b ? F(&b, 'f') : NULL, NULL, 0, NULL, 0};
   /* im2col path, then (for 3x3 / stride 1 / pad 1) the Winograd path on the same case. */
   float *packed = NULL;
   for (int pass = 0; pass < 3; pass++) { /* im2col, Winograd F(2x2,3x3), Winograd F(4x4,3x3) */
