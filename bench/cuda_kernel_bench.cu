@@ -135,9 +135,9 @@ int main(int argc, char **argv) {
       {"mask logits 1x1 256->81 100x28x28", 100, 28, 28, 256, 81, 1, 1, 0},
       {"rpn class 1x1 512->6 @256", 1, 256, 256, 512, 6, 1, 1, 0},
   };
-  printf("\n%-34s %7s | %8s %8s | %8s %8s | %8s %8s | %8s %8s | %8s %6s   (TFLOP/s)\n",
-         "conv (implicit GEMM)", "GFLOP", "f32 v1", "f32 v2", "f16 v1", "f16 v2", "bf16 v1", "bf16 v2", "cublas32",
-         "cublas16", "f32 wino", "vs v2");
+  printf("\n%-34s %7s | %8s %8s | %8s %8s | %8s %8s | %8s | %8s %8s | %8s %6s   (TFLOP/s)\n",
+         "conv (implicit GEMM)", "GFLOP", "f32 v1", "f32 v2", "f16 v1", "f16 v2", "bf16 v1", "bf16 v2", "f16 w16",
+         "cublas32", "cublas16", "f32 wino", "vs v2");
   for (const conv_case &c : cases) {
     cx_conv2d_desc d = {c.k, c.k, c.cin, c.cout, c.s, c.pad, c.pad, c.pad, c.pad, NULL, NULL, NULL, 0, NULL, 0};
     const int ho = cx_conv2d_out(c.h, c.k, c.s, c.pad, c.pad), wo = cx_conv2d_out(c.w, c.k, c.s, c.pad, c.pad);
@@ -156,6 +156,22 @@ int main(int argc, char **argv) {
         cx_cuda_set_conv_version(v);
         ms[p][v - 1] = time_ms([&] { be->conv2d(&d, x, c.n, c.h, c.w, y, NULL, 1, NULL); });
       }
+    }
+    /* fp16 v2 reading weights converted once to 16 bits (what fp16 models run) */
+    float ms_w16;
+    {
+      float *hk = host_random((size_t)K * N, 0.05f);
+      void *k16 = cx_cuda_weights16_upload(CX_PREC_FP16, hk, (size_t)K * N);
+      free(hk);
+      if (!k16) lib_check("16-bit weight upload");
+      cx_conv2d_desc d16 = d;
+      d16.kernel = NULL;
+      d16.kernel16 = k16;
+      d16.kernel16_prec = CX_PREC_FP16;
+      cx_cuda_set_precision(CX_PREC_FP16);
+      cx_cuda_set_conv_version(2);
+      ms_w16 = time_ms([&] { be->conv2d(&d16, x, c.n, c.h, c.w, y, NULL, 1, NULL); });
+      cx_cuda_free(k16);
     }
     cx_cuda_set_conv_version(0);
     cx_cuda_set_precision(CX_PREC_FP32);
@@ -200,11 +216,13 @@ int main(int argc, char **argv) {
     }
     printf("%-34s %7.2f |", c.name, gflop);
     for (int p = 0; p < 3; p++) printf(" %8.2f %8.2f |", gflop / ms[p][0], gflop / ms[p][1]);
+    printf(" %8.2f |", gflop / ms_w16);
     printf(" %8.2f %8.2f |", ms_blas32 > 0 ? gflop / ms_blas32 : 0.0, ms_blas16 > 0 ? gflop / ms_blas16 : 0.0);
     if (ms_wino > 0) printf(" %8.2f %5.2fx\n", gflop / ms_wino, ms[0][1] / ms_wino);
     else printf(" %8s %6s\n", "-", "-");
     printf("%-34s %7s |", "", "");
     for (int p = 0; p < 3; p++) printf(" %6.3fms %6.3fms |", ms[p][0], ms[p][1]);
+    printf(" %6.3fms |", ms_w16);
     printf(" %6.3fms %6.3fms |", ms_blas32, ms_blas16);
     if (ms_wino > 0) printf(" %6.3fms\n", ms_wino);
     else printf("\n");
