@@ -367,6 +367,9 @@ static void submit_batch(run_ctx *rc, job *jobs, pqueue *q, const int *idx, int 
   memcpy(q->b[q->n].idx, idx, (size_t)n * sizeof *idx);
   q->b[q->n].n = n;
   q->n++;
+  /* on the CPU the batch is already computed: writing it now keeps one batch of full-size
+   * masks in memory instead of two */
+  if (!strcmp(cx_model_device(rc->model), "cpu")) collect_batch(rc, jobs, q);
 }
 
 /* ---------------------------------------------------------------------------------- */
