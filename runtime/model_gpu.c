@@ -892,6 +892,11 @@ static int queued_fail(cx_gpu_model *g, cx_err *e, const char *what) {
 
 int cx_gpu_pending(const cx_model *m) { return m->gpu ? m->gpu->npending : 0; }
 
+int cx_gpu_available(cx_err *e) {
+  if (cx_cuda_device_count() <= 0) return cx_fail(e, "no CUDA device (no GPU or no driver on this machine)");
+  return 0;
+}
+
 /* Molds, uploads and queues one batch on the next free slot; returns without waiting for the
  * GPU. The upload goes on the copy stream (it overlaps the previous batch's graphs), the
  * graphs wait for it on the compute stream, then the detections are downloaded there. */

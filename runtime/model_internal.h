@@ -89,6 +89,7 @@ int cx_gpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out
 int cx_gpu_submit(cx_model *m, const cx_image *images, int n, cx_err *e);
 int cx_gpu_collect(cx_model *m, int n, cx_detections *out, cx_err *e);
 int cx_gpu_pending(const cx_model *m);
+int cx_gpu_available(cx_err *e); /* 0 when a CUDA device can be used, else why not */
 
 /* A batch submitted on the CPU: computed in cx_detect_submit, kept until collected. */
 typedef struct cx_cpu_batch {

@@ -300,6 +300,12 @@ int cx_model_set_device(cx_model *m, const char *device, const char *precision, 
 
 const char *cx_model_device(const cx_model *m) { return m->gpu ? "cuda" : "cpu"; }
 
+int cx_device_check(const char *device, cx_err *e) {
+  if (!strcmp(device, "cpu")) return 0;
+  if (!strcmp(device, "cuda")) return cx_gpu_available(e);
+  return cx_fail(e, "unknown device '%s' (cpu or cuda)", device);
+}
+
 #ifndef CTXDIFF_HAVE_CUDA
 /* Builds without the CUDA backend: the GPU path reports that it is absent. */
 int cx_gpu_attach(cx_model *m, const char *precision, cx_err *e) {
@@ -323,5 +329,8 @@ int cx_gpu_collect(cx_model *m, int n, cx_detections *out, cx_err *e) {
 int cx_gpu_pending(const cx_model *m) {
   (void)m;
   return 0;
+}
+int cx_gpu_available(cx_err *e) {
+  return cx_fail(e, "this build has no CUDA backend (rebuild with nvcc on the PATH, -DCTXDIFF_CUDA=ON)");
 }
 #endif

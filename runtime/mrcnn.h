@@ -55,6 +55,9 @@ const cx_timings *cx_model_timings(const cx_model *m);
  * missing ("no CUDA device", "this build has no CUDA backend"). */
 int cx_model_set_device(cx_model *m, const char *device, const char *precision, cx_err *e);
 const char *cx_model_device(const cx_model *m);
+/* Whether `device` ("cpu" or "cuda") can be used on this machine and build, without a model:
+ * 0, or -1 with the reason (for failing early, before hours of other work). */
+int cx_device_check(const char *device, cx_err *e);
 
 /* FLOPs (2 x multiply-adds of the convolutions, dense layers and the mask deconvolution) of one
  * cx_detect call on n images molded to H x W with mask_rows detections through the mask head

@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "cx_loop.h"
 #include "cx_settings.h"
+#include "mrcnn.h"
 
 static volatile sig_atomic_t run_cancel;
 
@@ -35,6 +36,8 @@ static void usage(FILE *f) {
           "  --llm-model NAME         model (default gpt-4o); the key comes from $OPENAI_API_KEY\n"
           "  --weights FILE           Mask R-CNN weights (.safetensors from ctxdiff convert; default\n"
           "                           $CTXDIFF_WEIGHTS or ./coco.safetensors; \"synthetic[:resnet50[:N]]\" for tests)\n"
+          "  --device cpu|cuda        where segmentation runs (default cpu; cuda needs a CUDA build and a GPU)\n"
+          "  --precision P            segmentation GEMMs on cuda: fp32 (default, same detections as the CPU), fp16, bf16\n"
           "  --set NAME=VALUE         segmentation setting by matterport name (repeatable)\n"
           "  --per-instance           one inpainting step per detection instead of per class\n"
           "  --config FILE.json       {\"sd\":{...}, \"llm\":{...}, \"segmentation\":{...}, \"run\":{...}}\n"
@@ -50,6 +53,7 @@ int cx_cmd_run(int argc, char **argv) {
   cx_err e = {{0}};
   const char *prompt = NULL, *negative = NULL, *sd_url = NULL, *sd_auth = getenv("CTXDIFF_SD_AUTH");
   const char *llm_url = NULL, *llm_model = NULL, *weights = NULL, *out = NULL, *config = NULL, *resume = NULL;
+  const char *device = NULL, *precision = NULL;
   const char *sets[64];
   int nsets = 0, iterations = 0, per_instance = 0, quiet = 0, have_seed = 0;
   long long seed = -1;
@@ -68,7 +72,7 @@ int cx_cmd_run(int argc, char **argv) {
   }
     OPT("--prompt", prompt) OPT("--negative-prompt", negative) OPT("--sd-url", sd_url) OPT("--sd-auth", sd_auth)
     OPT("--llm-url", llm_url) OPT("--llm-model", llm_model) OPT("--weights", weights) OPT("--out", out)
-    OPT("--config", config) OPT("--resume", resume)
+    OPT("--config", config) OPT("--resume", resume) OPT("--device", device) OPT("--precision", precision)
 #undef OPT
     if (!strcmp(a, "--iterations") && v) {
       iterations = atoi(v), i++;
@@ -106,7 +110,7 @@ int cx_cmd_run(int argc, char **argv) {
   if (resume) {
     if (prompt || config || nsets || iterations || have_seed || per_instance || negative) {
       fprintf(stderr, "ctxdiff run: --resume continues with the stored settings; only --sd-url, --sd-auth, "
-                      "--llm-url, --llm-model, --weights and --quiet may be given with it\n");
+                      "--llm-url, --llm-model, --weights, --device, --precision and --quiet may be given with it\n");
       return 2;
     }
     if (cx_run_load_settings(resume, &o, &e)) {
@@ -170,6 +174,26 @@ int cx_cmd_run(int argc, char **argv) {
     }
   }
   if (weights) snprintf(o.weights, sizeof o.weights, "%s", weights);
+  /* where segmentation runs (also given with --resume: an execution choice); checked now, not
+   * after the first generation */
+  if (device) snprintf(o.device, sizeof o.device, "%s", device);
+  if (precision) snprintf(o.precision, sizeof o.precision, "%s", precision);
+  if (strcmp(o.device, "cpu") && strcmp(o.device, "cuda")) {
+    fprintf(stderr, "ctxdiff run: --device must be cpu or cuda, got '%s'\n", o.device);
+    return 2;
+  }
+  if (o.precision[0] && strcmp(o.precision, "fp32") && strcmp(o.precision, "fp16") && strcmp(o.precision, "bf16")) {
+    fprintf(stderr, "ctxdiff run: --precision must be fp32, fp16 or bf16, got '%s'\n", o.precision);
+    return 2;
+  }
+  if (!strcmp(o.device, "cpu") && o.precision[0] && strcmp(o.precision, "fp32")) {
+    fprintf(stderr, "ctxdiff run: --precision %s needs --device cuda (the CPU path computes in fp32)\n", o.precision);
+    return 2;
+  }
+  if (cx_device_check(o.device, &e)) {
+    fprintf(stderr, "ctxdiff run: --device %s: %s\n", o.device, e.msg);
+    return 1;
+  }
   if (sd_url) snprintf(o.sd.url, sizeof o.sd.url, "%s", sd_url);
   if (sd_auth) snprintf(o.sd.auth, sizeof o.sd.auth, "%s", sd_auth);
   if (llm_url) snprintf(o.llm.url, sizeof o.llm.url, "%s", llm_url);

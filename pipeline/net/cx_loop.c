@@ -29,6 +29,7 @@ void cx_run_options_default(cx_run_options *o) {
   o->iterations = 1;
   o->seed = -1;
   o->global_tags_in_object = 3;
+  snprintf(o->device, sizeof o->device, "cpu");
   cx_sd_settings_default(&o->sd);
   cx_llm_settings_default(&o->llm);
   cx_config_default(&o->seg);
@@ -138,6 +139,8 @@ int cx_run_load_settings(const char *dir, cx_run_options *o, cx_err *e) {
   GETS("prompt", o->prompt);
   GETS("negative_prompt", o->negative);
   GETS("weights", o->weights);
+  GETS("device", o->device);
+  GETS("precision", o->precision);
   GETS("style_tags", o->style_tags);
 #undef GETS
   const cJSON *v;
@@ -306,10 +309,18 @@ static int load_model(run_ctx *r, cx_model **m, cx_err *e) {
       if (cx_config_set(&cfg, "NUM_CLASSES", t, e)) return cx_failctx(e, "--weights %s", w);
     }
     cx_tensor_store *store = NULL;
-    if (cx_synth_store(cfg.BACKBONE, cfg.NUM_CLASSES, &store, e)) return -1;
-    return cx_model_from_store(store, &cfg, m, e);
+    if (cx_synth_store(cfg.BACKBONE, cfg.NUM_CLASSES, &store, e) || cx_model_from_store(store, &cfg, m, e)) return -1;
+  } else if (cx_model_open(w, &cfg, m, e)) {
+    return -1;
   }
-  return cx_model_open(w, &cfg, m, e);
+  /* --device cuda: the same detections (fp32) from the GPU graph */
+  if (strcmp(r->opts.device, "cpu") &&
+      cx_model_set_device(*m, r->opts.device, r->opts.precision[0] ? r->opts.precision : NULL, e)) {
+    cx_model_free(*m);
+    *m = NULL;
+    return cx_failctx(e, "--device %s", r->opts.device);
+  }
+  return 0;
 }
 
 /* D.4 step 6: one object per class in first-appearance order, later masks OR-ed in
@@ -544,6 +555,8 @@ static int do_run(run_ctx *r, cx_err *e) {
     cJSON_AddNumberToObject(s, "iterations", o->iterations);
     cJSON_AddNumberToObject(s, "seed", (double)o->seed);
     cJSON_AddStringToObject(s, "weights", o->weights);
+    cJSON_AddStringToObject(s, "device", o->device);
+    cJSON_AddStringToObject(s, "precision", o->precision[0] ? o->precision : "fp32");
     cJSON_AddBoolToObject(s, "per_instance", o->per_instance);
     cJSON_AddStringToObject(s, "style_tags", o->style_tags);
     cJSON_AddNumberToObject(s, "global_tags_in_object", o->global_tags_in_object);

@@ -18,6 +18,8 @@ typedef struct cx_run_options {
   int iterations;              /* 1, as the original */
   int64_t seed;                /* -1: the server picks; the used seed is read back */
   char weights[1024];          /* .safetensors, or "synthetic[:resnet50|resnet101[:NUM_CLASSES]]" */
+  char device[16];             /* where segmentation runs: "cpu" (default) or "cuda" */
+  char precision[16];          /* cuda GEMM precision: fp32 (default), fp16, bf16 */
   char out_dir[1024];
   int per_instance;            /* one object per detection instead of one per class */
   int resume;

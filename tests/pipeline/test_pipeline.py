@@ -579,6 +579,7 @@ def run_happy():
     out = os.path.join(d, "out")
     p = ctxdiff_run(d, sd, llm, out)
     rj = check_run_outputs(out, sd)
+    check(rj["settings"].get("device") == "cpu" and rj["settings"].get("precision") == "fp32", rj["settings"])
     seq = sd.paths()
     k1, k2 = (len(it["steps"]) for it in rj["iterations"])
     want = [("GET", "/sdapi/v1/sd-models"), ("GET", "/sdapi/v1/options"), ("GET", "/sdapi/v1/schedulers"),
@@ -612,6 +613,16 @@ def run_no_servers():
              "--weights", "synthetic:resnet50", "--out", out], env_extra={"OPENAI_API_KEY": SECRET}, expect=1)
     check(f"LLM server at {url} refused the connection" in p.stderr and p.elapsed < 3, p.stderr)
     check(not posts(sd, "/sdapi/v1/txt2img"), "nothing generated")
+    # --device / --precision: usage errors (2); a missing GPU is found before any generation
+    base = [ARGS.ctxdiff, "run", "--prompt", "x", "--sd-url", url, "--llm-url", llm.url + "/v1",
+            "--weights", "synthetic:resnet50", "--out", out]
+    p = run(base + ["--device", "tpu"], env_extra={"OPENAI_API_KEY": SECRET}, expect=2)
+    check("--device must be cpu or cuda, got 'tpu'" in p.stderr, p.stderr)
+    p = run(base + ["--precision", "fp16"], env_extra={"OPENAI_API_KEY": SECRET}, expect=2)
+    check("--precision fp16 needs --device cuda" in p.stderr, p.stderr)
+    p = run(base + ["--device", "cuda"], env_extra={"OPENAI_API_KEY": SECRET}, expect=1)
+    check(("--device cuda: no CUDA device" in p.stderr or "--device cuda: this build has no CUDA backend" in p.stderr
+           or "refused the connection" in p.stderr) and p.elapsed < 3 and not os.path.exists(out), p.stderr)
 
 
 @case
