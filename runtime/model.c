@@ -237,6 +237,26 @@ int cx_mold_geometry(const cx_config *c, int h, int w, mold_info *mi, cx_err *e)
   return 0;
 }
 
+int cx_mold_batch(const cx_config *c, const cx_image *images, int n, mold_info *mi, size_t *max_resized, cx_err *e) {
+  *max_resized = 0;
+  for (int i = 0; i < n; i++) {
+    const cx_image *im = &images[i];
+    if (!im->rgb) return cx_fail(e, "image %d has no pixel data", i);
+    if (im->width < 2 || im->height < 2)
+      return cx_fail(e, "image %d is %dx%d pixels: Mask R-CNN needs an RGB image of at least 2x2", i, im->width, im->height);
+    if (im->width > c->MAX_INPUT_DIM || im->height > c->MAX_INPUT_DIM)
+      return cx_fail(e, "image %d is %dx%d pixels, larger than MAX_INPUT_DIM = %d (raise it with --set MAX_INPUT_DIM=N)", i,
+                     im->width, im->height, c->MAX_INPUT_DIM);
+    if (cx_mold_geometry(c, im->height, im->width, &mi[i], e)) return cx_failctx(e, "image %d", i);
+    if (mi[i].H != mi[0].H || mi[i].W != mi[0].W)
+      return cx_fail(e, "images of one batch must mold to the same shape: image 0 molds to %dx%d, image %d to %dx%d (use IMAGE_RESIZE_MODE square, or batch 1)",
+                     mi[0].W, mi[0].H, i, mi[i].W, mi[i].H);
+    const size_t rs = (size_t)mi[i].rh * mi[i].rw * 3;
+    if (rs > *max_resized) *max_resized = rs;
+  }
+  return 0;
+}
+
 /* Resize (uint8, truncated), pad with 0, subtract the mean in double, store float32.
  * resized: scratch of rh*rw*3 bytes (NULL when no resize is needed). */
 void cx_mold_image(const cx_backend *be, const cx_config *c, const cx_image *im, const mold_info *mi, uint8_t *resized, float *out) {
@@ -606,9 +626,17 @@ static void dump_all(cx_model *m, int masks_rows) {
 
 static int cpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e);
 
+/* The batch size, checked once at the public entry points. */
+static int batch_size_ok(int n, cx_err *e) {
+  if (n < 1) return cx_fail(e, "cx_detect needs at least one image");
+  if (n > 4096) return cx_fail(e, "batch of %d images is too large", n);
+  return 0;
+}
+
 int cx_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e) {
   if (cx_detect_pending(m))
     return cx_fail(e, "%d batch(es) submitted and not collected: collect them before a synchronous detect", cx_detect_pending(m));
+  if (batch_size_ok(n, e)) return -1;
   if (m->gpu) return cx_gpu_detect(m, images, n, out, e);
   return cpu_detect(m, images, n, out, e);
 }
@@ -616,11 +644,10 @@ int cx_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx
 int cx_detect_pending(const cx_model *m) { return m->gpu ? cx_gpu_pending(m) : m->cpu_npending; }
 
 int cx_detect_submit(cx_model *m, const cx_image *images, int n, cx_err *e) {
+  if (batch_size_ok(n, e)) return -1;
   if (m->gpu) return cx_gpu_submit(m, images, n, e);
   if (m->cpu_npending == CX_DETECT_DEPTH)
     return cx_fail(e, "%d batches are already in flight: collect one before submitting another", CX_DETECT_DEPTH);
-  if (n < 1) return cx_fail(e, "cx_detect needs at least one image");
-  if (n > 4096) return cx_fail(e, "batch of %d images is too large", n);
   cx_detections *d = calloc((size_t)n, sizeof *d);
   if (!d) return cx_fail(e, "out of memory for a batch of %d images", n);
   if (cpu_detect(m, images, n, d, e)) {
@@ -651,33 +678,13 @@ int cx_detect_collect(cx_model *m, int n, cx_detections *out, cx_err *e) {
 
 static int cpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e) {
   const cx_config *c = &m->cfg;
-  if (n < 1) return cx_fail(e, "cx_detect needs at least one image");
-  if (n > 4096) return cx_fail(e, "batch of %d images is too large", n);
   memset(out, 0, (size_t)n * sizeof *out);
   cx_timings t = {0};
   double t0 = now_ms(), t_all = t0;
   if (grow(&m->plan.mold, &m->plan.mold_cap, (size_t)n * sizeof(mold_info), e, "the batch")) return -1;
   mold_info *mi = m->plan.mold;
-  size_t max_resized = 0;
-  for (int i = 0; i < n; i++) {
-    const cx_image *im = &images[i];
-    if (!im->rgb) { return cx_fail(e, "image %d has no pixel data", i); }
-    if (im->width < 2 || im->height < 2) {
-      return cx_fail(e, "image %d is %dx%d pixels: Mask R-CNN needs an RGB image of at least 2x2", i, im->width, im->height);
-    }
-    if (im->width > c->MAX_INPUT_DIM || im->height > c->MAX_INPUT_DIM) {
-      return cx_fail(e, "image %d is %dx%d pixels, larger than MAX_INPUT_DIM = %d (raise it with --set MAX_INPUT_DIM=N)", i,
-                     im->width, im->height, c->MAX_INPUT_DIM);
-    }
-    if (cx_mold_geometry(c, im->height, im->width, &mi[i], e)) return cx_failctx(e, "image %d", i);
-    if (mi[i].H != mi[0].H || mi[i].W != mi[0].W) {
-      int H0 = mi[0].H, W0 = mi[0].W;
-      return cx_fail(e, "images of one batch must mold to the same shape: image 0 molds to %dx%d, image %d to %dx%d (use IMAGE_RESIZE_MODE square, or batch 1)",
-                     W0, H0, i, mi[i].W, mi[i].H);
-    }
-    size_t rs = (size_t)mi[i].rh * mi[i].rw * 3;
-    if (rs > max_resized) max_resized = rs;
-  }
+  size_t max_resized;
+  if (cx_mold_batch(c, images, n, mi, &max_resized, e)) return -1;
   if (plan_make(m, n, mi[0].H, mi[0].W, e)) { return -1; }
   cx_plan *p = &m->plan;
   if (grow((void **)&p->resized, &p->resized_cap, max_resized, e, "the resized image")) { return -1; }

@@ -532,13 +532,19 @@ fail:
 
 /* ---- network stages (model.c's, on device pointers) -------------------------------------- */
 
-static void gconv(const cx_backend *be, const glayer *L, const float *x, int n, int h, int w, float *y,
-                  const float *res, int relu, int *ho, int *wo) {
+/* The layer's descriptor with its SAME padding resolved for an h x w input. */
+static cx_conv2d_desc padded(const glayer *L, int h, int w) {
   cx_conv2d_desc d = L->d;
   if (L->same) {
     cx_same_pads(h, d.kh, d.stride, &d.pad_t, &d.pad_b);
     cx_same_pads(w, d.kw, d.stride, &d.pad_l, &d.pad_r);
   }
+  return d;
+}
+
+static void gconv(const cx_backend *be, const glayer *L, const float *x, int n, int h, int w, float *y,
+                  const float *res, int relu, int *ho, int *wo) {
+  const cx_conv2d_desc d = padded(L, h, w);
   be->conv2d(&d, x, n, h, w, y, res, relu, NULL);
   if (ho) *ho = cx_conv2d_out(h, d.kh, d.stride, d.pad_t, d.pad_b);
   if (wo) *wo = cx_conv2d_out(w, d.kw, d.stride, d.pad_l, d.pad_r);
@@ -647,16 +653,6 @@ static void detection(cx_model *m, const cx_backend *be) {
   cx_cuda_det_finalize(p->refined, p->det_cls, p->det_score, p->alive, p->n, R, D, p->list_ws, p->det, p->det_count);
 }
 
-/* SAME padding resolved as gconv does; the conv on the first *live of n images only. */
-static void gconv_live(const glayer *L, const float *x, int n, int h, int w, float *y, int relu, const int *live) {
-  cx_conv2d_desc d = L->d;
-  if (L->same) {
-    cx_same_pads(h, d.kh, d.stride, &d.pad_t, &d.pad_b);
-    cx_same_pads(w, d.kw, d.stride, &d.pad_l, &d.pad_r);
-  }
-  cx_cuda_conv2d_live(&d, x, n, h, w, y, NULL, relu, live);
-}
-
 /* Mask head on the valid detections of all images, packed (rows in image order); leaves the
  * own-class sigmoid planes in mask_sel [total, 28, 28]. The row count `total` stays on the
  * device (mtotal, from mask_pack): every launch covers all n * DETECTION_MAX_INSTANCES rows
@@ -675,12 +671,14 @@ static void mask_head(cx_model *m, const cx_backend *be) {
   const float *x = p->pool14;
   float *bufs[2] = {p->mask_a, p->mask_b};
   for (int k = 0; k < 4; k++) {
-    gconv_live(&g->mask_conv[k], x, rows, 14, 14, bufs[k & 1], 1, live);
+    const cx_conv2d_desc d = padded(&g->mask_conv[k], 14, 14);
+    cx_cuda_conv2d_live(&d, x, rows, 14, 14, bufs[k & 1], NULL, 1, live);
     x = bufs[k & 1];
   }
   cx_cuda_deconv2x2_live(x, rows, 14, 14, FEAT, g->deconv_packed, g->deconv16, g->deconv16 ? (int)g->prec : 0,
                          g->deconv_bias, FEAT, 1, p->deconv, p->deconv_ws, live);
-  gconv_live(&g->mask_out, p->deconv, rows, 28, 28, p->masks, 0, live);
+  const cx_conv2d_desc dout = padded(&g->mask_out, 28, 28);
+  cx_cuda_conv2d_live(&dout, p->deconv, rows, 28, 28, p->masks, NULL, 0, live);
   cx_cuda_mask_select(p->masks, p->mcls, rows, m->num_classes, p->slot[p->cur].mask_sel, live);
 }
 
@@ -871,9 +869,11 @@ static int graphs_ready(cx_gpu_model *g, gslot *S) {
   return S->runs > 0;
 }
 
-/* After an error with work queued: waits for both streams, forgets every pending batch (their
- * slots may hold half-written results) and leaves the model usable. */
-static void drop_pending(cx_gpu_model *g) {
+/* After an error with work queued (e already says what): waits for both streams, forgets
+ * every pending batch (their slots may hold half-written results), leaves the model usable,
+ * and adds to e how many batches were dropped. Returns -1. */
+static int drop_pending(cx_gpu_model *g, cx_err *e) {
+  const int pending = g->npending;
   cx_cuda_set_stream(g->copy);
   (void)cx_cuda_sync();
   cx_cuda_set_stream(g->stream);
@@ -881,13 +881,13 @@ static void drop_pending(cx_gpu_model *g) {
   cx_cuda_clear_error();
   g->head = 0;
   g->npending = 0;
+  return pending ? cx_failctx(e, "%d pending batch(es) dropped", pending) : -1;
 }
 
+/* A CUDA error with work queued: its message, then drop_pending. */
 static int queued_fail(cx_gpu_model *g, cx_err *e, const char *what) {
-  const int pending = g->npending;
   cuda_fail(e, what);
-  drop_pending(g);
-  return pending ? cx_failctx(e, "%d pending batch(es) dropped", pending) : -1;
+  return drop_pending(g, e);
 }
 
 int cx_gpu_pending(const cx_model *m) { return m->gpu ? m->gpu->npending : 0; }
@@ -904,8 +904,6 @@ int cx_gpu_submit(cx_model *m, const cx_image *images, int n, cx_err *e) {
   cx_gpu_model *g = m->gpu;
   const cx_config *c = &m->cfg;
   const cx_backend *be = cx_backend_cuda();
-  if (n < 1) return cx_fail(e, "cx_detect needs at least one image");
-  if (n > 4096) return cx_fail(e, "batch of %d images is too large", n);
   if (g->npending == NSLOT) return cx_fail(e, "%d batches are already in flight: collect one before submitting another", NSLOT);
   cx_cuda_set_stream(g->stream);
   cx_cuda_set_precision(g->prec);
@@ -924,23 +922,9 @@ int cx_gpu_submit(cx_model *m, const cx_image *images, int n, cx_err *e) {
   }
   /* Molding: the CPU path's checks and code (host), into the slot's host staging buffer. */
   cx_mold_info *mi = B->mi;
-  size_t max_resized = 0;
-  for (int i = 0; i < n; i++) {
-    const cx_image *im = &images[i];
-    if (!im->rgb) return cx_fail(e, "image %d has no pixel data", i);
-    if (im->width < 2 || im->height < 2)
-      return cx_fail(e, "image %d is %dx%d pixels: Mask R-CNN needs an RGB image of at least 2x2", i, im->width, im->height);
-    if (im->width > c->MAX_INPUT_DIM || im->height > c->MAX_INPUT_DIM)
-      return cx_fail(e, "image %d is %dx%d pixels, larger than MAX_INPUT_DIM = %d (raise it with --set MAX_INPUT_DIM=N)", i,
-                     im->width, im->height, c->MAX_INPUT_DIM);
-    if (cx_mold_geometry(c, im->height, im->width, &mi[i], e)) return cx_failctx(e, "image %d", i);
-    if (mi[i].H != mi[0].H || mi[i].W != mi[0].W)
-      return cx_fail(e, "images of one batch must mold to the same shape: image 0 molds to %dx%d, image %d to %dx%d (use IMAGE_RESIZE_MODE square, or batch 1)",
-                     mi[0].W, mi[0].H, i, mi[i].W, mi[i].H);
-    size_t rs = (size_t)mi[i].rh * mi[i].rw * 3;
-    if (rs > max_resized) max_resized = rs;
-    B->dims[i] = (cx_image){im->width, im->height, NULL};
-  }
+  size_t max_resized;
+  if (cx_mold_batch(c, images, n, mi, &max_resized, e)) return -1;
+  for (int i = 0; i < n; i++) B->dims[i] = (cx_image){images[i].width, images[i].height, NULL};
   if (plan_make(m, n, mi[0].H, mi[0].W, e)) return -1;
   gplan *p = &g->plan;
   gslot *S = &p->slot[si];
@@ -970,11 +954,7 @@ int cx_gpu_submit(cx_model *m, const cx_image *images, int n, cx_err *e) {
   p->cur = si;
   const int graphs = graphs_ready(g, S);
   for (int s = 0; s < NSTAGE; s++) {
-    if (stage_run(m, be, s, graphs, e)) {
-      const int pending = g->npending;
-      drop_pending(g);
-      return pending ? cx_failctx(e, "%d pending batch(es) dropped", pending) : -1;
-    }
+    if (stage_run(m, be, s, graphs, e)) return drop_pending(g, e); /* e set by stage_run */
     if (cx_cuda_event_record(ev[3 + s])) return queued_fail(g, e, STAGE_NAME[s]);
   }
   /* the final detections (and, for the host unmold, the 28x28 planes) to the slot's host side */
@@ -1071,9 +1051,8 @@ int cx_gpu_collect(cx_model *m, int n, cx_detections *out, cx_err *e) {
   return 0;
 }
 
+/* cx_detect has checked that nothing is pending */
 int cx_gpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e) {
-  if (m->gpu->npending)
-    return cx_fail(e, "%d batch(es) submitted and not collected: collect them before a synchronous detect", m->gpu->npending);
   if (cx_gpu_submit(m, images, n, e)) return -1;
   return cx_gpu_collect(m, n, out, e);
 }

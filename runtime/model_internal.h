@@ -72,6 +72,10 @@ typedef struct cx_mold_info {
  * molding geometry and pixels (resized: scratch of rh*rw*3 bytes; out [H, W, 3] float), and
  * unmolding of one image's detections (see model.c). */
 int cx_mold_geometry(const cx_config *c, int h, int w, cx_mold_info *mi, cx_err *e);
+/* The checks and geometry of a batch (n already checked by the public entry points): every
+ * image valid and molding to the same shape; *max_resized: the largest resize scratch. */
+int cx_mold_batch(const cx_config *c, const cx_image *images, int n, cx_mold_info *mi, size_t *max_resized,
+                  cx_err *e);
 void cx_mold_image(const cx_backend *be, const cx_config *c, const cx_image *im, const cx_mold_info *mi,
                    uint8_t *resized, float *out);
 int cx_unmold(cx_model *m, int H, int W, const float *det, int N, const float *masks, int mask_channels,

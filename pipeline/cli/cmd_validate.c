@@ -749,6 +749,17 @@ static void model_report(const char *shape, int judged, const char *err, double 
   fflush(stdout);
 }
 
+/* The worst reproduced fraction of a GPU batch whose image i is the CPU's image (i + rot) % B. */
+static double worst_of_batch(const cx_detections *refb, const cx_detections *got, int B, int rot, const char *label) {
+  double worst = 1.0;
+  for (int i = 0; i < B; i++) {
+    const double f = compare_dets(&refb[(i + rot) % B], &got[i]);
+    if (f < 0.99) printf("    %s image %d: reproduced %.4f\n", label, i, f);
+    worst = fmin(worst, f);
+  }
+  return worst;
+}
+
 /* CPU graph vs GPU graph on one image (run twice on the GPU: the second run reuses the plan,
  * so nothing stale may leak between calls), then on a batch of g_model_batch different
  * images (the batched paths of the GPU graph), each compared with the CPU's batch. */
@@ -835,17 +846,12 @@ done:
     printf("  %s: CPU %d detections (%.0f ms), GPU %d detections (%.1f ms)\n", cx_backbone_name(bb), ref.count, t_cpu,
            got.count, t_gpu);
     frac = compare_dets(&ref, &got);
-    for (int i = 0; have_gotb && i < B; i++) {
-      const double f = compare_dets(&refb[i], &gotb[i]);
-      if (f < 0.99) printf("    batch image %d: reproduced %.4f\n", i, f);
-      fracb = f < fracb ? f : fracb;
+    if (have_gotb) fracb = worst_of_batch(refb, gotb, B, 0, "batch");
+    for (int k = 0; k < 3; k++) {
+      char label[32];
+      snprintf(label, sizeof label, "pipelined batch %d", k);
+      if (have_gotp[k]) fracp = fmin(fracp, worst_of_batch(refb, gotp[k], B, k, label));
     }
-    for (int k = 0; k < 3; k++)
-      for (int i = 0; have_gotp[k] && i < B; i++) {
-        const double f = compare_dets(&refb[(i + k) % B], &gotp[k][i]);
-        if (f < 0.99) printf("    pipelined batch %d image %d: reproduced %.4f\n", k, i, f);
-        fracp = f < fracp ? f : fracp;
-      }
   }
   model_report(shape, judged, err, frac);
   if (B > 1) model_report(bshape, judged, err, fracb);

@@ -79,6 +79,12 @@ int main(int argc, char **argv) {
   write_bytes(path, "\x89HDF\r\n\x1a\n\0\0\0\0\0\0\0\0", 16);
   expect_fail("HDF5 file given as weights", cx_model_open(path, &cfg, &m, &e), &e, "ctxdiff convert");
   free(buf);
+  /* the bad files leave nothing behind (the good one is removed at the end) */
+  const char *bad_files[] = {"api_truncated", "api_tiny", "api_hdf5"};
+  for (int i = 0; i < 3; i++) {
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, bad_files[i]);
+    unlink(path);
+  }
 
   /* Wrong shape, missing tensor, class list mismatch: edit an in-memory store. */
   cx_tensor_store *bad;

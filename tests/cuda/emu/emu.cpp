@@ -313,6 +313,7 @@ struct qitem {
 std::map<cudaStream_t, std::deque<qitem>> g_streams; /* pending work per stream */
 size_t g_pending;
 long long g_next_id = 1;
+long long g_run_id; /* the queue id of the item running (event records mark themselves done) */
 cudaError_t g_last = cudaSuccess;
 int g_device_count = -1;
 std::map<const void *, int> g_max_dyn; /* cudaFuncAttributeMaxDynamicSharedMemorySize */
@@ -358,6 +359,7 @@ void flush() {
       abort();
     }
     qitem it = std::move(pick->front());
+    g_run_id = it.id;
     static const bool trace = getenv("CXEMU_TRACE") != nullptr;
     if (trace) fprintf(stderr, "[s%lld #%lld%s]\n", pick_seq, it.id, it.wait_ev ? " wait" : "");
     pick->pop_front();
@@ -865,17 +867,13 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   std::lock_guard<std::recursive_mutex> lk(g_mu);
-  if (g_capturing) return set_err(enqueue_on(s, [=]() { e->t = now_ms(); }));
   long long id = 0;
-  const cudaError_t r = enqueue_on(s, nullptr, nullptr, 0, &id);
-  if (r != cudaSuccess || !id) return set_err(r);
-  /* the item needs its own id: replace the placeholder just queued */
-  g_streams[s].back().f = [=]() {
+  const cudaError_t r = enqueue_on(s, [=]() {
     e->t = now_ms();
-    if (id > e->done_id) e->done_id = id;
-  };
-  e->rec_id = id;
-  return cudaSuccess;
+    if (g_run_id > e->done_id) e->done_id = g_run_id; /* this record ran */
+  }, nullptr, 0, &id);
+  if (id) e->rec_id = id; /* 0 inside a capture: waits on captured records are not emulated */
+  return set_err(r);
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
   (void)e;
