@@ -8,6 +8,8 @@
  * 3x3 / stride 1 / pad 1 cases also time the fp32 Winograd F(4x4,3x3) path (winograd.cu, the
  * default for them in fp32; conv version auto for its GEMMs), reported as the direct
  * convolution's FLOP over its time ("effective" TFLOP/s) and as its speed-up over f32 v2.
+ * A second table times split-K (automatic, as shipped) against split-K off on the shapes whose
+ * grids leave SMs idle.
  * Timing only; correctness is `ctxdiff validate --device cuda`. Median of ITERS runs after
  * two warm-ups, CUDA events on the legacy default stream.
  *
@@ -134,6 +136,8 @@ int main(int argc, char **argv) {
       {"fc 1024->1024 1000 rows", 1000, 1, 1, 1024, 1024, 1, 1, 0},
       {"mask logits 1x1 256->81 100x28x28", 100, 28, 28, 256, 81, 1, 1, 0},
       {"rpn class 1x1 512->6 @256", 1, 256, 256, 512, 6, 1, 1, 0},
+      {"res5 1x1 2048->512 @32", 1, 32, 32, 2048, 512, 1, 1, 0},
+      {"res5 1x1 512->2048 @32", 1, 32, 32, 512, 2048, 1, 1, 0},
   };
   printf("\n%-34s %7s | %8s %8s | %8s %8s | %8s %8s | %8s | %8s %8s | %8s %6s   (TFLOP/s)\n",
          "conv (implicit GEMM)", "GFLOP", "f32 v1", "f32 v2", "f16 v1", "f16 v2", "bf16 v1", "bf16 v2", "f16 w16",
@@ -229,6 +233,50 @@ int main(int argc, char **argv) {
     cx_cuda_free(x);
     cx_cuda_free(wt);
     cx_cuda_free(bias);
+    cx_cuda_free(y);
+  }
+
+  /* Split-K A/B (conv.cu pick_splits, on by default for grids under one block per SM): the
+   * automatic choice against split-K off, v2 forced, fp32 (direct, no Winograd) and fp16 with
+   * fp32 weights rounded while staging. Where the automatic choice does not split, the ratio is ~1. */
+  static const conv_case split_cases[] = {
+      {"cls 7x7 256->1024 1000 rois", 1000, 7, 7, 256, 1024, 7, 1, 0},
+      {"cls 7x7 256->1024 2000 rois", 2000, 7, 7, 256, 1024, 7, 1, 0},
+      {"res5 1x1 2048->512 @32", 1, 32, 32, 2048, 512, 1, 1, 0},
+      {"res5 3x3 512->512 @32 (direct)", 1, 32, 32, 512, 512, 3, 1, 1},
+      {"res4 3x3 256->256 @64 (direct)", 1, 64, 64, 256, 256, 3, 1, 1},
+      {"cls 7x7 256->1024 8000 rois (control)", 8000, 7, 7, 256, 1024, 7, 1, 0},
+  };
+  printf("\n%-38s %7s | %8s %8s %6s | %8s %8s %6s   (TFLOP/s)\n", "split-K A/B (v2)", "GFLOP", "f32 auto",
+         "f32 off", "gain", "f16 auto", "f16 off", "gain");
+  for (const conv_case &c : split_cases) {
+    cx_conv2d_desc d = {c.k, c.k, c.cin, c.cout, c.s, c.pad, c.pad, c.pad, c.pad, NULL, NULL, NULL, 0, NULL, 0};
+    const int ho = cx_conv2d_out(c.h, c.k, c.s, c.pad, c.pad), wo = cx_conv2d_out(c.w, c.k, c.s, c.pad, c.pad);
+    const long long M = (long long)c.n * ho * wo, N = c.cout, K = (long long)c.k * c.k * c.cin;
+    const double gflop = 2.0 * M * N * K * 1e-9;
+    float *x = dev_random((size_t)c.n * c.h * c.w * c.cin, 1.0f);
+    d.kernel = dev_random((size_t)K * N, 0.05f);
+    d.bias = dev_random((size_t)N, 0.1f);
+    float *y = (float *)cx_cuda_malloc((size_t)M * N * sizeof(float));
+    float ms[2][2]; /* [fp32, fp16][auto, off] */
+    cx_cuda_set_conv_version(2);
+    for (int p = 0; p < 2; p++) {
+      cx_cuda_set_precision(p ? CX_PREC_FP16 : CX_PREC_FP32);
+      for (int off = 0; off < 2; off++) {
+        cx_cuda_set_splitk(off ? 1 : 0);
+        ms[p][off] = time_ms([&] { be->conv2d(&d, x, c.n, c.h, c.w, y, NULL, 1, NULL); });
+      }
+    }
+    cx_cuda_set_splitk(0);
+    cx_cuda_set_conv_version(0);
+    cx_cuda_set_precision(CX_PREC_FP32);
+    printf("%-38s %7.2f |", c.name, gflop);
+    for (int p = 0; p < 2; p++)
+      printf(" %8.2f %8.2f %5.2fx |", gflop / ms[p][0], gflop / ms[p][1], ms[p][1] / ms[p][0]);
+    printf("\n");
+    cx_cuda_free(x);
+    cx_cuda_free((void *)d.kernel);
+    cx_cuda_free((void *)d.bias);
     cx_cuda_free(y);
   }
 

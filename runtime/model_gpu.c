@@ -854,8 +854,10 @@ static int stage_run(cx_model *m, const cx_backend *be, int s, int graphs, cx_er
   return 0;
 }
 
-/* The conv kernel choice in force (version, Winograd on/off): part of the graph key. */
-static int conv_key(void) { return cx_cuda_conv_version() * 2 + (cx_cuda_winograd_on() != 0); }
+/* The conv kernel choice in force (version, Winograd on/off, split-K): part of the graph key. */
+static int conv_key(void) {
+  return (cx_cuda_splitk() * 3 + cx_cuda_conv_version()) * 2 + (cx_cuda_winograd_on() != 0);
+}
 
 /* Whether this batch replays (or captures) the slot's stage graphs: not on the slot's first
  * batch of a plan, which sizes the scratch arena eagerly, and never with CTXDIFF_GPU_GRAPH=0.

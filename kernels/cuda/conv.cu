@@ -60,11 +60,24 @@ __device__ inline bool tile_dead(const conv_geom &g, long long m0) {
   return g.live && m0 >= (long long)__ldg(g.live) * g.live_per - g.live_off;
 }
 
-/* Per-blockIdx.z element offsets of x, kernel and y: cx_cuda_gemm_f32_batched runs one GEMM per
- * z slice (Winograd's 36); a convolution launches one slice with all three 0. */
+/* What blockIdx.z selects. Element offsets of x, kernel and y per slice: cx_cuda_gemm_f32_batched
+ * runs one GEMM per z slice (Winograd's 36). kz > 0 (the KS kernel variants): split-K — slice z
+ * computes the GEMM columns k in [z*kz, min(K, (z+1)*kz)) into its own partial output (y + z*y,
+ * no epilogue; splitk_reduce adds the slices and applies it). kz is a multiple of SPLIT_KQ, so
+ * slices start on a k-tile boundary of every kernel and the A quads / 16-runs never straddle
+ * two slices. A plain convolution launches one slice with everything 0. */
 struct zstride {
   long long x, w, y;
+  int kz;
 };
+constexpr int SPLIT_KQ = 64; /* 2 x the largest BK (32) */
+
+/* First and end k column of this block's slice. */
+__device__ inline int2 k_range(const conv_geom &g, const zstride &zs) {
+  if (!zs.kz) return make_int2(0, g.k);
+  const int kb = (int)blockIdx.z * zs.kz;
+  return make_int2(kb, min(g.k, kb + zs.kz));
+}
 
 /* Per-row (output pixel) gather info of one block tile, computed once per block. */
 template <int BM>
@@ -432,7 +445,7 @@ __device__ inline void store_out4(const conv_geom &g, long long m, int nn, float
  * cout <= 64 and grids that would not fill the SMs with 128-wide tiles. */
 constexpr int G_BM = 128, G_BK = 8, G_THREADS = 256, G_LDA = G_BM + 4;
 
-template <int BN, bool AVEC, bool BVEC>
+template <int BN, bool AVEC, bool BVEC, bool KS>
 __global__ void __launch_bounds__(G_THREADS, 2)
     conv_fp32_v2_kernel(const float *__restrict__ x, const float *__restrict__ wt, const float *__restrict__ bias,
                         const float *__restrict__ res, float *__restrict__ y, conv_geom g, int relu, int out_vec,
@@ -456,7 +469,8 @@ __global__ void __launch_bounds__(G_THREADS, 2)
   ar.off += blockIdx.z * zs.x; /* folded into the row offset: no extra live register in the loop */
   wt += blockIdx.z * zs.w;
   y += blockIdx.z * zs.y;
-  kpos ap = kpos_of(g, a_q);
+  const int2 kr = KS ? k_range(g, zs) : make_int2(0, g.k);
+  kpos ap = kpos_of(g, kr.x + a_q);
   /* B loader: k row t/BQ, column quad (t%BQ)*4 (BN = 64: threads 128.. idle). */
   const int b_k = t / BQ, b_n = (t % BQ) * 4;
   const bool b_on = b_k < G_BK;
@@ -467,8 +481,8 @@ __global__ void __launch_bounds__(G_THREADS, 2)
 #pragma unroll
     for (int j = 0; j < 4 * NQ; j++) acc[i][j] = 0.0f;
 
-  float4 ra = load_a4<AVEC>(x, g, ar, ap, a_q);
-  float4 rb = b_on ? load_b4<BVEC>(wt, g, b_k, n0 + b_n) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  float4 ra = load_a4<AVEC>(x, g, ar, ap, kr.x + a_q);
+  float4 rb = b_on ? load_b4<BVEC>(wt, g, kr.x + b_k, n0 + b_n) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
   As[0][a_q + 0][a_r] = ra.x;
   As[0][a_q + 1][a_r] = ra.y;
   As[0][a_q + 2][a_r] = ra.z;
@@ -476,12 +490,13 @@ __global__ void __launch_bounds__(G_THREADS, 2)
   if (b_on) *reinterpret_cast<float4 *>(&Bs[0][b_k][b_n]) = rb;
   __syncthreads();
 
-  const int nk = (g.k + G_BK - 1) / G_BK;
+  const int nk = (kr.y - kr.x + G_BK - 1) / G_BK;
   for (int kt = 0; kt < nk; kt++) {
     const int cur = kt & 1;
-    const int k1 = (kt + 1) * G_BK;
+    const int k1 = kr.x + (kt + 1) * G_BK;
     /* Unconditional: after the last tile (k1 >= K) the loads are masked to zeros and the stores
-     * go to a buffer nobody reads; an `if` would keep ra/rb live around the whole loop. */
+     * go to a buffer nobody reads; an `if` would keep ra/rb live around the whole loop. (A
+     * split-K slice's last prefetch reads the next slice's first tile, also never used.) */
     kpos_advance(g, ap, G_BK);
     ra = load_a4<AVEC>(x, g, ar, ap, k1 + a_q);
     if (b_on) rb = load_b4<BVEC>(wt, g, k1 + b_k, n0 + b_n);
@@ -684,10 +699,11 @@ __device__ inline void mma_k16(const T *As, const T *Bs, int q, int wm, int wn,
   }
 }
 
-template <typename T, int BN, bool AVEC, bool BVEC, bool W16>
+template <typename T, int BN, bool AVEC, bool BVEC, bool W16, bool KS>
 __global__ void __launch_bounds__(H_THREADS, 2)
     conv_tc_v2_kernel(const float *__restrict__ x, const wtype<W16> *__restrict__ wt, const float *__restrict__ bias,
-                      const float *__restrict__ res, float *__restrict__ y, conv_geom g, int relu, int out_vec) {
+                      const float *__restrict__ res, float *__restrict__ y, conv_geom g, int relu, int out_vec,
+                      zstride zs) {
   using namespace nvcuda;
   using tile = tc_tile<BN>;
   constexpr int FM = tile::FM;
@@ -712,7 +728,9 @@ __global__ void __launch_bounds__(H_THREADS, 2)
     row_off[t] = a.off;
     row_yx[t] = make_int2(a.iy0, a.ix0);
   }
-  kpos ap = kpos_of(g, a_c);
+  const int2 kr = KS ? k_range(g, zs) : make_int2(0, g.k); /* split-K slice, else all of K */
+  if (KS) y += blockIdx.z * zs.y;
+  kpos ap = kpos_of(g, kr.x + a_c);
   float4 ra[4];
   breg<W16> rb[tile::NB];
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[FM][2];
@@ -722,16 +740,16 @@ __global__ void __launch_bounds__(H_THREADS, 2)
     for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.0f);
 
   __syncthreads(); /* row info */
-  load_a16<AVEC>(x, g, row_off, row_yx, a_r, ap, a_c, ra);
-  load_b_stage<BN, BVEC>(wt, g, b_k, n0 + b_n, rb);
+  load_a16<AVEC>(x, g, row_off, row_yx, a_r, ap, kr.x + a_c, ra);
+  load_b_stage<BN, BVEC>(wt, g, kr.x + b_k, n0 + b_n, rb);
   store_a16<T>(reinterpret_cast<T *>(smem), a_r, a_c, ra);
   store_b_stage<BN, T>(reinterpret_cast<T *>(smem + 2 * H_A_BYTES), b_k, b_n, rb);
   __syncthreads();
 
-  const int nk = (g.k + H_BK - 1) / H_BK;
+  const int nk = (kr.y - kr.x + H_BK - 1) / H_BK;
   for (int kt = 0; kt < nk; kt++) {
     const int cur = kt & 1;
-    const int k1 = (kt + 1) * H_BK;
+    const int k1 = kr.x + (kt + 1) * H_BK;
     const T *As = reinterpret_cast<const T *>(smem + cur * H_A_BYTES);
     const T *Bs = reinterpret_cast<const T *>(smem + 2 * H_A_BYTES + cur * tile::B_BYTES);
     /* Unconditional: after the last tile k1 >= K, the loads are masked to zeros and the stores
@@ -822,35 +840,38 @@ struct conv_args {
   float *y;
   conv_geom g;
   int relu, out_vec;
-  zstride zs; /* fp32 kernels only */
+  zstride zs; /* Winograd's batch (fp32 only) or split-K slices */
 };
 
-template <int BN, bool AV, bool BV>
+template <int BN, bool AV, bool BV, bool KS>
 void fp32_v2_launch(dim3 grid, cudaStream_t st, const conv_args &a) {
-  conv_fp32_v2_kernel<BN, AV, BV><<<grid, G_THREADS, 0, st>>>(a.x, static_cast<const float *>(a.wt), a.bias, a.res,
-                                                                a.y, a.g, a.relu, a.out_vec, a.zs);
+  conv_fp32_v2_kernel<BN, AV, BV, KS><<<grid, G_THREADS, 0, st>>>(a.x, static_cast<const float *>(a.wt), a.bias,
+                                                                    a.res, a.y, a.g, a.relu, a.out_vec, a.zs);
 }
 
+/* split-K slices (a.zs.kz) only on the all-vector paths: the caller checks av && bv */
 template <int BN>
 void fp32_v2_ab(bool av, bool bv, dim3 grid, cudaStream_t st, const conv_args &a) {
-  if (av && bv) fp32_v2_launch<BN, true, true>(grid, st, a);
-  else if (av) fp32_v2_launch<BN, true, false>(grid, st, a);
-  else if (bv) fp32_v2_launch<BN, false, true>(grid, st, a);
-  else fp32_v2_launch<BN, false, false>(grid, st, a);
+  if (a.zs.kz) fp32_v2_launch<BN, true, true, true>(grid, st, a);
+  else if (av && bv) fp32_v2_launch<BN, true, true, false>(grid, st, a);
+  else if (av) fp32_v2_launch<BN, true, false, false>(grid, st, a);
+  else if (bv) fp32_v2_launch<BN, false, true, false>(grid, st, a);
+  else fp32_v2_launch<BN, false, false, false>(grid, st, a);
 }
 
-template <typename T, int BN, bool AV, bool BV, bool W16>
+template <typename T, int BN, bool AV, bool BV, bool W16, bool KS>
 void tc_v2_launch(dim3 grid, cudaStream_t st, const conv_args &a) {
-  conv_tc_v2_kernel<T, BN, AV, BV, W16><<<grid, H_THREADS, 0, st>>>(a.x, static_cast<const wtype<W16> *>(a.wt), a.bias,
-                                                                   a.res, a.y, a.g, a.relu, a.out_vec);
+  conv_tc_v2_kernel<T, BN, AV, BV, W16, KS><<<grid, H_THREADS, 0, st>>>(
+      a.x, static_cast<const wtype<W16> *>(a.wt), a.bias, a.res, a.y, a.g, a.relu, a.out_vec, a.zs);
 }
 
 template <typename T, int BN, bool W16>
 void tc_v2_ab(bool av16, bool bv, dim3 grid, cudaStream_t st, const conv_args &a) {
-  if (av16 && bv) tc_v2_launch<T, BN, true, true, W16>(grid, st, a);
-  else if (av16) tc_v2_launch<T, BN, true, false, W16>(grid, st, a);
-  else if (bv) tc_v2_launch<T, BN, false, true, W16>(grid, st, a);
-  else tc_v2_launch<T, BN, false, false, W16>(grid, st, a);
+  if (a.zs.kz) tc_v2_launch<T, BN, true, true, W16, true>(grid, st, a);
+  else if (av16 && bv) tc_v2_launch<T, BN, true, true, W16, false>(grid, st, a);
+  else if (av16) tc_v2_launch<T, BN, true, false, W16, false>(grid, st, a);
+  else if (bv) tc_v2_launch<T, BN, false, true, W16, false>(grid, st, a);
+  else tc_v2_launch<T, BN, false, false, W16, false>(grid, st, a);
 }
 
 template <typename T, int BN>
@@ -866,10 +887,76 @@ __global__ void to16_kernel(const float *__restrict__ src, size_t n, T *__restri
     dst[i] = to_t<T>(src[i]);
 }
 
+/* ---- split-K ------------------------------------------------------------------------- */
+/* Output tiles that would leave SMs idle (the classifier's 7x7 conv on 1000 ROIs: 8x8 tiles of
+ * 128x128 on 132 SMs; res5 1x1s at batch 1) are also split along K: slice z of the v2 kernels
+ * writes its partial sums to ws[z] (fp32 in every precision), then splitk_reduce adds the
+ * slices in ascending k order and applies the epilogue exactly as store_out does:
+ * ((bias + residual) + acc), ReLU. Only the summation order differs from one slice. */
+int g_splitk = -1; /* -1: CTXDIFF_CUDA_SPLITK not read yet; 0 auto, 1 off, >= 2 forced slices */
+
+int splitk_setting() {
+  if (g_splitk < 0) {
+    const char *e = getenv("CTXDIFF_CUDA_SPLITK");
+    const int v = e ? atoi(e) : 0;
+    g_splitk = (e && !strcmp(e, "off")) ? 1 : (v >= 2 && v <= 64) ? v : 0;
+  }
+  return g_splitk;
+}
+
+/* k columns per slice for `want` slices of K, rounded up to SPLIT_KQ; 0 when that leaves one */
+int split_kz(int k, int want) {
+  if (want < 2) return 0;
+  const int q = (k + SPLIT_KQ - 1) / SPLIT_KQ;
+  const int kz = (q + want - 1) / want * SPLIT_KQ;
+  return kz < k ? kz : 0;
+}
+
+/* Auto: only grids under one block per SM, only K >= 1024, slices of >= 512 columns, aiming at
+ * two blocks per SM (the v2 kernels' occupancy). */
+int pick_splits(const conv_geom &g, long long blocks) {
+  const int set = splitk_setting();
+  if (set == 1) return 1;
+  if (set >= 2) return set;
+  const int sms = sm_count();
+  if (blocks >= sms || g.k < 1024) return 1;
+  long long s = 2LL * sms / blocks;
+  if (s > g.k / 512) s = g.k / 512;
+  if (s > 16) s = 16;
+  return s < 2 ? 1 : (int)s;
+}
+
+/* One thread per 4 outputs (the split path needs cout % 4 == 0 and 16-byte aligned buffers). */
+__global__ void splitk_reduce_kernel(const float *__restrict__ ws, int slices, long long slice,
+                                     const float *__restrict__ bias, const float *__restrict__ res, int relu,
+                                     float *__restrict__ y, conv_geom g) {
+  /* rows past the device-side live count stay untouched, as in the GEMM kernels */
+  long long rows = g.m;
+  if (g.live) {
+    const long long lim = (long long)__ldg(g.live) * g.live_per - g.live_off;
+    if (lim < rows) rows = lim < 0 ? 0 : lim;
+  }
+  const long long cq = g.cout / 4, total = rows * cq;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    const long long m = i / cq;
+    const int nn = (int)(i % cq) * 4;
+    const long long o = m * g.cout + nn;
+    float4 acc = *reinterpret_cast<const float4 *>(ws + o);
+    for (int z = 1; z < slices; z++) { /* ascending k */
+      const float4 p = *reinterpret_cast<const float4 *>(ws + z * slice + o);
+      acc.x += p.x, acc.y += p.y, acc.z += p.z, acc.w += p.w;
+    }
+    store_out4(g, m, nn, acc, bias, res, relu, y, true);
+  }
+}
+
 } /* namespace */
 
 void cx_cuda_set_conv_version(int v) { g_conv_version = (v == 1 || v == 2) ? v : 0; }
 int cx_cuda_conv_version(void) { return conv_version(); }
+void cx_cuda_set_splitk(int s) { g_splitk = s == 1 ? 1 : (s >= 2 && s <= 64) ? s : 0; }
+int cx_cuda_splitk(void) { return splitk_setting(); }
 
 int cx_cuda_conv2d(const cx_conv2d_desc *d, const float *x, int n, int h, int w, float *y, const float *residual,
                    int relu) {
@@ -925,14 +1012,31 @@ int cx_cuda_conv2d_rows(const cx_conv2d_desc *d, const float *x, int n, int h, i
     const bool av16 = g.cin % 16 == 0 && aligned16(x); /* tensor-core loader: 16-channel runs */
     const bool bv = g.cout % 4 == 0 && (w16 ? ((uintptr_t)wt & 7) == 0 : aligned16(wt));
     const int ov = g.cout % 4 == 0 && aligned16(y) && (!residual || aligned16(residual)) && (!bias || aligned16(bias));
-    const conv_args a = {x, wt, bias, residual, y, g, relu, ov, {0, 0, 0}};
-    /* 64-wide tiles when cout fits them, or when 128-wide tiles would leave SMs idle (res4 at
-     * 1024^2 batch 1: 64x64 pixels x 256 -> 32x2 = 64 blocks; 1000-row dense layers: 8x8) */
+    conv_args a = {x, wt, bias, residual, y, g, relu, ov, {0, 0, 0, 0}};
     const unsigned mt = (unsigned)((g.m + 127) / 128);
     /* 16-bit weights gathered one by one (cout % 4 != 0: mask logits, class logits) take the
      * 64-wide tile: the 128-wide bf16 one would spill (ptxas: 28 bytes) */
-    const bool narrow = g.cout <= 64 || (long long)mt * ((g.cout + 127) / 128) < sm_count() || (w16 && !bv);
-    const dim3 grid(mt, (unsigned)(narrow ? (g.cout + 63) / 64 : (g.cout + 127) / 128));
+    const bool only64 = g.cout <= 64 || (w16 && !bv);
+    const int wide = only64 ? 64 : 128;
+    /* Grids under one block per SM: split K (pick_splits; its kernel variants are the
+     * all-vector ones) with the widest tile; where K is too short for that, 64-wide tiles (res4
+     * at 1024^2 batch 1: 64x64 pixels x 256 -> 32x2 = 64 blocks at 128 wide) */
+    const bool vec_all = (p == CX_PREC_FP32 ? av : av16) && bv && ov;
+    int splits = vec_all ? pick_splits(g, (long long)mt * ((g.cout + wide - 1) / wide)) : 1;
+    a.zs.kz = split_kz(g.k, splits);
+    splits = a.zs.kz ? (g.k + a.zs.kz - 1) / a.zs.kz : 1;
+    float *ws = NULL;
+    if (splits > 1) {
+      a.zs.y = g.m * g.cout;
+      ws = static_cast<float *>(cx_cuda_scratch((size_t)splits * (size_t)a.zs.y * sizeof(float)));
+      if (!ws) return -1;
+      a.y = ws; /* partial sums; bias, residual and ReLU in splitk_reduce */
+      a.bias = a.res = NULL;
+      a.relu = 0;
+      /* out_vec stays: the scratch arena is 256-byte aligned and cout % 4 == 0 */
+    }
+    const bool narrow = only64 || (splits == 1 && (long long)mt * ((g.cout + 127) / 128) < sm_count());
+    const dim3 grid(mt, (unsigned)(narrow ? (g.cout + 63) / 64 : (g.cout + 127) / 128), (unsigned)splits);
     if (p == CX_PREC_FP32) {
       if (narrow) fp32_v2_ab<64>(av, bv, grid, st, a);
       else fp32_v2_ab<128>(av, bv, grid, st, a);
@@ -943,10 +1047,15 @@ int cx_cuda_conv2d_rows(const cx_conv2d_desc *d, const float *x, int n, int h, i
       if (narrow) tc_v2_w<__nv_bfloat16, 64>(w16, av16, bv, grid, st, a);
       else tc_v2_w<__nv_bfloat16, 128>(w16, av16, bv, grid, st, a);
     }
+    if (splits > 1) {
+      CX_CUDA_LAUNCH_CHECK();
+      const size_t quads = (size_t)g.m * (size_t)(g.cout / 4);
+      splitk_reduce_kernel<<<cx_blocks(quads, 256), 256, 0, st>>>(ws, splits, a.zs.y, bias, residual, relu, y, g);
+    }
   } else if (p == CX_PREC_FP32) {
     dim3 grid((unsigned)((g.m + F_BM - 1) / F_BM), (unsigned)((g.cout + F_BN - 1) / F_BN));
     conv_fp32_kernel<<<grid, F_THREADS, 0, st>>>(x, static_cast<const float *>(wt), bias, residual, y, g, relu,
-                                                 zstride{0, 0, 0});
+                                                 zstride{0, 0, 0, 0});
   } else {
     dim3 grid((unsigned)((g.m + T_BM - 1) / T_BM), (unsigned)((g.cout + T_BN - 1) / T_BN));
     if (p == CX_PREC_FP16 && w16)
@@ -983,7 +1092,7 @@ int cx_cuda_gemm_f32_batched(const float *A, long long sA, const float *B, long 
   g.live = live;
   g.live_per = live_per;
   g.live_off = live_off;
-  const zstride zs = {sA, sB, sC};
+  const zstride zs = {sA, sB, sC, 0};
   const cudaStream_t st = cx_cuda_stream();
   if (pick_v2(g, CX_PREC_FP32)) {
     /* the vector paths also need every slice's base 16-byte aligned */

@@ -69,6 +69,12 @@ void *cx_cuda_weights16_upload(cx_precision p, const float *host, size_t count);
  * called, CTXDIFF_CUDA_CONV=v1|v2 gives the initial value (read at the first conv). */
 void cx_cuda_set_conv_version(int v); /* 0 auto (default), 1 v1 only, 2 v2 wherever valid */
 int cx_cuda_conv_version(void); /* the setting in force (0, 1 or 2) */
+/* Split-K for v2 GEMMs whose output tiles would leave SMs idle (conv.cu, pick_splits): slices of
+ * K computed by separate blocks into fp32 partials in the scratch arena, then added in k order
+ * with the epilogue. 0 auto (default), 1 off, s >= 2 forces s slices wherever v2 runs and K has
+ * s x 64 columns (validation, A/B timing). Initial value from CTXDIFF_CUDA_SPLITK=off|N. */
+void cx_cuda_set_splitk(int s);
+int cx_cuda_splitk(void); /* the setting in force */
 
 /* Winograd F(4x4,3x3) / F(2x2,3x3) for fp32 3x3 / stride 1 / pad 1 convolutions (winograd.cu):
  * conv2d takes it when the descriptor's `winograd` is a device copy of the cx_winograd_pack

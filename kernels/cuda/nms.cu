@@ -6,7 +6,8 @@
  *      bit, so zero-area boxes are never suppressed and never suppress;
  *   4. one block walks the candidates in order, keeping a "removed" bitset in shared memory:
  *      a candidate not removed is selected and ORs its mask row into the set; stops at
- *      max_out. This is exactly the greedy loop of kernels/cpu/nms.c.
+ *      max_out. This is exactly the greedy loop of kernels/cpu/nms.c, done 64 candidates at a
+ *      time (nms_scan_kernel).
  * IoU uses the CPU's expressions (ternary min/max, inter / (ai + aj - inter), IEEE division,
  * --fmad=false), so every comparison, and hence the selection, is identical.
  * Layout: boxes [n, 4] (y1, x1, y2, x2), scores [n] -> sel_out [max_out] indices into boxes in
@@ -76,30 +77,65 @@ __global__ void __launch_bounds__(64) nms_mask_kernel(const float4 *__restrict__
   mask[(size_t)i * nblk + cb] = bits;
 }
 
-/* One block; dynamic shared memory: nblk words of the removed set. */
-__global__ void nms_scan_kernel(const unsigned long long *__restrict__ mask, const int *__restrict__ order, int n,
-                                int nblk, int max_out, int *__restrict__ sel_out, int *__restrict__ count_out) {
+/* The greedy walk, one 64-candidate chunk (one word of the removed set) at a time; one block,
+ * dynamic shared memory: nblk words of the removed set.
+ *  A. warp 0 resolves chunk c: from removed[c] (what earlier chunks' selections removed) it
+ *     jumps from one candidate not removed to the next (ffs), each selected one ORing its own
+ *     row's word for this chunk (bits of the later candidates in the chunk) into the running
+ *     word, until max_out; writes the selections in order.
+ *  B. the whole block ORs the selected rows' words for the later chunks into removed (pairs of
+ *     (selected row, later word) spread over the threads: independent loads, so the L2
+ *     latency is paid about once per chunk instead of once per selection).
+ * The same decisions in the same order as the one-candidate-at-a-time loop of kernels/cpu/nms.c,
+ * with 2 barriers per chunk instead of 2 per selection. */
+constexpr int NMS_SCAN_THREADS = 256;
+
+__global__ void __launch_bounds__(NMS_SCAN_THREADS)
+    nms_scan_kernel(const unsigned long long *__restrict__ mask, const int *__restrict__ order, int n, int nblk,
+                    int max_out, int *__restrict__ sel_out, int *__restrict__ count_out) {
   extern __shared__ unsigned long long removed[];
-  __shared__ int s_count;
-  for (int w = threadIdx.x; w < nblk; w += blockDim.x) removed[w] = 0ull;
-  if (threadIdx.x == 0) s_count = 0;
+  __shared__ int s_rows[64]; /* chunk positions selected in this chunk, in order */
+  __shared__ int s_nk, s_count;
+  const int t = threadIdx.x, lane = t & 31;
+  for (int w = t; w < nblk; w += blockDim.x) removed[w] = 0ull;
+  if (t == 0) s_count = 0;
   __syncthreads();
-  for (int i = 0; i < n; i++) {
-    const int cnt = s_count;
-    if (cnt >= max_out) break; /* uniform: every thread read the same value */
-    const bool keep = !((removed[i >> 6] >> (i & 63)) & 1ull);
-    if (keep) {
-      __syncthreads(); /* all reads of s_count / removed above happen before the writes */
-      if (threadIdx.x == 0) {
-        sel_out[cnt] = order[i];
-        s_count = cnt + 1;
+  for (int c = 0; c < nblk; c++) {
+    const int cnt = s_count; /* uniform; written only after the first barrier below */
+    if (cnt >= max_out) break;
+    const int base = c * 64;
+    if (t < 32) {
+      const int len = n - base < 64 ? n - base : 64;
+      const unsigned long long d0 = lane < len ? mask[(size_t)(base + lane) * nblk + c] : 0ull;
+      const unsigned long long d1 = lane + 32 < len ? mask[(size_t)(base + lane + 32) * nblk + c] : 0ull;
+      const unsigned long long valid = len == 64 ? ~0ull : (1ull << len) - 1ull;
+      unsigned long long rem = removed[c];
+      unsigned long long avail = ~rem & valid;
+      int k = 0;
+      while (avail && cnt + k < max_out) { /* warp-uniform: every lane holds the same words */
+        const int j = __ffsll((long long)avail) - 1;
+        const unsigned long long dj = __shfl_sync(0xffffffffu, j < 32 ? d0 : d1, j & 31);
+        if (lane == 0) s_rows[k] = j;
+        k++;
+        rem |= dj;
+        avail = ~rem & valid & ~((2ull << j) - 1ull); /* past j (j = 63: 2 << 63 wraps to 0: none) */
       }
-      const unsigned long long *row = mask + (size_t)i * nblk;
-      for (int w = threadIdx.x; w < nblk; w += blockDim.x) removed[w] |= row[w];
-      __syncthreads();
+      __syncwarp();
+      for (int q = lane; q < k; q += 32) sel_out[cnt + q] = order[base + s_rows[q]];
+      if (lane == 0) s_nk = k;
     }
+    __syncthreads();
+    const int nk = s_nk, w0 = c + 1, nw = nblk - w0;
+    if (nk && nw > 0 && cnt + nk < max_out)
+      for (int p = t; p < nk * nw; p += blockDim.x) {
+        const int q = p / nw, w = w0 + p % nw;
+        const unsigned long long bits = mask[(size_t)(base + s_rows[q]) * nblk + w];
+        if (bits) atomicOr(&removed[w], bits);
+      }
+    if (t == 0) s_count = cnt + nk;
+    __syncthreads();
   }
-  if (threadIdx.x == 0) *count_out = s_count;
+  if (t == 0) *count_out = s_count;
 }
 
 /* Queues the NMS; the count lands in *count_dev. count_dev may lie in the scratch past the
@@ -141,8 +177,8 @@ int nms_launch(const float *boxes, const float *scores, int n, int max_out, floa
   nms_mask_kernel<<<dim3((unsigned)nblk, (unsigned)nblk), 64, 0, st>>>(sb, area, n, nblk, iou_threshold, mask);
   CX_CUDA_LAUNCH_CHECK();
   const int lim = max_out < n ? max_out : n;
-  nms_scan_kernel<<<1, 256, (size_t)nblk * sizeof(unsigned long long), st>>>(mask, order, n, nblk, lim, sel_out,
-                                                                              count_dev);
+  nms_scan_kernel<<<1, NMS_SCAN_THREADS, (size_t)nblk * sizeof(unsigned long long), st>>>(mask, order, n, nblk, lim,
+                                                                                           sel_out, count_dev);
   CX_CUDA_LAUNCH_CHECK();
   return 0;
 }

@@ -302,6 +302,16 @@ static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, 
   free(x), free(kk), free(b), free(res), free(ref), free(got), free(packed);
 }
 
+/* Split-K (cuda): `slices` forced (cx_cuda_set_splitk) for one case, then back to auto */
+static void t_conv_split(vdev *v, int slices, const char *label, int n, int h, int w, int cin, int cout, int k,
+                         int s, int same, int pad, int with_res, int relu, int live, int w16) {
+  char lb[64];
+  snprintf(lb, sizeof lb, "%s splitk %d", label, slices);
+  cx_cuda_set_splitk(slices);
+  conv_case(v, lb, n, h, w, cin, cout, k, s, same, pad, with_res, relu, 0, live, w16);
+  cx_cuda_set_splitk(0);
+}
+
 static void t_conv(vdev *v, const char *label, int n, int h, int w, int cin, int cout, int k, int s, int same,
                    int pad, int with_res, int relu) {
   conv_case(v, label, n, h, w, cin, cout, k, s, same, pad, with_res, relu, 0, -1, 0);
@@ -1002,6 +1012,13 @@ int cx_cmd_validate(int argc, char **argv) {
       conv_case(&v, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, 0, 3, 1);
     }
     if (v.is_cuda) {
+      /* split-K: slices of K in separate blocks, then summed with the epilogue; uneven last
+       * slice (3136 = 49 x 64 columns in 3 slices), residual, vector/scalar output, live rows */
+      t_conv_split(&v, 3, "cls 7x7 VALID", 300, 7, 7, 64, 128, 7, 1, 0, 0, 0, 1, -1, 0);
+      t_conv_split(&v, 4, "1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, -1, 0);
+      t_conv_split(&v, 2, "odd 3x3 SAME", 2, 15, 17, 32, 36, 3, 1, 1, 0, 1, 1, -1, 0);
+      t_conv_split(&v, 5, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, 3, 0);
+      if (g_prec != CX_PREC_FP32) t_conv_split(&v, 3, "1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, -1, 1);
       /* the mask head's device-side row count (cx_cuda_conv2d_live): some, none, more than n */
       conv_case(&v, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, 0, 3, 0);
       conv_case(&v, "mask out", 6, 28, 28, 256, 81, 1, 1, 0, 0, 0, 0, 0, 2, 0);
@@ -1054,6 +1071,12 @@ int cx_cmd_validate(int argc, char **argv) {
   if (want("nms")) {
     t_nms(&v, 6000, 1000, 0.7f);
     t_nms(&v, 1000, 100, 0.3f);
+    /* the scan's chunking (64 candidates per word): one partial chunk, exactly two chunks
+     * with max_out never reached, heavy suppression, max_out inside the first chunk */
+    t_nms(&v, 50, 40, 0.5f);
+    t_nms(&v, 128, 128, 0.5f);
+    t_nms(&v, 3000, 3000, 0.1f);
+    t_nms(&v, 500, 10, 0.7f);
   }
   if (want("resize_u8")) {
     t_resize_u8(&v, 480, 640, 3, 768, 1024);

@@ -637,7 +637,10 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
   p->maxGridSize[1] = p->maxGridSize[2] = 65535;
   p->major = 9;
   p->minor = 0;
-  p->multiProcessorCount = 1;
+  /* 1 by default; CXEMU_SMS=132 makes the kernels' launch heuristics (tile width, split-K)
+   * choose as on an H100 */
+  const char *sms = getenv("CXEMU_SMS");
+  p->multiProcessorCount = sms && atoi(sms) > 0 ? atoi(sms) : 1;
   p->maxThreadsPerMultiProcessor = 2048;
   return cudaSuccess;
 }
