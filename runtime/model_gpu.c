@@ -45,7 +45,14 @@
  * Weights are uploaded once at attach (folded kernels, Keras layout, the CPU's arrays): in fp32
  * for an fp32 model; for fp16/bf16 models converted once to that 16-bit format
  * (cx_cuda_weights16_upload, desc.kernel16: half the memory and weight traffic, the same
- * values the kernels would round fp32 weights to); biases stay fp32. An fp32 model also gets the Winograd form of
+ * values the kernels would round fp32 weights to); biases stay fp32. fp16 models also keep the
+ * feature maps in 16 bits (act16; CTXDIFF_GPU_ACT16=0 keeps them fp32, =1 turns it on for bf16,
+ * off by default there: see cx_gpu_attach): C1
+ * after the pool through C5 (residuals included), P2..P6 and the RPN's shared conv output,
+ * through cx_cuda_conv2d_io (epilogues in fp32, one rounding at the store), the 16-bit
+ * subsample for P6 and the ROI align reading 16-bit levels. fp32 stay: the FPN laterals'
+ * sums (Q, the upsample-add), the RPN logits, and everything from the ROI-pooled features on
+ * (classifier and mask head). An fp32 model also gets the Winograd form of
  * every kernel the CPU packed (3x3/1 SAME; cx_cuda_winograd_upload, (T+2)^2/9 times those
  * kernels' bytes: ~0.44 GB more for ResNet-101 at F(4x4,3x3)). Buffers are planned per (batch, molded
  * shape) on first use and kept (re-planned only when the shape changes); the per-image path
@@ -154,6 +161,7 @@ struct cx_gpu_model {
   gplan plan;
   int host_unmold;
   int use_graph; /* CTXDIFF_GPU_GRAPH != 0 */
+  int act16;     /* feature maps in 16 bits (see the top; fp16 by default, CTXDIFF_GPU_ACT16) */
   void *stream;     /* our non-blocking compute stream (capturable) */
   void *copy;       /* uploads of the next batch and the unmold of the last: overlap the graphs */
   void *ev[NSLOT][NEV];
@@ -337,6 +345,10 @@ int cx_gpu_attach(cx_model *m, const char *precision, cx_err *e) {
   g->host_unmold = hu && hu[0] && strcmp(hu, "0");
   const char *gr = getenv("CTXDIFF_GPU_GRAPH");
   g->use_graph = !(gr && !strcmp(gr, "0"));
+  /* 16-bit feature maps: fp16 by default; bf16 only when asked (its 8-bit mantissa on every map
+   * cost the emulator's resnet50 check 0.85 -> 0.55-0.70 of the detections, fp16 stays 0.9-1.0) */
+  const char *a16 = getenv("CTXDIFF_GPU_ACT16");
+  g->act16 = prec == CX_PREC_FP16 ? !(a16 && !strcmp(a16, "0")) : prec == CX_PREC_BF16 && a16 && !strcmp(a16, "1");
   /* a stream of our own before any upload: the legacy default stream cannot be captured */
   int rc = !(g->stream = cx_cuda_stream_create()) || !(g->copy = cx_cuda_stream_create());
   if (!rc) cx_cuda_set_stream(g->stream);
@@ -550,6 +562,18 @@ static void gconv(const cx_backend *be, const glayer *L, const float *x, int n, 
   if (wo) *wo = cx_conv2d_out(w, d.kw, d.stride, d.pad_l, d.pad_r);
 }
 
+/* A conv on feature maps whose input (x16) and/or output and residual (y16) are 16-bit under
+ * act16 (cx_cuda_conv2d_io: 16-bit loads and stores, epilogue in fp32); without act16 the flags
+ * are ignored and everything is fp32, as gconv. */
+static void fconv(const cx_gpu_model *g, const cx_backend *be, const glayer *L, const void *x, int x16, int n, int h,
+                  int w, void *y, int y16, const void *res, int relu, int *ho, int *wo) {
+  const cx_conv2d_desc d = padded(L, h, w);
+  if (g->act16 && (x16 || y16)) cx_cuda_conv2d_io(&d, x, x16, n, h, w, y, y16, res, relu);
+  else be->conv2d(&d, x, n, h, w, y, res, relu, NULL);
+  if (ho) *ho = cx_conv2d_out(h, d.kh, d.stride, d.pad_t, d.pad_b);
+  if (wo) *wo = cx_conv2d_out(w, d.kw, d.stride, d.pad_l, d.pad_r);
+}
+
 static void backbone_fpn(cx_model *m, const cx_backend *be) {
   cx_gpu_model *g = m->gpu;
   gplan *p = &g->plan;
@@ -557,43 +581,56 @@ static void backbone_fpn(cx_model *m, const cx_backend *be) {
   gconv(be, &g->conv1, p->slot[p->cur].molded, n, p->H, p->W, p->act[0], NULL, 1, &h, &w);
   be->maxpool_same(p->act[0], n, h, w, 64, 3, 2, p->act[1]);
   h = (h + 1) / 2; w = (w + 1) / 2;
-  float *x = p->act[1];
+  /* act16: C1 to 16 bits once (into act[0], free after the pool); from there every buffer of
+   * the residual stages, C2..C5 included, holds 16-bit values (in fp32-sized buffers) */
+  void *x = p->act[1];
+  if (g->act16) {
+    cx_cuda_to16(p->act[1], p->act[0], (size_t)n * h * w * 64);
+    x = p->act[0];
+  }
   for (int s = 0; s < 4; s++)
     for (int b = 0; b < m->nblocks[s]; b++) {
       const gblock *B = &g->blocks[s][b];
-      float *out = (b == m->nblocks[s] - 1) ? p->C[s] : (x == p->act[0] ? p->act[1] : p->act[0]);
+      void *out = (b == m->nblocks[s] - 1) ? (void *)p->C[s] : (x == p->act[0] ? p->act[1] : p->act[0]);
       int h2, w2;
-      gconv(be, &B->a, x, n, h, w, p->act[2], NULL, 1, &h2, &w2);
-      gconv(be, &B->b, p->act[2], n, h2, w2, p->act[3], NULL, 1, NULL, NULL);
-      const float *sc = x;
+      fconv(g, be, &B->a, x, 1, n, h, w, p->act[2], 1, NULL, 1, &h2, &w2);
+      fconv(g, be, &B->b, p->act[2], 1, n, h2, w2, p->act[3], 1, NULL, 1, NULL, NULL);
+      const void *sc = x;
       if (B->has_shortcut) {
-        gconv(be, &B->shortcut, x, n, h, w, p->act[4], NULL, 0, NULL, NULL);
+        fconv(g, be, &B->shortcut, x, 1, n, h, w, p->act[4], 1, NULL, 0, NULL, NULL);
         sc = p->act[4];
       }
-      gconv(be, &B->c, p->act[3], n, h2, w2, out, sc, 1, NULL, NULL);
+      fconv(g, be, &B->c, p->act[3], 1, n, h2, w2, out, 1, sc, 1, NULL, NULL);
       x = out;
       h = h2; w = w2;
     }
+  /* the laterals read C2..C5 and write fp32 (the upsample-add stays fp32); the output convs
+   * write P2..P5 (and the subsample P6) in 16 bits again, for the RPN and the ROI align */
   for (int l = 3; l >= 0; l--) {
-    gconv(be, &g->fpn_lat[l], p->C[l], n, p->fh[l], p->fw[l], p->Q[l], NULL, 0, NULL, NULL);
+    fconv(g, be, &g->fpn_lat[l], p->C[l], 1, n, p->fh[l], p->fw[l], p->Q[l], 0, NULL, 0, NULL, NULL);
     if (l < 3) be->upsample2_add(p->Q[l + 1], n, p->fh[l + 1], p->fw[l + 1], FEAT, p->Q[l]);
   }
-  for (int l = 0; l < 4; l++) gconv(be, &g->fpn_out[l], p->Q[l], n, p->fh[l], p->fw[l], p->P[l], NULL, 0, NULL, NULL);
-  be->subsample2(p->P[3], n, p->fh[3], p->fw[3], FEAT, p->P[4]);
+  for (int l = 0; l < 4; l++)
+    fconv(g, be, &g->fpn_out[l], p->Q[l], 0, n, p->fh[l], p->fw[l], p->P[l], 1, NULL, 0, NULL, NULL);
+  if (g->act16) cx_cuda_subsample2_16(p->P[3], n, p->fh[3], p->fw[3], FEAT, p->P[4]);
+  else be->subsample2(p->P[3], n, p->fh[3], p->fw[3], FEAT, p->P[4]);
 }
 
 static void rpn(cx_model *m, const cx_backend *be) {
   cx_gpu_model *g = m->gpu;
   gplan *p = &g->plan;
   const size_t A = p->A;
+  const size_t esz = g->act16 ? 2 : 4; /* P2..P6 and the shared conv's output: 16-bit under act16 */
   for (int l = 0; l < 5; l++) {
     int hs, ws;
-    gconv(be, &g->rpn_shared, p->P[l], p->n, p->fh[l], p->fw[l], p->rpn_shared, NULL, 1, &hs, &ws);
+    fconv(g, be, &g->rpn_shared, p->P[l], 1, p->n, p->fh[l], p->fw[l], p->rpn_shared, 1, NULL, 1, &hs, &ws);
     for (int b = 0; b < p->n; b++) {
-      const float *s = p->rpn_shared + (size_t)b * hs * ws * 512;
-      /* lands in the concatenated [anchors, 2] / [anchors, 4] layout, as in model.c */
-      gconv(be, &g->rpn_class, s, 1, hs, ws, p->rpn_logits + ((size_t)b * A + p->level_off[l]) * 2, NULL, 0, NULL, NULL);
-      gconv(be, &g->rpn_bbox, s, 1, hs, ws, p->rpn_bbox + ((size_t)b * A + p->level_off[l]) * 4, NULL, 0, NULL, NULL);
+      const char *s = (const char *)p->rpn_shared + (size_t)b * hs * ws * 512 * esz; /* image b */
+      /* lands in the concatenated [anchors, 2] / [anchors, 4] layout, as in model.c; fp32 */
+      fconv(g, be, &g->rpn_class, s, 1, 1, hs, ws, p->rpn_logits + ((size_t)b * A + p->level_off[l]) * 2, 0, NULL, 0,
+            NULL, NULL);
+      fconv(g, be, &g->rpn_bbox, s, 1, 1, hs, ws, p->rpn_bbox + ((size_t)b * A + p->level_off[l]) * 4, 0, NULL, 0,
+            NULL, NULL);
     }
   }
   be->softmax_rows(p->rpn_logits, (size_t)p->n * A, 2, p->rpn_probs);
@@ -620,14 +657,15 @@ static void proposals(cx_model *m, const cx_backend *be, int b) {
   cx_cuda_gather_rois_dev(p->pre_boxes, p->sel, p->kept_dev + b, R, p->rois + (size_t)b * R * 4);
 }
 
-static const float *const *levels_of(const gplan *p) { return (const float *const *)p->P; }
+static const void *const *levels_of(const gplan *p) { return (const void *const *)p->P; }
 
 static void classifier(cx_model *m, const cx_backend *be) {
   cx_gpu_model *g = m->gpu;
   gplan *p = &g->plan;
   const int R = m->cfg.POST_NMS_ROIS_INFERENCE, NC = m->num_classes, nR = p->n * R;
   be->roi_levels(p->rois, nR, p->H, p->W, p->levels);
-  cx_cuda_pyramid_roi_align(levels_of(p), p->fh, p->fw, FEAT, p->rois, p->levels, NULL, R, nR, 7, p->pool7, NULL);
+  cx_cuda_pyramid_roi_align(levels_of(p), g->act16, p->fh, p->fw, FEAT, p->rois, p->levels, NULL, R, nR, 7, p->pool7,
+                            NULL);
   gconv(be, &g->cls_conv1, p->pool7, nR, 7, 7, p->fc1, NULL, 1, NULL, NULL);
   gconv(be, &g->cls_conv2, p->fc1, nR, 1, 1, p->fc2, NULL, 1, NULL, NULL);
   /* the dense layers as 1x1 convolutions over nR 1x1 images: their descriptors carry the
@@ -666,8 +704,8 @@ static void mask_head(cx_model *m, const cx_backend *be) {
   const int *live = p->mtotal;
   cx_cuda_mask_pack(p->det, p->det_count, p->n, D, p->mboxes, p->mimg, p->mcls, p->mtotal);
   cx_cuda_roi_levels_live(p->mboxes, rows, p->H, p->W, p->levels, live);
-  cx_cuda_pyramid_roi_align(levels_of(p), p->fh, p->fw, FEAT, p->mboxes, p->levels, p->mimg, 0, rows, 14, p->pool14,
-                            live);
+  cx_cuda_pyramid_roi_align(levels_of(p), g->act16, p->fh, p->fw, FEAT, p->mboxes, p->levels, p->mimg, 0, rows, 14,
+                            p->pool14, live);
   const float *x = p->pool14;
   float *bufs[2] = {p->mask_a, p->mask_b};
   for (int k = 0; k < 4; k++) {

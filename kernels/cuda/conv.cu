@@ -402,6 +402,26 @@ __device__ inline float4 load_b4(const float *__restrict__ wt, const conv_geom &
   }
 }
 
+/* Four outputs' epilogue in store_out's order: (bias + residual) + acc, then ReLU. */
+__device__ inline float4 epilogue4(float4 acc, const float *__restrict__ bias, int nn, bool has_res, float4 r,
+                                   int relu) {
+  float4 s = bias ? *reinterpret_cast<const float4 *>(bias + nn) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  if (has_res) {
+    s.x = s.x + r.x;
+    s.y = s.y + r.y;
+    s.z = s.z + r.z;
+    s.w = s.w + r.w;
+  }
+  float4 v = make_float4(s.x + acc.x, s.y + acc.y, s.z + acc.z, s.w + acc.w);
+  if (relu) {
+    v.x = v.x > 0.0f ? v.x : 0.0f;
+    v.y = v.y > 0.0f ? v.y : 0.0f;
+    v.z = v.z > 0.0f ? v.z : 0.0f;
+    v.w = v.w > 0.0f ? v.w : 0.0f;
+  }
+  return v;
+}
+
 /* store_out for outputs (m, nn..nn+3); vec: cout % 4 == 0 and y/residual/bias 16-byte aligned
  * (checked by the launcher). Same operation order as store_out: (bias + residual) + acc, ReLU. */
 __device__ inline void store_out4(const conv_geom &g, long long m, int nn, float4 acc, const float *__restrict__ bias,
@@ -415,22 +435,8 @@ __device__ inline void store_out4(const conv_geom &g, long long m, int nn, float
   }
   if (m >= g.m || nn >= g.cout) return;
   const long long o = m * g.cout + nn;
-  float4 s = bias ? *reinterpret_cast<const float4 *>(bias + nn) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-  if (res) {
-    const float4 r = *reinterpret_cast<const float4 *>(res + o);
-    s.x = s.x + r.x;
-    s.y = s.y + r.y;
-    s.z = s.z + r.z;
-    s.w = s.w + r.w;
-  }
-  float4 v = make_float4(s.x + acc.x, s.y + acc.y, s.z + acc.z, s.w + acc.w);
-  if (relu) {
-    v.x = v.x > 0.0f ? v.x : 0.0f;
-    v.y = v.y > 0.0f ? v.y : 0.0f;
-    v.z = v.z > 0.0f ? v.z : 0.0f;
-    v.w = v.w > 0.0f ? v.w : 0.0f;
-  }
-  *reinterpret_cast<float4 *>(y + o) = v;
+  const float4 r = res ? *reinterpret_cast<const float4 *>(res + o) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  *reinterpret_cast<float4 *>(y + o) = epilogue4(acc, bias, nn, res != nullptr, r, relu);
 }
 
 /* ---- v2 fp32 ------------------------------------------------------------------------ */
@@ -627,6 +633,51 @@ __device__ inline void store_a16(T *As, int a_r, int a_c, const float4 ra[4]) {
                     pack2<T>(ra[3].z, ra[3].w));
 }
 
+/* 16-bit activations (A16: x holds T values): the same 16 k columns as two 16-byte loads, stored
+ * to shared memory as they are (cin % 16 == 0 and x 16-byte aligned: the AVEC conditions). */
+template <bool AVEC>
+__device__ inline void load_a16(const unsigned short *__restrict__ x, const conv_geom &g, const long long *row_off,
+                                const int2 *row_yx, int a_r, const kpos &ap, int kk, uint4 ra[2]) {
+  static_assert(AVEC, "16-bit activations are read by the vector loader only");
+  const int iy = row_yx[a_r].x + ap.ky, ix = row_yx[a_r].y + ap.kx;
+  const bool ok = kk < g.k && (unsigned)iy < (unsigned)g.h && (unsigned)ix < (unsigned)g.w;
+  const uint4 *src = reinterpret_cast<const uint4 *>(x + (ok ? row_off[a_r] + ap.off : 0));
+  ra[0] = ok ? __ldg(src) : make_uint4(0u, 0u, 0u, 0u);
+  ra[1] = ok ? __ldg(src + 1) : make_uint4(0u, 0u, 0u, 0u);
+}
+
+template <typename T>
+__device__ inline void store_a16(T *As, int a_r, int a_c, const uint4 ra[2]) {
+  uint4 *d = reinterpret_cast<uint4 *>(As + a_r * H_LDA + a_c);
+  d[0] = ra[0];
+  d[1] = ra[1];
+}
+
+template <typename T>
+__device__ inline float from_t(unsigned short u) {
+  T v;
+  memcpy(&v, &u, sizeof v);
+  if constexpr (std::is_same<T, __half>::value) return __half2float(v);
+  else return __bfloat162float(v);
+}
+
+/* store_out4 for 16-bit outputs and residual (O16): the same fp32 arithmetic, rounded once to T
+ * when stored (cout % 4 == 0, y and residual 16-byte aligned: checked by the launcher). */
+template <typename T>
+__device__ inline void store_out4_16(const conv_geom &g, long long m, int nn, float4 acc, const float *__restrict__ bias,
+                                     const unsigned short *__restrict__ res, int relu, unsigned short *__restrict__ y) {
+  if (m >= g.m || nn >= g.cout) return;
+  const long long o = m * g.cout + nn;
+  float4 r = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  if (res) {
+    const uint2 u = *reinterpret_cast<const uint2 *>(res + o);
+    r = make_float4(from_t<T>((unsigned short)(u.x & 0xffffu)), from_t<T>((unsigned short)(u.x >> 16)),
+                    from_t<T>((unsigned short)(u.y & 0xffffu)), from_t<T>((unsigned short)(u.y >> 16)));
+  }
+  const float4 v = epilogue4(acc, bias, nn, res != nullptr, r, relu);
+  *reinterpret_cast<uint2 *>(y + o) = make_uint2(pack2<T>(v.x, v.y), pack2<T>(v.z, v.w));
+}
+
 /* B[kk][nn..nn+3] of 16-bit weights as four packed values (zero bits outside the GEMM: +0 in
  * fp16 and bf16). BVEC: cout % 4 == 0 and the kernel 8-byte aligned, one 8-byte load. */
 template <bool BVEC>
@@ -648,6 +699,11 @@ template <bool W16>
 using breg = typename std::conditional<W16, uint2, float4>::type;
 template <bool W16>
 using wtype = typename std::conditional<W16, unsigned short, float>::type;
+/* activations: fp32, or 16-bit T values (A16 input, O16 output and residual) */
+template <bool B16>
+using atype = typename std::conditional<B16, unsigned short, float>::type;
+template <bool A16>
+using areg = typename std::conditional<A16, uint4, float4>::type;
 
 template <int BN, bool BVEC>
 __device__ inline void load_b_stage(const float *__restrict__ wt, const conv_geom &g, int kk, int nn, float4 *rb) {
@@ -699,11 +755,12 @@ __device__ inline void mma_k16(const T *As, const T *Bs, int q, int wm, int wn,
   }
 }
 
-template <typename T, int BN, bool AVEC, bool BVEC, bool W16, bool KS>
+template <typename T, int BN, bool AVEC, bool BVEC, bool W16, bool KS, bool A16, bool O16>
 __global__ void __launch_bounds__(H_THREADS, 2)
-    conv_tc_v2_kernel(const float *__restrict__ x, const wtype<W16> *__restrict__ wt, const float *__restrict__ bias,
-                      const float *__restrict__ res, float *__restrict__ y, conv_geom g, int relu, int out_vec,
-                      zstride zs) {
+    conv_tc_v2_kernel(const atype<A16> *__restrict__ x, const wtype<W16> *__restrict__ wt,
+                      const float *__restrict__ bias, const atype<O16> *__restrict__ res, atype<O16> *__restrict__ y,
+                      conv_geom g, int relu, int out_vec, zstride zs) {
+  static_assert(!(KS && O16), "split-K slices write fp32 partials");
   using namespace nvcuda;
   using tile = tc_tile<BN>;
   constexpr int FM = tile::FM;
@@ -731,7 +788,7 @@ __global__ void __launch_bounds__(H_THREADS, 2)
   const int2 kr = KS ? k_range(g, zs) : make_int2(0, g.k); /* split-K slice, else all of K */
   if (KS) y += blockIdx.z * zs.y;
   kpos ap = kpos_of(g, kr.x + a_c);
-  float4 ra[4];
+  areg<A16> ra[A16 ? 2 : 4];
   breg<W16> rb[tile::NB];
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[FM][2];
 #pragma unroll
@@ -782,7 +839,8 @@ __global__ void __launch_bounds__(H_THREADS, 2)
     for (int p = 0; p < 4; p++) {
       const int r = p * 4 + lane / 8, c = (lane % 8) * 4;
       const float4 v = *reinterpret_cast<const float4 *>(cw + r * H_LDC + c);
-      store_out4(g, m0 + (wm * FM + i) * 16 + r, n0 + wn * 32 + c, v, bias, res, relu, y, vec);
+      if constexpr (O16) store_out4_16<T>(g, m0 + (wm * FM + i) * 16 + r, n0 + wn * 32 + c, v, bias, res, relu, y);
+      else store_out4(g, m0 + (wm * FM + i) * 16 + r, n0 + wn * 32 + c, v, bias, res, relu, y, vec);
     }
     __syncwarp(); /* the next slice overwrites the staging tile */
   }
@@ -834,19 +892,22 @@ bool pick_v2(const conv_geom &g, cx_precision p) {
 /* v2 launches: one instantiation per (tile width, A vector path, B vector path, and for the
  * tensor-core kernels fp32 or 16-bit weights). */
 struct conv_args {
-  const float *x;
+  const void *x;  /* float, or T when a16 */
   const void *wt; /* float, or T when w16 */
-  const float *bias, *res;
-  float *y;
+  const float *bias;
+  const void *res; /* as y */
+  void *y;         /* float, or T when o16 (split-K: the fp32 partials) */
   conv_geom g;
   int relu, out_vec;
   zstride zs; /* Winograd's batch (fp32 only) or split-K slices */
+  bool a16, o16;
 };
 
 template <int BN, bool AV, bool BV, bool KS>
 void fp32_v2_launch(dim3 grid, cudaStream_t st, const conv_args &a) {
-  conv_fp32_v2_kernel<BN, AV, BV, KS><<<grid, G_THREADS, 0, st>>>(a.x, static_cast<const float *>(a.wt), a.bias,
-                                                                    a.res, a.y, a.g, a.relu, a.out_vec, a.zs);
+  conv_fp32_v2_kernel<BN, AV, BV, KS><<<grid, G_THREADS, 0, st>>>(
+      static_cast<const float *>(a.x), static_cast<const float *>(a.wt), a.bias, static_cast<const float *>(a.res),
+      static_cast<float *>(a.y), a.g, a.relu, a.out_vec, a.zs);
 }
 
 /* split-K slices (a.zs.kz) only on the all-vector paths: the caller checks av && bv */
@@ -859,10 +920,11 @@ void fp32_v2_ab(bool av, bool bv, dim3 grid, cudaStream_t st, const conv_args &a
   else fp32_v2_launch<BN, false, false, false>(grid, st, a);
 }
 
-template <typename T, int BN, bool AV, bool BV, bool W16, bool KS>
+template <typename T, int BN, bool AV, bool BV, bool W16, bool KS, bool A16 = false, bool O16 = false>
 void tc_v2_launch(dim3 grid, cudaStream_t st, const conv_args &a) {
-  conv_tc_v2_kernel<T, BN, AV, BV, W16, KS><<<grid, H_THREADS, 0, st>>>(
-      a.x, static_cast<const wtype<W16> *>(a.wt), a.bias, a.res, a.y, a.g, a.relu, a.out_vec, a.zs);
+  conv_tc_v2_kernel<T, BN, AV, BV, W16, KS, A16, O16><<<grid, H_THREADS, 0, st>>>(
+      static_cast<const atype<A16> *>(a.x), static_cast<const wtype<W16> *>(a.wt), a.bias,
+      static_cast<const atype<O16> *>(a.res), static_cast<atype<O16> *>(a.y), a.g, a.relu, a.out_vec, a.zs);
 }
 
 template <typename T, int BN, bool W16>
@@ -874,9 +936,25 @@ void tc_v2_ab(bool av16, bool bv, dim3 grid, cudaStream_t st, const conv_args &a
   else tc_v2_launch<T, BN, false, false, W16, false>(grid, st, a);
 }
 
+/* 16-bit activations: the variants with vector A gathers and 16-bit weights (the launcher
+ * checks); vector B and outputs, except 16-bit input to an fp32 output with cout % 4 != 0
+ * (64-wide only: the 128-wide scalar-B 16-bit-weight tile would spill) */
+template <typename T, int BN>
+void tc_v2_io(bool bv, dim3 grid, cudaStream_t st, const conv_args &a) {
+  if (a.zs.kz) {
+    if (a.a16) tc_v2_launch<T, BN, true, true, true, true, true, false>(grid, st, a);
+    else tc_v2_launch<T, BN, true, true, true, true, false, false>(grid, st, a);
+  } else if (a.a16 && a.o16) tc_v2_launch<T, BN, true, true, true, false, true, true>(grid, st, a);
+  else if (a.a16 && bv) tc_v2_launch<T, BN, true, true, true, false, true, false>(grid, st, a);
+  else if (a.a16) {
+    if constexpr (BN == 64) tc_v2_launch<T, 64, true, false, true, false, true, false>(grid, st, a);
+  } else tc_v2_launch<T, BN, true, true, true, false, false, true>(grid, st, a);
+}
+
 template <typename T, int BN>
 void tc_v2_w(bool w16, bool av16, bool bv, dim3 grid, cudaStream_t st, const conv_args &a) {
-  if (w16) tc_v2_ab<T, BN, true>(av16, bv, grid, st, a);
+  if (a.a16 || a.o16) tc_v2_io<T, BN>(bv, grid, st, a);
+  else if (w16) tc_v2_ab<T, BN, true>(av16, bv, grid, st, a);
   else tc_v2_ab<T, BN, false>(av16, bv, grid, st, a);
 }
 
@@ -926,10 +1004,12 @@ int pick_splits(const conv_geom &g, long long blocks) {
   return s < 2 ? 1 : (int)s;
 }
 
-/* One thread per 4 outputs (the split path needs cout % 4 == 0 and 16-byte aligned buffers). */
+/* One thread per 4 outputs (the split path needs cout % 4 == 0 and 16-byte aligned buffers);
+ * O16: y and residual hold T values (16-bit activations). */
+template <typename T, bool O16>
 __global__ void splitk_reduce_kernel(const float *__restrict__ ws, int slices, long long slice,
-                                     const float *__restrict__ bias, const float *__restrict__ res, int relu,
-                                     float *__restrict__ y, conv_geom g) {
+                                     const float *__restrict__ bias, const atype<O16> *__restrict__ res, int relu,
+                                     atype<O16> *__restrict__ y, conv_geom g) {
   /* rows past the device-side live count stay untouched, as in the GEMM kernels */
   long long rows = g.m;
   if (g.live) {
@@ -947,11 +1027,54 @@ __global__ void splitk_reduce_kernel(const float *__restrict__ ws, int slices, l
       const float4 p = *reinterpret_cast<const float4 *>(ws + z * slice + o);
       acc.x += p.x, acc.y += p.y, acc.z += p.z, acc.w += p.w;
     }
-    store_out4(g, m, nn, acc, bias, res, relu, y, true);
+    if constexpr (O16) store_out4_16<T>(g, m, nn, acc, bias, res, relu, y);
+    else store_out4(g, m, nn, acc, bias, res, relu, y, true);
   }
 }
 
+template <typename T>
+void splitk_reduce(const float *ws, int slices, long long slice, const float *bias, const void *res, int relu,
+                   void *y, bool o16, const conv_geom &g, cudaStream_t st) {
+  const unsigned blocks = cx_blocks((size_t)g.m * (size_t)(g.cout / 4), 256);
+  if (o16)
+    splitk_reduce_kernel<T, true><<<blocks, 256, 0, st>>>(ws, slices, slice, bias,
+                                                          static_cast<const unsigned short *>(res), relu,
+                                                          static_cast<unsigned short *>(y), g);
+  else
+    splitk_reduce_kernel<T, false><<<blocks, 256, 0, st>>>(ws, slices, slice, bias, static_cast<const float *>(res),
+                                                           relu, static_cast<float *>(y), g);
+}
+
+template <typename T>
+__global__ void from16_kernel(const unsigned short *__restrict__ src, size_t n, float *__restrict__ dst) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    dst[i] = from_t<T>(src[i]);
+}
+
 } /* namespace */
+
+int cx_cuda_to16(const float *src, void *dst, size_t n) {
+  const cx_precision p = cx_cuda_precision();
+  if (p == CX_PREC_FP32) return CX_CUDA_FAIL("to16: precision fp32 has no 16-bit format");
+  if (!n) return 0;
+  const cudaStream_t st = cx_cuda_stream();
+  if (p == CX_PREC_FP16) to16_kernel<__half><<<cx_blocks(n, 256), 256, 0, st>>>(src, n, static_cast<__half *>(dst));
+  else to16_kernel<__nv_bfloat16><<<cx_blocks(n, 256), 256, 0, st>>>(src, n, static_cast<__nv_bfloat16 *>(dst));
+  CX_CUDA_LAUNCH_CHECK();
+  return 0;
+}
+
+int cx_cuda_from16(const void *src, float *dst, size_t n) {
+  const cx_precision p = cx_cuda_precision();
+  if (p == CX_PREC_FP32) return CX_CUDA_FAIL("from16: precision fp32 has no 16-bit format");
+  if (!n) return 0;
+  const cudaStream_t st = cx_cuda_stream();
+  const unsigned short *s16 = static_cast<const unsigned short *>(src);
+  if (p == CX_PREC_FP16) from16_kernel<__half><<<cx_blocks(n, 256), 256, 0, st>>>(s16, n, dst);
+  else from16_kernel<__nv_bfloat16><<<cx_blocks(n, 256), 256, 0, st>>>(s16, n, dst);
+  CX_CUDA_LAUNCH_CHECK();
+  return 0;
+}
 
 void cx_cuda_set_conv_version(int v) { g_conv_version = (v == 1 || v == 2) ? v : 0; }
 int cx_cuda_conv_version(void) { return conv_version(); }
@@ -968,13 +1091,16 @@ int cx_cuda_conv2d_live(const cx_conv2d_desc *d, const float *x, int n, int h, i
   return cx_cuda_conv2d_rows(d, x, n, h, w, y, residual, relu, live, 1);
 }
 
-int cx_cuda_conv2d_rows(const cx_conv2d_desc *d, const float *x, int n, int h, int w, float *y, const float *residual,
-                        int relu, const int *live, int per) {
+/* Every convolution: x16 / y16 say whether x / (y, residual) hold 16-bit activations. */
+static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int h, int w, void *y, bool y16,
+                    const void *residual, int relu, const int *live, int per) {
   if (live && per <= 0) return CX_CUDA_FAIL("conv2d: %d images per live item", per);
+  const bool io16 = x16 || y16;
   /* 3x3 / stride 1 / pad 1 with a packed Winograd kernel: 4x fewer multiplications (F(4x4,3x3)).
    * Strict fp32 only: the transforms amplify 16-bit operand rounding. */
-  if (d->winograd && cx_cuda_precision() == CX_PREC_FP32 && cx_cuda_winograd_on() && cx_winograd_applies(d))
-    return cx_cuda_conv3x3_winograd(d, x, n, h, w, y, residual, relu, live, per);
+  if (!io16 && d->winograd && cx_cuda_precision() == CX_PREC_FP32 && cx_cuda_winograd_on() && cx_winograd_applies(d))
+    return cx_cuda_conv3x3_winograd(d, static_cast<const float *>(x), n, h, w, static_cast<float *>(y),
+                                    static_cast<const float *>(residual), relu, live, per);
   conv_geom g;
   g.h = h;
   g.w = w;
@@ -1004,7 +1130,19 @@ int cx_cuda_conv2d_rows(const cx_conv2d_desc *d, const float *x, int n, int h, i
   if (!wt)
     return CX_CUDA_FAIL("conv2d: no weights for %s in the descriptor (kernel NULL, kernel16 %s)", cx_precision_name(p),
                         d->kernel16 ? "in another 16-bit format" : "NULL");
-  if (pick_v2(g, p)) {
+  if (io16) {
+    /* 16-bit activations: the v2 tensor-core kernel with vector A gathers and 16-bit weights */
+    if (p == CX_PREC_FP32) return CX_CUDA_FAIL("conv2d: 16-bit activations need precision fp16 or bf16");
+    if (!w16) return CX_CUDA_FAIL("conv2d: 16-bit activations need the descriptor's %s weights (kernel16)", cx_precision_name(p));
+    if ((long long)g.k * g.cout >= INT_MAX / 2) return CX_CUDA_FAIL("conv2d: K x cout = %lld too large", (long long)g.k * g.cout);
+    /* fp32 outputs with cout % 4 != 0 (the RPN class logits: 6) take the scalar B/output variant */
+    const bool vec_out = g.cout % 4 == 0 && aligned16(y) && (!residual || aligned16(residual)) &&
+                         (!bias || aligned16(bias)) && ((uintptr_t)wt & 7) == 0;
+    if (g.cin % 16 || !aligned16(x) || (y16 && !vec_out))
+      return CX_CUDA_FAIL("conv2d: 16-bit activations need cin %% 16 == 0 (%d), 16-byte aligned buffers and, for "
+                          "16-bit outputs, cout %% 4 == 0 (%d)", g.cin, g.cout);
+  }
+  if (io16 || pick_v2(g, p)) {
     /* Vector paths only where every address they form is 16-byte aligned: base pointers are
      * checked here (they may be offsets into larger buffers), offsets are multiples of 4 floats
      * when cin (A) / cout (B, output) are. */
@@ -1012,7 +1150,7 @@ int cx_cuda_conv2d_rows(const cx_conv2d_desc *d, const float *x, int n, int h, i
     const bool av16 = g.cin % 16 == 0 && aligned16(x); /* tensor-core loader: 16-channel runs */
     const bool bv = g.cout % 4 == 0 && (w16 ? ((uintptr_t)wt & 7) == 0 : aligned16(wt));
     const int ov = g.cout % 4 == 0 && aligned16(y) && (!residual || aligned16(residual)) && (!bias || aligned16(bias));
-    conv_args a = {x, wt, bias, residual, y, g, relu, ov, {0, 0, 0, 0}};
+    conv_args a = {x, wt, bias, residual, y, g, relu, ov, {0, 0, 0, 0}, x16, y16};
     const unsigned mt = (unsigned)((g.m + 127) / 128);
     /* 16-bit weights gathered one by one (cout % 4 != 0: mask logits, class logits) take the
      * 64-wide tile: the 128-wide bf16 one would spill (ptxas: 28 bytes) */
@@ -1030,9 +1168,11 @@ int cx_cuda_conv2d_rows(const cx_conv2d_desc *d, const float *x, int n, int h, i
       a.zs.y = g.m * g.cout;
       ws = static_cast<float *>(cx_cuda_scratch((size_t)splits * (size_t)a.zs.y * sizeof(float)));
       if (!ws) return -1;
-      a.y = ws; /* partial sums; bias, residual and ReLU in splitk_reduce */
-      a.bias = a.res = NULL;
+      a.y = ws; /* fp32 partial sums; bias, residual, ReLU and the 16-bit store in splitk_reduce */
+      a.bias = NULL;
+      a.res = NULL;
       a.relu = 0;
+      a.o16 = false;
       /* out_vec stays: the scratch arena is 256-byte aligned and cout % 4 == 0 */
     }
     const bool narrow = only64 || (splits == 1 && (long long)mt * ((g.cout + 127) / 128) < sm_count());
@@ -1049,26 +1189,42 @@ int cx_cuda_conv2d_rows(const cx_conv2d_desc *d, const float *x, int n, int h, i
     }
     if (splits > 1) {
       CX_CUDA_LAUNCH_CHECK();
-      const size_t quads = (size_t)g.m * (size_t)(g.cout / 4);
-      splitk_reduce_kernel<<<cx_blocks(quads, 256), 256, 0, st>>>(ws, splits, a.zs.y, bias, residual, relu, y, g);
+      if (p == CX_PREC_BF16) splitk_reduce<__nv_bfloat16>(ws, splits, a.zs.y, bias, residual, relu, y, y16, g, st);
+      else splitk_reduce<__half>(ws, splits, a.zs.y, bias, residual, relu, y, y16, g, st);
     }
-  } else if (p == CX_PREC_FP32) {
+    CX_CUDA_LAUNCH_CHECK();
+    return 0;
+  }
+  /* v1 reads and writes fp32 activations only */
+  const float *xf = static_cast<const float *>(x), *rf = static_cast<const float *>(residual);
+  float *yf = static_cast<float *>(y);
+  if (p == CX_PREC_FP32) {
     dim3 grid((unsigned)((g.m + F_BM - 1) / F_BM), (unsigned)((g.cout + F_BN - 1) / F_BN));
-    conv_fp32_kernel<<<grid, F_THREADS, 0, st>>>(x, static_cast<const float *>(wt), bias, residual, y, g, relu,
+    conv_fp32_kernel<<<grid, F_THREADS, 0, st>>>(xf, static_cast<const float *>(wt), bias, rf, yf, g, relu,
                                                  zstride{0, 0, 0, 0});
   } else {
     dim3 grid((unsigned)((g.m + T_BM - 1) / T_BM), (unsigned)((g.cout + T_BN - 1) / T_BN));
     if (p == CX_PREC_FP16 && w16)
-      conv_tc_kernel<__half, true><<<grid, T_THREADS, 0, st>>>(x, wt, bias, residual, y, g, relu);
+      conv_tc_kernel<__half, true><<<grid, T_THREADS, 0, st>>>(xf, wt, bias, rf, yf, g, relu);
     else if (p == CX_PREC_FP16)
-      conv_tc_kernel<__half, false><<<grid, T_THREADS, 0, st>>>(x, wt, bias, residual, y, g, relu);
+      conv_tc_kernel<__half, false><<<grid, T_THREADS, 0, st>>>(xf, wt, bias, rf, yf, g, relu);
     else if (w16)
-      conv_tc_kernel<__nv_bfloat16, true><<<grid, T_THREADS, 0, st>>>(x, wt, bias, residual, y, g, relu);
+      conv_tc_kernel<__nv_bfloat16, true><<<grid, T_THREADS, 0, st>>>(xf, wt, bias, rf, yf, g, relu);
     else
-      conv_tc_kernel<__nv_bfloat16, false><<<grid, T_THREADS, 0, st>>>(x, wt, bias, residual, y, g, relu);
+      conv_tc_kernel<__nv_bfloat16, false><<<grid, T_THREADS, 0, st>>>(xf, wt, bias, rf, yf, g, relu);
   }
   CX_CUDA_LAUNCH_CHECK();
   return 0;
+}
+
+int cx_cuda_conv2d_rows(const cx_conv2d_desc *d, const float *x, int n, int h, int w, float *y, const float *residual,
+                        int relu, const int *live, int per) {
+  return conv_run(d, x, false, n, h, w, y, false, residual, relu, live, per);
+}
+
+int cx_cuda_conv2d_io(const cx_conv2d_desc *d, const void *x, int x16, int n, int h, int w, void *y, int y16,
+                      const void *residual, int relu) {
+  return conv_run(d, x, x16 != 0, n, h, w, y, y16 != 0, residual, relu, NULL, 1);
 }
 
 /* Winograd's 36 (16) independent GEMMs in one launch: the fp32 conv kernels above as 1x1
@@ -1099,7 +1255,7 @@ int cx_cuda_gemm_f32_batched(const float *A, long long sA, const float *B, long 
     const bool av = K % 4 == 0 && sA % 4 == 0 && aligned16(A);
     const bool bv = N % 4 == 0 && sB % 4 == 0 && aligned16(B);
     const int ov = N % 4 == 0 && sC % 4 == 0 && aligned16(C);
-    const conv_args a = {A, B, nullptr, nullptr, C, g, 0, ov, zs};
+    const conv_args a = {A, B, nullptr, nullptr, C, g, 0, ov, zs, false, false};
     const unsigned mt = (unsigned)((M + 127) / 128);
     const bool narrow = N <= 64 || (long long)mt * ((N + 127) / 128) * batch < sm_count();
     const dim3 grid(mt, (unsigned)(narrow ? (N + 63) / 64 : (N + 127) / 128), (unsigned)batch);

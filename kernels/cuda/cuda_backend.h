@@ -74,6 +74,16 @@ int cx_cuda_conv_version(void); /* the setting in force (0, 1 or 2) */
  * with the epilogue. 0 auto (default), 1 off, s >= 2 forces s slices wherever v2 runs and K has
  * s x 64 columns (validation, A/B timing). Initial value from CTXDIFF_CUDA_SPLITK=off|N. */
 void cx_cuda_set_splitk(int s);
+/* 16-bit activations (fp16/bf16 precisions; bench/cuda-notes.md v3): conv2d whose input x
+ * (x16) and/or output y and residual (y16) hold values in the precision's 16-bit format, the
+ * epilogue still in fp32 and rounded once when stored. Needs the descriptor's 16-bit weights
+ * (kernel16), cin % 16 == 0, cout % 4 == 0 and 16-byte aligned buffers; always the v2
+ * tensor-core kernel (split-K as usual). cx_cuda_to16 / cx_cuda_from16 convert n values device
+ * to device on the stream (the kernels' rounding: round to nearest even). */
+int cx_cuda_conv2d_io(const cx_conv2d_desc *d, const void *x, int x16, int n, int h, int w, void *y, int y16,
+                      const void *residual, int relu);
+int cx_cuda_to16(const float *src, void *dst, size_t n);
+int cx_cuda_from16(const void *src, float *dst, size_t n);
 int cx_cuda_splitk(void); /* the setting in force */
 
 /* Winograd F(4x4,3x3) / F(2x2,3x3) for fp32 3x3 / stride 1 / pad 1 convolutions (winograd.cu):
@@ -155,12 +165,14 @@ int cx_cuda_gather_rois_dev(const float *boxes, const int *sel, const int *kept_
 /* clip_boxes of n images' [r, 4] row groups, image b to windows[b*4 .. b*4+3] (device memory,
  * so that a captured graph reads each call's windows): exactly clip_boxes' arithmetic. */
 int cx_cuda_clip_boxes_windows(float *boxes, int n, int r, const float *windows);
-/* p[l]: level P(l+2) [n, fh[l], fw[l], c]; box i samples image img_of[i] (img_of != NULL) or
- * i / rows_per_image; levels [nb] from roi_levels (2..5); out [nb, pool, pool, c]; live as
- * below (boxes i < *live only). */
-int cx_cuda_pyramid_roi_align(const float *const p[4], const int fh[4], const int fw[4], int c, const float *boxes,
-                              const int *levels, const int *img_of, int rows_per_image, int nb, int pool,
-                              float *out, const int *live);
+/* p[l]: level P(l+2) [n, fh[l], fw[l], c], fp32, or with p16 the precision's 16-bit values (16-bit
+ * activations); box i samples image img_of[i] (img_of != NULL) or i / rows_per_image; levels [nb]
+ * from roi_levels (2..5); out [nb, pool, pool, c] fp32; live as below (boxes i < *live only). */
+int cx_cuda_pyramid_roi_align(const void *const p[4], int p16, const int fh[4], const int fw[4], int c,
+                              const float *boxes, const int *levels, const int *img_of, int rows_per_image, int nb,
+                              int pool, float *out, const int *live);
+/* subsample2 (pool.cu's [::2, ::2]) of 16-bit values: a copy, exact */
+int cx_cuda_subsample2_16(const void *x, int n, int h, int w, int c, void *y);
 int cx_cuda_det_select(const float *probs, const float *deltas, int rows, int nc, const float sd[4], int *cls,
                        float *score, float *d);
 /* refined/cls/score: [n, r] rows; alive [n, r] bytes (cleared here); ws: cx_cuda_class_nms_ws bytes. */

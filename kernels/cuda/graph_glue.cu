@@ -86,13 +86,14 @@ __global__ void clip_windows_kernel(float *__restrict__ boxes, int n, int r, con
 }
 
 struct pyramid {
-  const float *p[4];
-  long long image_stride[4]; /* floats per image of each level */
+  const void *p[4]; /* F elements */
+  long long image_stride[4]; /* elements per image of each level */
   int fh[4], fw[4];
 };
 
 /* One thread per output element [nb, pool, pool, c], channel fastest. The sampling is
  * cx_crop_sample (crop_sample.cuh, shared with crop_resize.cu) on the box's own level. */
+template <typename F>
 __global__ void roi_align_kernel(pyramid pyr, int c, const float *__restrict__ boxes, const int *__restrict__ levels,
                                  const int *__restrict__ img_of, int rows_per_image, int nb, int pool,
                                  float *__restrict__ out, const int *__restrict__ live) {
@@ -110,7 +111,7 @@ __global__ void roi_align_kernel(pyramid pyr, int c, const float *__restrict__ b
     l = l < 0 ? 0 : (l > 3 ? 3 : l); /* roi_levels returns 2..5 */
     const int img = img_of ? img_of[bi] : bi / rows_per_image;
     const int hf = pyr.fh[l], wf = pyr.fw[l];
-    const float *feat = pyr.p[l] + (long long)img * pyr.image_stride[l];
+    const F *feat = static_cast<const F *>(pyr.p[l]) + (long long)img * pyr.image_stride[l];
     out[idx] = cx_crop_sample(feat, hf, wf, c, boxes + (size_t)bi * 4, pool, pool, i, j, d);
   }
 }
@@ -317,9 +318,9 @@ int cx_cuda_clip_boxes_windows(float *boxes, int n, int r, const float *windows)
   return 0;
 }
 
-int cx_cuda_pyramid_roi_align(const float *const p[4], const int fh[4], const int fw[4], int c, const float *boxes,
-                              const int *levels, const int *img_of, int rows_per_image, int nb, int pool,
-                              float *out, const int *live) {
+int cx_cuda_pyramid_roi_align(const void *const p[4], int p16, const int fh[4], const int fw[4], int c,
+                              const float *boxes, const int *levels, const int *img_of, int rows_per_image, int nb,
+                              int pool, float *out, const int *live) {
   if (nb <= 0) return 0;
   if (pool < 2) return CX_CUDA_FAIL("pyramid_roi_align: pool size %d must be at least 2", pool);
   if (!img_of && rows_per_image <= 0) return CX_CUDA_FAIL("pyramid_roi_align: rows_per_image must be positive");
@@ -331,8 +332,17 @@ int cx_cuda_pyramid_roi_align(const float *const p[4], const int fh[4], const in
     pyr.image_stride[l] = (long long)fh[l] * fw[l] * c;
   }
   const size_t total = (size_t)nb * pool * pool * c;
-  roi_align_kernel<<<cx_blocks(total, 256), 256, 0, cx_cuda_stream()>>>(pyr, c, boxes, levels, img_of,
-                                                                         rows_per_image, nb, pool, out, live);
+  const unsigned blocks = cx_blocks(total, 256);
+  const cudaStream_t st = cx_cuda_stream();
+  const cx_precision prec = cx_cuda_precision();
+  if (p16 && prec == CX_PREC_FP32) return CX_CUDA_FAIL("pyramid_roi_align: 16-bit levels need precision fp16 or bf16");
+  if (!p16)
+    roi_align_kernel<float><<<blocks, 256, 0, st>>>(pyr, c, boxes, levels, img_of, rows_per_image, nb, pool, out, live);
+  else if (prec == CX_PREC_FP16)
+    roi_align_kernel<__half><<<blocks, 256, 0, st>>>(pyr, c, boxes, levels, img_of, rows_per_image, nb, pool, out, live);
+  else
+    roi_align_kernel<__nv_bfloat16><<<blocks, 256, 0, st>>>(pyr, c, boxes, levels, img_of, rows_per_image, nb, pool, out,
+                                                            live);
   CX_CUDA_LAUNCH_CHECK();
   return 0;
 }

@@ -38,8 +38,9 @@ __global__ void maxpool_same_kernel(const float *__restrict__ x, int n, int h, i
   }
 }
 
-__global__ void subsample2_kernel(const float *__restrict__ x, int n, int h, int w, int c, int ho, int wo,
-                                  float *__restrict__ y) {
+template <typename E>
+__global__ void subsample2_kernel(const E *__restrict__ x, int n, int h, int w, int c, int ho, int wo,
+                                  E *__restrict__ y) {
   const long long total = (long long)n * ho * wo * c;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {
@@ -75,11 +76,22 @@ int cx_cuda_maxpool_same(const float *x, int n, int h, int w, int c, int k, int 
   return 0;
 }
 
-int cx_cuda_subsample2(const float *x, int n, int h, int w, int c, float *y) {
+/* E: float, or unsigned short for 16-bit values (a copy either way) */
+template <typename E>
+static int subsample2_launch(const void *x, int n, int h, int w, int c, void *y) {
   const int ho = (h + 1) / 2, wo = (w + 1) / 2;
   const size_t total = (size_t)n * ho * wo * c;
   if (total == 0) return 0;
-  subsample2_kernel<<<cx_blocks(total, 256), 256, 0, cx_cuda_stream()>>>(x, n, h, w, c, ho, wo, y);
+  subsample2_kernel<E><<<cx_blocks(total, 256), 256, 0, cx_cuda_stream()>>>(static_cast<const E *>(x), n, h, w, c, ho,
+                                                                          wo, static_cast<E *>(y));
   CX_CUDA_LAUNCH_CHECK();
   return 0;
+}
+
+int cx_cuda_subsample2(const float *x, int n, int h, int w, int c, float *y) {
+  return subsample2_launch<float>(x, n, h, w, c, y);
+}
+
+int cx_cuda_subsample2_16(const void *x, int n, int h, int w, int c, void *y) {
+  return subsample2_launch<unsigned short>(x, n, h, w, c, y);
 }

@@ -226,8 +226,18 @@ static double live_err(const float *got, const float *ref, size_t live_count, si
 
 /* w16 (cuda, fp16/bf16): the device descriptor carries only the weights converted once to 16
  * bits (cx_cuda_weights16_upload, kernel NULL), the path of fp16/bf16 models. */
+/* What a conv2d case exercises beyond the shape: wino (tile 4 or 2) — the descriptor carries a
+ * packed Winograd kernel; live_on — cx_cuda_conv2d_live with `live` images; w16 — the 16-bit
+ * weights; a16 / o16 (cuda, fp16/bf16) — 16-bit activations in (x) / out (y and residual)
+ * through cx_cuda_conv2d_io, the device inputs rounded to 16 bits there (the CPU reference keeps
+ * the fp32 values, so the error includes that rounding). */
+typedef struct {
+  int wino, live_on, live, w16, a16, o16;
+} conv_opt;
+
 static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, int cout, int k, int s, int same,
-                      int pad, int with_res, int relu, int wino, int live, int w16) {
+                      int pad, int with_res, int relu, conv_opt o) {
+  const int wino = o.wino, live = o.live_on ? o.live : -1, w16 = o.w16 || o.a16 || o.o16;
   cx_conv2d_desc d = {k, k, cin, cout, s, pad, pad, pad, pad, NULL, NULL, NULL, 0, NULL, 0};
   if (same) {
     cx_same_pads(h, k, s, &d.pad_t, &d.pad_b);
@@ -282,10 +292,23 @@ static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, 
   float *dres = with_res ? d_in(v, res, ny * 4) : NULL;
   float *dy = d_out(v, ny * 4);
   float *dws = d_alloc(v, (cx_conv2d_workspace(&d, n, h, w) + 1) * sizeof(float));
+  /* 16-bit activations: x and residual rounded on the device, y poisoned (0xFFFF: NaN in both
+   * formats) and widened back to fp32 for the comparison */
+  void *dx16 = o.a16 ? d_alloc(v, nx * 2) : NULL, *dres16 = o.o16 && with_res ? d_alloc(v, ny * 2) : NULL;
+  void *dy16 = o.o16 ? d_out(v, ny * 2) : NULL;
   double err = NAN;
-  if (!d_error(v)) {
+  if (!d_error(v) && (o.a16 || o.o16)) {
+    /* a failing call records its error, which report() prints */
+    if (!(o.a16 && cx_cuda_to16(dx, dx16, nx)) && !(dres16 && cx_cuda_to16(dres, dres16, ny)) &&
+        !cx_cuda_conv2d_io(&dd, o.a16 ? dx16 : (void *)dx, o.a16, n, h, w, o.o16 ? dy16 : (void *)dy, o.o16,
+                           o.o16 ? dres16 : (void *)dres, relu) &&
+        o.o16)
+      cx_cuda_from16(dy16, dy, ny);
+  } else if (!d_error(v)) {
     if (live >= 0) cx_cuda_conv2d_live(&dd, dx, n, h, w, dy, dres, relu, dlive);
     else v->be->conv2d(&dd, dx, n, h, w, dy, dres, relu, dws);
+  }
+  if (!d_error(v)) {
     if (!d_fetch(v, got, dy, ny * 4)) {
       /* output rows from the first whole 128-row tile past the live ones stay poisoned */
       const size_t rows = (size_t)nl * ho * wo, untouched = (rows + 127) / 128 * 128;
@@ -293,9 +316,11 @@ static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, 
                      : live_err(got, ref, rows * cout, untouched * cout < ny ? untouched * cout : ny, ny);
     }
   }
-  char shape[128], lv[24] = "";
+  char shape[160], lv[48] = "";
   if (live >= 0) snprintf(lv, sizeof lv, " live %d", live);
   if (w16) snprintf(lv + strlen(lv), sizeof lv - strlen(lv), " w16");
+  if (o.a16 || o.o16)
+    snprintf(lv + strlen(lv), sizeof lv - strlen(lv), " %s%s", o.a16 ? "a16" : "", o.a16 && o.o16 ? "/o16" : o.o16 ? "o16" : "");
   snprintf(shape, sizeof shape, "%s%s %dx%dx%dx%d k%d/%d %d->%d%s%s", label, lv, n, h, w, cin, k, s, cin, cout,
            with_res ? " +res" : "", relu ? " relu" : "");
   report(v, "conv2d", shape, "rel_rms", err, gemm_tol());
@@ -304,23 +329,23 @@ static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, 
 
 /* Split-K (cuda): `slices` forced (cx_cuda_set_splitk) for one case, then back to auto */
 static void t_conv_split(vdev *v, int slices, const char *label, int n, int h, int w, int cin, int cout, int k,
-                         int s, int same, int pad, int with_res, int relu, int live, int w16) {
+                         int s, int same, int pad, int with_res, int relu, conv_opt o) {
   char lb[64];
   snprintf(lb, sizeof lb, "%s splitk %d", label, slices);
   cx_cuda_set_splitk(slices);
-  conv_case(v, lb, n, h, w, cin, cout, k, s, same, pad, with_res, relu, 0, live, w16);
+  conv_case(v, lb, n, h, w, cin, cout, k, s, same, pad, with_res, relu, o);
   cx_cuda_set_splitk(0);
 }
 
 static void t_conv(vdev *v, const char *label, int n, int h, int w, int cin, int cout, int k, int s, int same,
                    int pad, int with_res, int relu) {
-  conv_case(v, label, n, h, w, cin, cout, k, s, same, pad, with_res, relu, 0, -1, 0);
+  conv_case(v, label, n, h, w, cin, cout, k, s, same, pad, with_res, relu, (conv_opt){0});
 }
 
 /* 3x3 / stride 1 / SAME (pad 1 everywhere) in Winograd form, tile 4 or 2 */
 static void t_conv_wino(vdev *v, const char *label, int tile, int n, int h, int w, int cin, int cout, int with_res,
                         int relu) {
-  conv_case(v, label, n, h, w, cin, cout, 3, 1, 1, 0, with_res, relu, tile, -1, 0);
+  conv_case(v, label, n, h, w, cin, cout, 3, 1, 1, 0, with_res, relu, (conv_opt){.wino = tile});
 }
 
 static void t_dense(vdev *v, int rows, int in, int out, int relu) {
@@ -488,6 +513,74 @@ static float *rand_boxes(int nb, float min_size, float max_size) {
     }
   }
   return b;
+}
+
+/* subsample2 of 16-bit values (cuda, fp16/bf16): must equal the CPU's result rounded the same
+ * way (both rounded on the device), i.e. an exact copy of the rounded inputs */
+static void t_subsample2_16(vdev *v, int n, int h, int w, int c) {
+  const int ho = (h + 1) / 2, wo = (w + 1) / 2;
+  const size_t nx = (size_t)n * h * w * c, ny = (size_t)n * ho * wo * c;
+  float *x = rand_f(nx, -2.0f, 2.0f);
+  NEED(x);
+  float *ref = xmalloc(ny * 4), *got = xmalloc(ny * 4), *want = xmalloc(ny * 4);
+  CPU->subsample2(x, n, h, w, c, ref);
+  float *dx = d_in(v, x, nx * 4), *dref = d_in(v, ref, ny * 4), *dy = d_out(v, ny * 4), *dwant = d_out(v, ny * 4);
+  void *dx16 = d_alloc(v, nx * 2), *dy16 = d_out(v, ny * 2), *dref16 = d_alloc(v, ny * 2);
+  double err = NAN;
+  if (!d_error(v) && !cx_cuda_to16(dx, dx16, nx) && !cx_cuda_subsample2_16(dx16, n, h, w, c, dy16) &&
+      !cx_cuda_from16(dy16, dy, ny) && !cx_cuda_to16(dref, dref16, ny) && !cx_cuda_from16(dref16, dwant, ny) &&
+      !d_fetch(v, got, dy, ny * 4) && !d_fetch(v, want, dwant, ny * 4))
+    err = max_abs_f(got, want, ny);
+  char shape[128];
+  snprintf(shape, sizeof shape, "%dx%dx%dx%d (16-bit values)", n, h, w, c);
+  report(v, "subsample2", shape, "max_abs", err, 0.0);
+  free(x), free(ref), free(got), free(want);
+}
+
+/* PyramidROIAlign of the GPU graph (cx_cuda_pyramid_roi_align: boxes of several images on
+ * four levels in one launch) against the CPU's crop_and_resize of each box on its own level
+ * and image. fp32 levels: exact. p16 (fp16/bf16): the levels rounded to 16 bits on the device,
+ * relative RMS against the CPU on the unrounded levels. */
+static void t_pyramid(vdev *v, int p16, int n, int c, int nb, int pool) {
+  const int fh[4] = {32, 16, 8, 4}, fw[4] = {40, 20, 10, 5};
+  float *f[4];
+  size_t nf[4];
+  for (int l = 0; l < 4; l++) {
+    nf[l] = (size_t)n * fh[l] * fw[l] * c;
+    f[l] = rand_f(nf[l], -3.0f, 3.0f);
+    NEED(f[l]);
+  }
+  float *boxes = rand_boxes(nb, 0.01f, 0.9f);
+  int *lev = xmalloc((size_t)nb * sizeof(int)), *img = xmalloc((size_t)nb * sizeof(int));
+  for (int i = 0; i < nb; i++) lev[i] = 2 + uint_below(4), img[i] = uint_below(n);
+  const size_t per = (size_t)pool * pool * c, ny = (size_t)nb * per;
+  float *ref = xmalloc(ny * 4), *got = xmalloc(ny * 4);
+  for (int i = 0; i < nb; i++) {
+    const int l = lev[i] - 2;
+    CPU->crop_and_resize(f[l] + (size_t)img[i] * fh[l] * fw[l] * c, fh[l], fw[l], c, boxes + (size_t)i * 4, 1, pool,
+                         pool, ref + (size_t)i * per);
+  }
+  const void *dp[4];
+  for (int l = 0; l < 4; l++) {
+    float *d = d_in(v, f[l], nf[l] * 4);
+    dp[l] = d;
+    if (p16) {
+      void *d16 = d_alloc(v, nf[l] * 2);
+      if (d && d16 && cx_cuda_to16(d, d16, nf[l])) v->alloc_failed = 1;
+      dp[l] = d16;
+    }
+  }
+  float *db = d_in(v, boxes, (size_t)nb * 16), *dy = d_out(v, ny * 4);
+  int *dlev = d_in(v, lev, (size_t)nb * sizeof(int)), *dimg = d_in(v, img, (size_t)nb * sizeof(int));
+  double err = NAN;
+  if (!d_error(v) && !cx_cuda_pyramid_roi_align(dp, p16, fh, fw, c, db, dlev, dimg, 0, nb, pool, dy, NULL) &&
+      !d_fetch(v, got, dy, ny * 4))
+    err = p16 ? rel_rms(got, ref, ny) : max_abs_f(got, ref, ny);
+  char shape[128];
+  snprintf(shape, sizeof shape, "%d boxes %dx%d, %d images, 4 levels%s", nb, pool, pool, n, p16 ? " (16-bit)" : "");
+  report(v, "pyramid_roi_align", shape, p16 ? "rel_rms" : "max_abs", err, p16 ? gemm_tol() : 0.0);
+  for (int l = 0; l < 4; l++) free(f[l]);
+  free(boxes), free(lev), free(img), free(ref), free(got);
 }
 
 static void t_crop(vdev *v, int hf, int wf, int c, int nb, int ph) {
@@ -1004,29 +1097,38 @@ int cx_cmd_validate(int argc, char **argv) {
     }
     if (v.is_cuda && g_prec != CX_PREC_FP32) {
       /* 16-bit models' weights (converted once at load): every kernel variant that reads them */
-      conv_case(&v, "3x3 SAME", 1, 64, 64, 256, 256, 3, 1, 1, 0, 0, 1, 0, -1, 1);
-      conv_case(&v, "1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, 0, -1, 1);
-      conv_case(&v, "odd 3x3/2 SAME", 2, 33, 35, 13, 37, 3, 2, 1, 0, 1, 1, 0, -1, 1);
-      conv_case(&v, "small (v1)", 1, 9, 9, 32, 40, 3, 1, 1, 0, 0, 1, 0, -1, 1);
-      conv_case(&v, "mask out", 2, 28, 28, 256, 81, 1, 1, 0, 0, 0, 0, 0, -1, 1); /* scalar 16-bit B */
-      conv_case(&v, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, 0, 3, 1);
+      conv_case(&v, "3x3 SAME", 1, 64, 64, 256, 256, 3, 1, 1, 0, 0, 1, (conv_opt){.w16 = 1});
+      conv_case(&v, "1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, (conv_opt){.w16 = 1});
+      conv_case(&v, "odd 3x3/2 SAME", 2, 33, 35, 13, 37, 3, 2, 1, 0, 1, 1, (conv_opt){.w16 = 1});
+      conv_case(&v, "small (v1)", 1, 9, 9, 32, 40, 3, 1, 1, 0, 0, 1, (conv_opt){.w16 = 1});
+      conv_case(&v, "mask out", 2, 28, 28, 256, 81, 1, 1, 0, 0, 0, 0, (conv_opt){.w16 = 1}); /* scalar 16-bit B */
+      conv_case(&v, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, (conv_opt){.live_on = 1, .live = 3, .w16 = 1});
+      /* 16-bit activations (the backbone's layout since v3): in and out, residual, in only (the
+       * FPN laterals), 64-wide tiles with a small M (v2 regardless), split-K with a 16-bit store */
+      conv_case(&v, "3x3 SAME", 1, 64, 64, 256, 256, 3, 1, 1, 0, 0, 1, (conv_opt){.a16 = 1, .o16 = 1});
+      conv_case(&v, "1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, (conv_opt){.a16 = 1, .o16 = 1});
+      conv_case(&v, "1x1/2 VALID", 1, 64, 64, 256, 512, 1, 2, 0, 0, 0, 0, (conv_opt){.a16 = 1});
+      conv_case(&v, "small 3x3 SAME", 2, 7, 9, 16, 36, 3, 1, 1, 0, 1, 1, (conv_opt){.a16 = 1, .o16 = 1});
+      t_conv_split(&v, 3, "1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, (conv_opt){.a16 = 1, .o16 = 1});
+      conv_case(&v, "fp32 in, 3x3 SAME", 1, 32, 32, 256, 512, 3, 1, 1, 0, 0, 1, (conv_opt){.o16 = 1}); /* FPN P */
+      conv_case(&v, "rpn class 1x1", 2, 16, 16, 512, 6, 1, 1, 0, 0, 0, 0, (conv_opt){.a16 = 1}); /* scalar out */
     }
     if (v.is_cuda) {
       /* split-K: slices of K in separate blocks, then summed with the epilogue; uneven last
        * slice (3136 = 49 x 64 columns in 3 slices), residual, vector/scalar output, live rows */
-      t_conv_split(&v, 3, "cls 7x7 VALID", 300, 7, 7, 64, 128, 7, 1, 0, 0, 0, 1, -1, 0);
-      t_conv_split(&v, 4, "1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, -1, 0);
-      t_conv_split(&v, 2, "odd 3x3 SAME", 2, 15, 17, 32, 36, 3, 1, 1, 0, 1, 1, -1, 0);
-      t_conv_split(&v, 5, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, 3, 0);
-      if (g_prec != CX_PREC_FP32) t_conv_split(&v, 3, "1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, -1, 1);
+      t_conv_split(&v, 3, "cls 7x7 VALID", 300, 7, 7, 64, 128, 7, 1, 0, 0, 0, 1, (conv_opt){0});
+      t_conv_split(&v, 4, "1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, (conv_opt){0});
+      t_conv_split(&v, 2, "odd 3x3 SAME", 2, 15, 17, 32, 36, 3, 1, 1, 0, 1, 1, (conv_opt){0});
+      t_conv_split(&v, 5, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, (conv_opt){.live_on = 1, .live = 3});
+      if (g_prec != CX_PREC_FP32) t_conv_split(&v, 3, "1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, (conv_opt){.w16 = 1});
       /* the mask head's device-side row count (cx_cuda_conv2d_live): some, none, more than n */
-      conv_case(&v, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, 0, 3, 0);
-      conv_case(&v, "mask out", 6, 28, 28, 256, 81, 1, 1, 0, 0, 0, 0, 0, 2, 0);
-      conv_case(&v, "none", 4, 14, 14, 64, 64, 3, 1, 1, 0, 0, 1, 0, 0, 0);
-      conv_case(&v, "all", 3, 14, 14, 64, 64, 3, 1, 1, 0, 0, 1, 0, 7, 0);
+      conv_case(&v, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, (conv_opt){.live_on = 1, .live = 3});
+      conv_case(&v, "mask out", 6, 28, 28, 256, 81, 1, 1, 0, 0, 0, 0, (conv_opt){.live_on = 1, .live = 2});
+      conv_case(&v, "none", 4, 14, 14, 64, 64, 3, 1, 1, 0, 0, 1, (conv_opt){.live_on = 1, .live = 0});
+      conv_case(&v, "all", 3, 14, 14, 64, 64, 3, 1, 1, 0, 0, 1, (conv_opt){.live_on = 1, .live = 7});
       if (g_prec == CX_PREC_FP32) {
-        conv_case(&v, "winograd mask", 24, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, 4, 9, 0); /* 144 of 384 GEMM rows */
-        conv_case(&v, "winograd none", 4, 14, 14, 64, 64, 3, 1, 1, 0, 0, 1, 4, 0, 0);
+        conv_case(&v, "winograd mask", 24, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, (conv_opt){.wino = 4, .live_on = 1, .live = 9}); /* 144 of 384 GEMM rows */
+        conv_case(&v, "winograd none", 4, 14, 14, 64, 64, 3, 1, 1, 0, 0, 1, (conv_opt){.wino = 4, .live_on = 1, .live = 0});
       }
     }
   }
@@ -1042,6 +1144,7 @@ int cx_cmd_validate(int argc, char **argv) {
   if (want("subsample2")) {
     t_subsample2(&v, 1, 16, 16, 256);
     t_subsample2(&v, 2, 17, 15, 3);
+    if (v.is_cuda && g_prec != CX_PREC_FP32) t_subsample2_16(&v, 2, 17, 15, 256);
   }
   if (want("upsample2_add")) t_upsample(&v, 1, 64, 64, 256);
   if (want("softmax")) {
@@ -1057,6 +1160,10 @@ int cx_cmd_validate(int argc, char **argv) {
   if (want("crop_and_resize")) {
     t_crop(&v, 256, 256, 256, 1000, 7);
     t_crop(&v, 128, 128, 256, 100, 14);
+  }
+  if (want("pyramid_roi_align") && v.is_cuda) {
+    t_pyramid(&v, 0, 2, 64, 300, 7);
+    if (g_prec != CX_PREC_FP32) t_pyramid(&v, 1, 2, 64, 300, 14);
   }
   if (want("roi_levels")) {
     t_roi_levels(&v, 1000, 1024, 1024, -1);
