@@ -21,7 +21,10 @@
  *   v2 fp16/bf16 — same rounding as v1 (operands rounded once to 16 bits, fp32 accumulate),
  *              128x128 (or 128x64) x 32 tile, 8 warps of 64x32 (32x32), float4 gathers,
  *              register-staged double buffering, epilogue through a per-warp shared staging
- *              tile.
+ *              tile. Variants for 16-bit activations in and/or out (cx_cuda_conv2d_io) and
+ *              split-K slices (KS; splitk_reduce_kernel adds them with the epilogue).
+ *   v3 fp16/bf16 — v2's tile and arithmetic when both operands are 16-bit in memory: cp.async
+ *              copies straight to shared memory, 3 stages (conv_tc_v3_kernel).
  * All v2 kernels: 2 blocks per SM (<= 128 registers, no spills, <= 40 KB static shared
  * memory); numbers and predictions in bench/cuda-notes.md.
  * fp32 3x3 / stride 1 / pad 1 convolutions whose descriptor carries a packed Winograd kernel go
@@ -34,6 +37,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <limits.h>
+#include <cuda_pipeline.h>
 #include <mma.h>
 #include <stdlib.h>
 #include <string.h>
@@ -846,6 +850,134 @@ __global__ void __launch_bounds__(H_THREADS, 2)
   }
 }
 
+/* ---- v3 fp16 / bf16: 16-bit operands straight to shared memory (cp.async) ---------------- */
+/* When both operands are already 16-bit in memory (16-bit activations and weights, v3 of
+ * bench/cuda-notes.md) nothing needs converting on the way to shared memory, so the loads go
+ * there directly as asynchronous copies (cp.async through the pipeline primitives): no staging
+ * registers, no shared stores, and V3_STAGES tiles in flight instead of the one of v2's
+ * register double buffer. Same tile (128 x BN x 32), warps, MMAs, split-K slices and epilogue
+ * as v2, so the same sums in the same order (bit-identical to v2 in the emulator).
+ * Conditions (the launcher checks): A16 and 16-bit weights, cin % 16 == 0, cout % 8 == 0 (B
+ * in 16-byte chunks of 8 columns), 16-byte aligned buffers.
+ * Dynamic shared memory: row info, then V3_STAGES x (A [128][40] + B [32][BN+8]) of T (the
+ * epilogue's staging tiles reuse the stages); its base is aligned to 128 bytes by hand (WMMA
+ * pointers need 32), so the launch asks for 128 bytes more. Past the last tile the copies are
+ * not issued but the groups still committed, so "wait for all but the newest S-2" always means
+ * "the tile about to be used has landed". */
+constexpr int V3_STAGES = 3;
+
+template <int BN>
+struct v3_tile {
+  static constexpr int ROW_BYTES = H_BM * (8 + 8);                     /* row_off + row_yx */
+  static constexpr int STAGE_BYTES = H_A_BYTES + tc_tile<BN>::B_BYTES; /* both multiples of 128 */
+  static constexpr int PIPE_BYTES = V3_STAGES * STAGE_BYTES;
+  static constexpr int BODY = PIPE_BYTES > H_C_BYTES ? PIPE_BYTES : H_C_BYTES;
+  static constexpr int SMEM_BYTES = ROW_BYTES + BODY + 128; /* + the alignment slack */
+  static constexpr int BCH = BN / 8, B_PER = H_BK * BCH / H_THREADS; /* B 16-byte chunks per thread */
+  static_assert(H_A_BYTES % 128 == 0 && tc_tile<BN>::B_BYTES % 128 == 0, "stage alignment");
+  static_assert(B_PER >= 1 && H_BK * BCH % H_THREADS == 0, "B loader");
+};
+
+template <typename T, int BN, bool KS, bool O16>
+__global__ void __launch_bounds__(H_THREADS, 2)
+    conv_tc_v3_kernel(const unsigned short *__restrict__ x, const unsigned short *__restrict__ wt,
+                      const float *__restrict__ bias, const atype<O16> *__restrict__ res, atype<O16> *__restrict__ y,
+                      conv_geom g, int relu, zstride zs) {
+  using namespace nvcuda;
+  using tile = tc_tile<BN>;
+  using v3 = v3_tile<BN>;
+  constexpr int FM = tile::FM, LDB = tile::LDB;
+  static_assert(!(KS && O16), "split-K slices write fp32 partials");
+  extern __shared__ uint4 v3_smem_raw[];
+  unsigned char *sm = reinterpret_cast<unsigned char *>(((uintptr_t)v3_smem_raw + 127) & ~(uintptr_t)127);
+  long long *row_off = reinterpret_cast<long long *>(sm);
+  int2 *row_yx = reinterpret_cast<int2 *>(sm + H_BM * 8);
+  unsigned char *body = sm + v3::ROW_BYTES;
+  const long long m0 = (long long)blockIdx.x * H_BM;
+  if (tile_dead(g, m0)) return;
+  const int n0 = blockIdx.y * BN;
+  const int t = threadIdx.x;
+  const int warp = t / 32;
+  const int wm = warp / tile::WARPS_N, wn = warp % tile::WARPS_N;
+  const int a_r = t / 2, a_c = (t % 2) * 16;
+  if (t < H_BM) {
+    const arow a = row_info(g, m0 + t);
+    row_off[t] = a.off;
+    row_yx[t] = make_int2(a.iy0, a.ix0);
+  }
+  const int2 kr = KS ? k_range(g, zs) : make_int2(0, g.k);
+  if (KS) y += blockIdx.z * zs.y;
+  const int nk = (kr.y - kr.x + H_BK - 1) / H_BK;
+  kpos ap = kpos_of(g, kr.x + a_c); /* the A position of the next tile to issue */
+  __syncthreads();                  /* row info */
+
+  /* issue tile `it` (k columns kr.x + it*32 ..) into stage it % S */
+  auto issue = [&](int it) {
+    const int kk0 = kr.x + it * H_BK;
+    unsigned char *st = body + (it % V3_STAGES) * v3::STAGE_BYTES;
+    T *As = reinterpret_cast<T *>(st);
+    T *Bs = reinterpret_cast<T *>(st + H_A_BYTES);
+    { /* A: 16 channels of one pixel = two 16-byte copies, zero-filled outside the image / K */
+      const int iy = row_yx[a_r].x + ap.ky, ix = row_yx[a_r].y + ap.kx;
+      const bool ok = kk0 + a_c < g.k && (unsigned)iy < (unsigned)g.h && (unsigned)ix < (unsigned)g.w;
+      const unsigned short *src = x + (ok ? row_off[a_r] + ap.off : 0);
+      T *dst = As + a_r * H_LDA + a_c;
+      __pipeline_memcpy_async(dst, src, 16, ok ? 0 : 16);
+      __pipeline_memcpy_async(dst + 8, src + (ok ? 8 : 0), 16, ok ? 0 : 16);
+    }
+#pragma unroll
+    for (int q = 0; q < v3::B_PER; q++) { /* B: 8 columns of one k row per copy */
+      const int c = t + q * H_THREADS, kb = c / v3::BCH, nb = (c % v3::BCH) * 8;
+      const int kk = kk0 + kb, nn = n0 + nb;
+      const bool ok = kk < g.k && nn < g.cout;
+      __pipeline_memcpy_async(Bs + kb * LDB + nb, wt + (ok ? kk * g.cout + nn : 0), 16, ok ? 0 : 16);
+    }
+    kpos_advance(g, ap, H_BK);
+  };
+
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[FM][2];
+#pragma unroll
+  for (int i = 0; i < FM; i++)
+#pragma unroll
+    for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.0f);
+
+#pragma unroll
+  for (int s = 0; s < V3_STAGES - 1; s++) {
+    if (s < nk) issue(s);
+    __pipeline_commit();
+  }
+  for (int kt = 0; kt < nk; kt++) {
+    __pipeline_wait_prior(V3_STAGES - 2); /* this thread's copies of tile kt have landed */
+    __syncthreads(); /* everyone's have; and everyone is done with tile kt-1's stage */
+    if (kt + V3_STAGES - 1 < nk) issue(kt + V3_STAGES - 1); /* into tile kt-1's stage */
+    __pipeline_commit();
+    const unsigned char *st = body + (kt % V3_STAGES) * v3::STAGE_BYTES;
+    const T *As = reinterpret_cast<const T *>(st);
+    const T *Bs = reinterpret_cast<const T *>(st + H_A_BYTES);
+    mma_k16<BN, T>(As, Bs, 0, wm, wn, acc);
+    mma_k16<BN, T>(As, Bs, 16, wm, wn, acc);
+  }
+  __pipeline_wait_prior(0);
+  __syncthreads(); /* the stages become the epilogue's staging tiles */
+
+  float *cw = reinterpret_cast<float *>(body) + warp * 16 * H_LDC;
+  const int lane = t % 32;
+#pragma unroll
+  for (int i = 0; i < FM; i++) {
+#pragma unroll
+    for (int j = 0; j < 2; j++) wmma::store_matrix_sync(cw + j * 16, acc[i][j], H_LDC, wmma::mem_row_major);
+    __syncwarp();
+#pragma unroll
+    for (int p = 0; p < 4; p++) {
+      const int r = p * 4 + lane / 8, c = (lane % 8) * 4;
+      const float4 v = *reinterpret_cast<const float4 *>(cw + r * H_LDC + c);
+      if constexpr (O16) store_out4_16<T>(g, m0 + (wm * FM + i) * 16 + r, n0 + wn * 32 + c, v, bias, res, relu, y);
+      else store_out4(g, m0 + (wm * FM + i) * 16 + r, n0 + wn * 32 + c, v, bias, res, relu, y, true);
+    }
+    __syncwarp();
+  }
+}
+
 /* ---- version choice ------------------------------------------------------------------ */
 int g_conv_version = -1; /* -1: CTXDIFF_CUDA_CONV not read yet; then 0 auto, 1 v1, 2 v2 */
 
@@ -901,6 +1033,7 @@ struct conv_args {
   int relu, out_vec;
   zstride zs; /* Winograd's batch (fp32 only) or split-K slices */
   bool a16, o16;
+  bool v3; /* the cp.async kernel (16-bit operands, see conv_tc_v3_kernel) */
 };
 
 template <int BN, bool AV, bool BV, bool KS>
@@ -936,12 +1069,35 @@ void tc_v2_ab(bool av16, bool bv, dim3 grid, cudaStream_t st, const conv_args &a
   else tc_v2_launch<T, BN, false, false, W16, false>(grid, st, a);
 }
 
-/* 16-bit activations: the variants with vector A gathers and 16-bit weights (the launcher
- * checks); vector B and outputs, except 16-bit input to an fp32 output with cout % 4 != 0
- * (64-wide only: the 128-wide scalar-B 16-bit-weight tile would spill) */
+template <typename T, int BN, bool KS, bool O16>
+void tc_v3_launch(dim3 grid, cudaStream_t st, const conv_args &a) {
+  constexpr int smem = v3_tile<BN>::SMEM_BYTES;
+  static bool attr_set = false; /* once per instantiation (and device: one device per process) */
+  if (!attr_set) {
+    void (*kernel)(const unsigned short *, const unsigned short *, const float *, const atype<O16> *, atype<O16> *,
+                   conv_geom, int, zstride) = conv_tc_v3_kernel<T, BN, KS, O16>;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) {
+      CX_CUDA_FAIL("conv2d: setting %d bytes of dynamic shared memory for the v3 kernel failed", smem);
+      return;
+    }
+    attr_set = true;
+  }
+  conv_tc_v3_kernel<T, BN, KS, O16><<<grid, H_THREADS, smem, st>>>(
+      static_cast<const unsigned short *>(a.x), static_cast<const unsigned short *>(a.wt), a.bias,
+      static_cast<const atype<O16> *>(a.res), static_cast<atype<O16> *>(a.y), a.g, a.relu, a.zs);
+}
+
+/* 16-bit activations: v3 where its conditions hold (a.v3), else the v2 variants with vector A
+ * gathers and 16-bit weights (the launcher checks); vector B and outputs, except 16-bit input to
+ * an fp32 output with cout % 4 != 0 (64-wide only: the 128-wide scalar-B 16-bit-weight tile
+ * would spill) */
 template <typename T, int BN>
 void tc_v2_io(bool bv, dim3 grid, cudaStream_t st, const conv_args &a) {
-  if (a.zs.kz) {
+  if (a.v3) {
+    if (a.zs.kz) tc_v3_launch<T, BN, true, false>(grid, st, a);
+    else if (a.o16) tc_v3_launch<T, BN, false, true>(grid, st, a);
+    else tc_v3_launch<T, BN, false, false>(grid, st, a);
+  } else if (a.zs.kz) {
     if (a.a16) tc_v2_launch<T, BN, true, true, true, true, true, false>(grid, st, a);
     else tc_v2_launch<T, BN, true, true, true, true, false, false>(grid, st, a);
   } else if (a.a16 && a.o16) tc_v2_launch<T, BN, true, true, true, false, true, true>(grid, st, a);
@@ -1150,7 +1306,10 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
     const bool av16 = g.cin % 16 == 0 && aligned16(x); /* tensor-core loader: 16-channel runs */
     const bool bv = g.cout % 4 == 0 && (w16 ? ((uintptr_t)wt & 7) == 0 : aligned16(wt));
     const int ov = g.cout % 4 == 0 && aligned16(y) && (!residual || aligned16(residual)) && (!bias || aligned16(bias));
-    conv_args a = {x, wt, bias, residual, y, g, relu, ov, {0, 0, 0, 0}, x16, y16};
+    conv_args a = {x, wt, bias, residual, y, g, relu, ov, {0, 0, 0, 0}, x16, y16, false};
+    /* v3 (cp.async) for 16-bit activations and weights in 8-column B chunks; CTXDIFF_CUDA_CONV=v2
+     * keeps v2 (A/B) */
+    a.v3 = x16 && w16 && ov && g.cout % 8 == 0 && ((uintptr_t)wt & 15) == 0 && conv_version() != 2;
     const unsigned mt = (unsigned)((g.m + 127) / 128);
     /* 16-bit weights gathered one by one (cout % 4 != 0: mask logits, class logits) take the
      * 64-wide tile: the 128-wide bf16 one would spill (ptxas: 28 bytes) */
@@ -1255,7 +1414,7 @@ int cx_cuda_gemm_f32_batched(const float *A, long long sA, const float *B, long 
     const bool av = K % 4 == 0 && sA % 4 == 0 && aligned16(A);
     const bool bv = N % 4 == 0 && sB % 4 == 0 && aligned16(B);
     const int ov = N % 4 == 0 && sC % 4 == 0 && aligned16(C);
-    const conv_args a = {A, B, nullptr, nullptr, C, g, 0, ov, zs, false, false};
+    const conv_args a = {A, B, nullptr, nullptr, C, g, 0, ov, zs, false, false, false};
     const unsigned mt = (unsigned)((M + 127) / 128);
     const bool narrow = N <= 64 || (long long)mt * ((N + 127) / 128) * batch < sm_count();
     const dim3 grid(mt, (unsigned)(narrow ? (N + 63) / 64 : (N + 127) / 128), (unsigned)batch);

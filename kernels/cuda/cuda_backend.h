@@ -67,14 +67,15 @@ const char *cx_precision_name(cx_precision p);
 void *cx_cuda_weights16_upload(cx_precision p, const float *host, size_t count);
 /* Which conv2d/dense kernels run (A/B timing, diagnosis; see kernels/cuda/conv.cu). Until it is
  * called, CTXDIFF_CUDA_CONV=v1|v2 gives the initial value (read at the first conv). */
-void cx_cuda_set_conv_version(int v); /* 0 auto (default), 1 v1 only, 2 v2 wherever valid */
+/* 0 auto (default; v3, cp.async, for 16-bit activations and weights), 1 v1 only, 2 v2 wherever valid */
+void cx_cuda_set_conv_version(int v);
 int cx_cuda_conv_version(void); /* the setting in force (0, 1 or 2) */
 /* Split-K for v2 GEMMs whose output tiles would leave SMs idle (conv.cu, pick_splits): slices of
  * K computed by separate blocks into fp32 partials in the scratch arena, then added in k order
  * with the epilogue. 0 auto (default), 1 off, s >= 2 forces s slices wherever v2 runs and K has
  * s x 64 columns (validation, A/B timing). Initial value from CTXDIFF_CUDA_SPLITK=off|N. */
 void cx_cuda_set_splitk(int s);
-/* 16-bit activations (fp16/bf16 precisions; bench/cuda-notes.md v3): conv2d whose input x
+/* 16-bit activations (fp16/bf16 precisions; bench/cuda-notes.md v2.3): conv2d whose input x
  * (x16) and/or output y and residual (y16) hold values in the precision's 16-bit format, the
  * epilogue still in fp32 and rounded once when stored. Needs the descriptor's 16-bit weights
  * (kernel16), cin % 16 == 0, cout % 4 == 0 and 16-byte aligned buffers; always the v2

@@ -1103,7 +1103,7 @@ int cx_cmd_validate(int argc, char **argv) {
       conv_case(&v, "small (v1)", 1, 9, 9, 32, 40, 3, 1, 1, 0, 0, 1, (conv_opt){.w16 = 1});
       conv_case(&v, "mask out", 2, 28, 28, 256, 81, 1, 1, 0, 0, 0, 0, (conv_opt){.w16 = 1}); /* scalar 16-bit B */
       conv_case(&v, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, (conv_opt){.live_on = 1, .live = 3, .w16 = 1});
-      /* 16-bit activations (the backbone's layout since v3): in and out, residual, in only (the
+      /* 16-bit activations (the feature maps' layout since v2.3): in and out, residual, in only (the
        * FPN laterals), 64-wide tiles with a small M (v2 regardless), split-K with a 16-bit store */
       conv_case(&v, "3x3 SAME", 1, 64, 64, 256, 256, 3, 1, 1, 0, 0, 1, (conv_opt){.a16 = 1, .o16 = 1});
       conv_case(&v, "1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, (conv_opt){.a16 = 1, .o16 = 1});
@@ -1111,6 +1111,11 @@ int cx_cmd_validate(int argc, char **argv) {
       conv_case(&v, "small 3x3 SAME", 2, 7, 9, 16, 36, 3, 1, 1, 0, 1, 1, (conv_opt){.a16 = 1, .o16 = 1});
       t_conv_split(&v, 3, "1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, (conv_opt){.a16 = 1, .o16 = 1});
       conv_case(&v, "fp32 in, 3x3 SAME", 1, 32, 32, 256, 512, 3, 1, 1, 0, 0, 1, (conv_opt){.o16 = 1}); /* FPN P */
+      /* the rows above with 16-bit inputs and cout % 8 == 0 run v3 (cp.async); the v2 forms too */
+      cx_cuda_set_conv_version(2);
+      conv_case(&v, "v2 forced: 3x3 SAME", 1, 64, 64, 256, 256, 3, 1, 1, 0, 1, 1, (conv_opt){.a16 = 1, .o16 = 1});
+      t_conv_split(&v, 3, "v2 forced: 1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, (conv_opt){.a16 = 1});
+      cx_cuda_set_conv_version(0);
       conv_case(&v, "rpn class 1x1", 2, 16, 16, 512, 6, 1, 1, 0, 0, 0, 0, (conv_opt){.a16 = 1}); /* scalar out */
     }
     if (v.is_cuda) {

@@ -230,8 +230,25 @@ bool resolve(int nth) {
   return false;
 }
 
+/* pipeline primitives (cuda_pipeline.h): per thread, the copies of the open group and the
+ * committed groups not yet waited for; performed only by that thread's wait */
+struct pipe_copy_op {
+  void *dst;
+  const void *src;
+  size_t n, zfill;
+};
+struct pipe_state {
+  std::vector<pipe_copy_op> open;
+  std::vector<std::vector<pipe_copy_op>> groups; /* oldest first */
+};
+pipe_state g_pipe[MAX_THREADS];
+
 void run_block(int nth) {
-  for (int t = 0; t < nth; t++) fiber_init(t);
+  for (int t = 0; t < nth; t++) {
+    fiber_init(t);
+    g_pipe[t].open.clear(); /* copies never waited for by the last block: gone with its shared memory */
+    g_pipe[t].groups.clear();
+  }
   for (;;) {
     for (int k = 0; k < nth; k++) {
       const int t = g_order_rev ? nth - 1 - k : k;
@@ -528,6 +545,34 @@ int warp_leader() {
 }
 unsigned long long *warp_slots() { return g_slots + (g_cur - g_cur % 32); }
 void *dyn_smem() { return g_dyn.data(); }
+
+void pipe_copy(void *dst, const void *src, size_t size, size_t zfill) {
+  if (!g_in_kernel || g_cur < 0) die("__pipeline_memcpy_async outside a kernel");
+  if ((size != 4 && size != 8 && size != 16) || zfill > size)
+    device_fail("__pipeline_memcpy_async of %zu bytes with %zu zero-filled (4, 8 or 16, zfill <= size)", size, zfill);
+  if (((uintptr_t)dst % size) || ((uintptr_t)src % size))
+    device_fail("__pipeline_memcpy_async: %p <- %p not aligned to its size %zu", dst, src, size);
+  g_pipe[g_cur].open.push_back(pipe_copy_op{dst, src, size - zfill, zfill});
+}
+
+void pipe_commit() {
+  if (!g_in_kernel || g_cur < 0) die("__pipeline_commit outside a kernel");
+  pipe_state &p = g_pipe[g_cur];
+  p.groups.push_back(std::move(p.open));
+  p.open.clear();
+}
+
+void pipe_wait_prior(size_t prior) {
+  if (!g_in_kernel || g_cur < 0) die("__pipeline_wait_prior outside a kernel");
+  pipe_state &p = g_pipe[g_cur];
+  while (p.groups.size() > prior) {
+    for (const pipe_copy_op &c : p.groups.front()) {
+      if (c.n) memcpy(c.dst, c.src, c.n);
+      if (c.zfill) memset((char *)c.dst + c.n, 0, c.zfill);
+    }
+    p.groups.erase(p.groups.begin());
+  }
+}
 void device_fail(const char *fmt, ...) {
   char msg[512], w[256];
   va_list ap;

@@ -3,17 +3,32 @@
  * emulator exists to catch (missing barrier, host dereference of device memory, reads past an
  * allocation, host pointers as kernel arguments, divergent barriers, bad launch
  * configurations, reading a pinned buffer before the stream is synchronised, misaligned
- * vector loads, shared-array overruns). selftest.sh runs each case and checks the verdict.
+ * vector loads, shared-array overruns, reading asynchronous copies before waiting for them). selftest.sh runs each case and checks the verdict.
  * Real CUDA: the "good" cases run under nvcc too (they are plain CUDA).
  *
  *   cuda_emu_selftest CASE      prints a verdict line; exit 0 when the case behaved */
 #include <cuda_fp16.h>
+#include <cuda_pipeline.h>
 #include <cuda_runtime.h>
 #include <math.h>
 #include <mma.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Asynchronous copies (cuda_pipeline.h): each thread copies 16 bytes of `in` into shared memory
+ * with __pipeline_memcpy_async (the second half of the block zero-filled), then every thread
+ * reads its neighbour's chunk. With the wait and the barrier the result is exact; without the
+ * wait the copies have not landed when read (the emulator holds them until the wait). */
+__global__ void pipe_kernel(const float4 *in, float4 *out, int wait) {
+  __shared__ float4 buf[64];
+  const int t = threadIdx.x;
+  __pipeline_memcpy_async(&buf[t], &in[t], 16, t < 32 ? 0 : 16);
+  __pipeline_commit();
+  if (wait) __pipeline_wait_prior(0);
+  __syncthreads();
+  out[t] = buf[(t + 1) % 64];
+}
 
 #define CK(call)                                                                     \
   do {                                                                               \
@@ -280,6 +295,26 @@ int main(int argc, char **argv) {
     printf("%s: %d of 256 copied before the fill\n", c, bad);
     return wait ? bad != 0 : 0;
   }
-  fprintf(stderr, "usage: cuda_emu_selftest shfl|wmma|race|host_deref|oob|host_arg|divergent|config|stale|misaligned|smem|graph|streams|streams_nowait\n");
+  if (!strcmp(c, "pipeline") || !strcmp(c, "pipeline_nowait")) {
+    const int wait = !strcmp(c, "pipeline");
+    float4 *in, *out;
+    float4 h[64];
+    CK(cudaMalloc((void **)&in, sizeof h));
+    CK(cudaMalloc((void **)&out, sizeof h));
+    for (int i = 0; i < 64; i++) h[i] = make_float4(i, i + 0.25f, i + 0.5f, i + 0.75f);
+    CK(cudaMemcpy(in, h, sizeof h, cudaMemcpyHostToDevice));
+    pipe_kernel<<<1, 64>>>(in, out, wait);
+    CK(cudaGetLastError());
+    CK(cudaMemcpy(h, out, sizeof h, cudaMemcpyDeviceToHost));
+    int bad = 0;
+    for (int t = 0; t < 64; t++) {
+      const int s = (t + 1) % 64;
+      const float4 want = s < 32 ? make_float4(s, s + 0.25f, s + 0.5f, s + 0.75f) : make_float4(0, 0, 0, 0);
+      bad += h[t].x != want.x || h[t].y != want.y || h[t].z != want.z || h[t].w != want.w;
+    }
+    printf("%s: %d of 64 wrong\n", c, bad);
+    return wait ? bad != 0 : 0;
+  }
+  fprintf(stderr, "usage: cuda_emu_selftest shfl|wmma|race|host_deref|oob|host_arg|divergent|config|stale|misaligned|smem|graph|streams|streams_nowait|pipeline|pipeline_nowait\n");
   return 2;
 }

@@ -45,6 +45,14 @@ if ! grep -q "streams_nowait: 256 of 256" "$out"; then
 else
   echo "ok   streams_nowait (rev): $(grep -m1 streams_nowait: "$out")"
 fi
+expect pipeline ok "pipeline: 0 of 64 wrong"
+# without __pipeline_wait_prior the asynchronous copies have not landed when read
+"$T" pipeline_nowait >"$out" 2>&1
+if ! grep -q "pipeline_nowait: [1-9][0-9]* of 64 wrong" "$out"; then
+  echo "FAIL pipeline_nowait: the missing wait went unseen"; sed 's/^/  | /' "$out"; fail=1
+else
+  echo "ok   pipeline_nowait: $(grep -m1 pipeline_nowait: "$out")"
+fi
 expect host_deref fault "host code dereferenced a device pointer"
 expect oob fault "past the end of the device allocation"
 expect host_arg fault "is host memory, not device memory"
