@@ -50,9 +50,10 @@
  * off by default there: see cx_gpu_attach): C1
  * after the pool through C5 (residuals included), P2..P6 and the RPN's shared conv output,
  * through cx_cuda_conv2d_io (epilogues in fp32, one rounding at the store), the 16-bit
- * subsample for P6 and the ROI align reading 16-bit levels. fp32 stay: the FPN laterals'
- * sums (Q, the upsample-add), the RPN logits, and everything from the ROI-pooled features on
- * (classifier and mask head). An fp32 model also gets the Winograd form of
+ * subsample for P6, the ROI align reading 16-bit levels and writing 16-bit pooled features,
+ * and the mask head's four 3x3 convs. fp32 stay: the FPN laterals' sums (Q, the upsample-add),
+ * the RPN logits, the classifier after its 7x7 conv, the deconvolution's output and the mask
+ * logits. An fp32 model also gets the Winograd form of
  * every kernel the CPU packed (3x3/1 SAME; cx_cuda_winograd_upload, (T+2)^2/9 times those
  * kernels' bytes: ~0.44 GB more for ResNet-101 at F(4x4,3x3)). Buffers are planned per (batch, molded
  * shape) on first use and kept (re-planned only when the shape changes); the per-image path
@@ -664,9 +665,10 @@ static void classifier(cx_model *m, const cx_backend *be) {
   gplan *p = &g->plan;
   const int R = m->cfg.POST_NMS_ROIS_INFERENCE, NC = m->num_classes, nR = p->n * R;
   be->roi_levels(p->rois, nR, p->H, p->W, p->levels);
+  /* act16: the pooled features in 16 bits too, read by the 7x7 conv (its output fc1 is fp32) */
   cx_cuda_pyramid_roi_align(levels_of(p), g->act16, p->fh, p->fw, FEAT, p->rois, p->levels, NULL, R, nR, 7, p->pool7,
-                            NULL);
-  gconv(be, &g->cls_conv1, p->pool7, nR, 7, 7, p->fc1, NULL, 1, NULL, NULL);
+                            g->act16, NULL);
+  fconv(g, be, &g->cls_conv1, p->pool7, 1, nR, 7, 7, p->fc1, 0, NULL, 1, NULL, NULL);
   gconv(be, &g->cls_conv2, p->fc1, nR, 1, 1, p->fc2, NULL, 1, NULL, NULL);
   /* the dense layers as 1x1 convolutions over nR 1x1 images: their descriptors carry the
    * 16-bit weights of fp16/bf16 models */
@@ -704,16 +706,20 @@ static void mask_head(cx_model *m, const cx_backend *be) {
   const int *live = p->mtotal;
   cx_cuda_mask_pack(p->det, p->det_count, p->n, D, p->mboxes, p->mimg, p->mcls, p->mtotal);
   cx_cuda_roi_levels_live(p->mboxes, rows, p->H, p->W, p->levels, live);
-  cx_cuda_pyramid_roi_align(levels_of(p), g->act16, p->fh, p->fw, FEAT, p->mboxes, p->levels, p->mimg, 0, rows, 14,
-                            p->pool14, live);
-  const float *x = p->pool14;
+  /* act16: pooled features and the four 3x3 convs' outputs in 16 bits, read by the deconv's
+   * GEMM (its output and the logits are fp32) */
+  const int a16 = g->act16;
+  cx_cuda_pyramid_roi_align(levels_of(p), a16, p->fh, p->fw, FEAT, p->mboxes, p->levels, p->mimg, 0, rows, 14,
+                            p->pool14, a16, live);
+  const void *x = p->pool14;
   float *bufs[2] = {p->mask_a, p->mask_b};
   for (int k = 0; k < 4; k++) {
     const cx_conv2d_desc d = padded(&g->mask_conv[k], 14, 14);
-    cx_cuda_conv2d_live(&d, x, rows, 14, 14, bufs[k & 1], NULL, 1, live);
+    if (a16) cx_cuda_conv2d_io_rows(&d, x, 1, rows, 14, 14, bufs[k & 1], 1, NULL, 1, live, 1);
+    else cx_cuda_conv2d_live(&d, x, rows, 14, 14, bufs[k & 1], NULL, 1, live);
     x = bufs[k & 1];
   }
-  cx_cuda_deconv2x2_live(x, rows, 14, 14, FEAT, g->deconv_packed, g->deconv16, g->deconv16 ? (int)g->prec : 0,
+  cx_cuda_deconv2x2_live(x, a16, rows, 14, 14, FEAT, g->deconv_packed, g->deconv16, g->deconv16 ? (int)g->prec : 0,
                          g->deconv_bias, FEAT, 1, p->deconv, p->deconv_ws, live);
   const cx_conv2d_desc dout = padded(&g->mask_out, 28, 28);
   cx_cuda_conv2d_live(&dout, p->deconv, rows, 28, 28, p->masks, NULL, 0, live);

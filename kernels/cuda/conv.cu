@@ -1386,6 +1386,11 @@ int cx_cuda_conv2d_io(const cx_conv2d_desc *d, const void *x, int x16, int n, in
   return conv_run(d, x, x16 != 0, n, h, w, y, y16 != 0, residual, relu, NULL, 1);
 }
 
+int cx_cuda_conv2d_io_rows(const cx_conv2d_desc *d, const void *x, int x16, int n, int h, int w, void *y, int y16,
+                           const void *residual, int relu, const int *live, int per) {
+  return conv_run(d, x, x16 != 0, n, h, w, y, y16 != 0, residual, relu, live, per);
+}
+
 /* Winograd's 36 (16) independent GEMMs in one launch: the fp32 conv kernels above as 1x1
  * convolutions over an M x 1 "image" (row m of A = pixel m, K = cin), gridDim.z = batch. Same
  * v1/v2 choice and per-output fmaf order as a convolution; no epilogue. */

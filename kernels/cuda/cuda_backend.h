@@ -83,6 +83,10 @@ void cx_cuda_set_splitk(int s);
  * to device on the stream (the kernels' rounding: round to nearest even). */
 int cx_cuda_conv2d_io(const cx_conv2d_desc *d, const void *x, int x16, int n, int h, int w, void *y, int y16,
                       const void *residual, int relu);
+/* the same with a device-side row limit (live, per: as cx_cuda_conv2d_live, `per` images per
+ * live item; the mask head) */
+int cx_cuda_conv2d_io_rows(const cx_conv2d_desc *d, const void *x, int x16, int n, int h, int w, void *y, int y16,
+                           const void *residual, int relu, const int *live, int per);
 int cx_cuda_to16(const float *src, void *dst, size_t n);
 int cx_cuda_from16(const void *src, float *dst, size_t n);
 int cx_cuda_splitk(void); /* the setting in force */
@@ -168,10 +172,11 @@ int cx_cuda_gather_rois_dev(const float *boxes, const int *sel, const int *kept_
 int cx_cuda_clip_boxes_windows(float *boxes, int n, int r, const float *windows);
 /* p[l]: level P(l+2) [n, fh[l], fw[l], c], fp32, or with p16 the precision's 16-bit values (16-bit
  * activations); box i samples image img_of[i] (img_of != NULL) or i / rows_per_image; levels [nb]
- * from roi_levels (2..5); out [nb, pool, pool, c] fp32; live as below (boxes i < *live only). */
+ * from roi_levels (2..5); out [nb, pool, pool, c], fp32 or with out16 16-bit (the sample computed
+ * in fp32, rounded once); live as below (boxes i < *live only). */
 int cx_cuda_pyramid_roi_align(const void *const p[4], int p16, const int fh[4], const int fw[4], int c,
                               const float *boxes, const int *levels, const int *img_of, int rows_per_image, int nb,
-                              int pool, float *out, const int *live);
+                              int pool, void *out, int out16, const int *live);
 /* subsample2 (pool.cu's [::2, ::2]) of 16-bit values: a copy, exact */
 int cx_cuda_subsample2_16(const void *x, int n, int h, int w, int c, void *y);
 int cx_cuda_det_select(const float *probs, const float *deltas, int rows, int nc, const float sd[4], int *cls,
@@ -200,9 +205,10 @@ int cx_cuda_conv2d_live(const cx_conv2d_desc *d, const float *x, int n, int h, i
                         int relu, const int *live);
 /* packed16/packed16_prec: the packed kernel in 16 bits (cx_cuda_weights16_upload), or NULL/0;
  * packed may be NULL when packed16 matches the precision */
-int cx_cuda_deconv2x2_live(const float *x, int n, int h, int w, int cin, const float *packed, const void *packed16,
-                           int packed16_prec, const float *bias, int cout, int relu, float *y, float *ws,
-                           const int *live);
+/* x16: x holds 16-bit activations (fp16/bf16; needs packed16 and cin % 16 == 0) */
+int cx_cuda_deconv2x2_live(const void *x, int x16, int n, int h, int w, int cin, const float *packed,
+                           const void *packed16, int packed16_prec, const float *bias, int cout, int relu, float *y,
+                           float *ws, const int *live);
 int cx_cuda_roi_levels_live(const float *boxes, int nb, int image_h, int image_w, int *levels, const int *live);
 /* unmold.cu: masks [rows, 28, 28] (sigmoid, own class) -> for mask k: row prm[4k], resampled to
  * prm[4k+1] x prm[4k+2] (skimage order 1, as resize_mask) and thresholded at 0.5, 0/1 bytes at

@@ -38,19 +38,19 @@ __global__ void deconv_scatter_kernel(const float *__restrict__ ws, int n, int h
 
 int cx_cuda_deconv2x2(const float *x, int n, int h, int w, int cin, const float *packed, const float *bias, int cout,
                       int relu, float *y, float *ws) {
-  return cx_cuda_deconv2x2_live(x, n, h, w, cin, packed, NULL, 0, bias, cout, relu, y, ws, NULL);
+  return cx_cuda_deconv2x2_live(x, 0, n, h, w, cin, packed, NULL, 0, bias, cout, relu, y, ws, NULL);
 }
 
-int cx_cuda_deconv2x2_live(const float *x, int n, int h, int w, int cin, const float *packed, const void *packed16,
-                           int packed16_prec, const float *bias, int cout, int relu, float *y, float *ws,
-                           const int *live) {
+int cx_cuda_deconv2x2_live(const void *x, int x16, int n, int h, int w, int cin, const float *packed,
+                           const void *packed16, int packed16_prec, const float *bias, int cout, int relu, float *y,
+                           float *ws, const int *live) {
   const long long m = (long long)n * h * w;
   if (m == 0 || cout <= 0) return 0;
   if (m > 0x7fffffffLL) return CX_CUDA_FAIL("deconv2x2: %lld input pixels exceed the int range", m);
   if (!ws) return CX_CUDA_FAIL("deconv2x2: the CUDA kernel needs a workspace of n*h*w*4*cout floats");
   cx_conv2d_desc d = {1, 1, cin, 4 * cout, 1, 0, 0, 0, 0, packed, NULL, NULL, 0, packed16, packed16_prec};
   /* the GEMM's "images" are the n*h*w input pixels: h*w of them per live image */
-  if (cx_cuda_conv2d_rows(&d, x, (int)m, 1, 1, ws, NULL, 0, live, h * w)) return -1;
+  if (cx_cuda_conv2d_io_rows(&d, x, x16, (int)m, 1, 1, ws, 0, NULL, 0, live, h * w)) return -1;
   const size_t total = (size_t)m * 4 * cout;
   deconv_scatter_kernel<<<cx_blocks(total, 256), 256, 0, cx_cuda_stream()>>>(ws, n, h, w, cout, bias, relu, y, live);
   CX_CUDA_LAUNCH_CHECK();

@@ -93,10 +93,15 @@ struct pyramid {
 
 /* One thread per output element [nb, pool, pool, c], channel fastest. The sampling is
  * cx_crop_sample (crop_sample.cuh, shared with crop_resize.cu) on the box's own level. */
-template <typename F>
+__device__ inline void put(float *o, float v) { *o = v; }
+__device__ inline void put(__half *o, float v) { *o = __float2half_rn(v); }
+__device__ inline void put(__nv_bfloat16 *o, float v) { *o = __float2bfloat16_rn(v); }
+
+/* F: the levels' element type, O: the output's (float, or F for 16-bit pooled features) */
+template <typename F, typename O>
 __global__ void roi_align_kernel(pyramid pyr, int c, const float *__restrict__ boxes, const int *__restrict__ levels,
                                  const int *__restrict__ img_of, int rows_per_image, int nb, int pool,
-                                 float *__restrict__ out, const int *__restrict__ live) {
+                                 O *__restrict__ out, const int *__restrict__ live) {
   if (live) nb = min(nb, __ldg(live));
   const long long total = (long long)nb * pool * pool * c;
   for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
@@ -112,7 +117,7 @@ __global__ void roi_align_kernel(pyramid pyr, int c, const float *__restrict__ b
     const int img = img_of ? img_of[bi] : bi / rows_per_image;
     const int hf = pyr.fh[l], wf = pyr.fw[l];
     const F *feat = static_cast<const F *>(pyr.p[l]) + (long long)img * pyr.image_stride[l];
-    out[idx] = cx_crop_sample(feat, hf, wf, c, boxes + (size_t)bi * 4, pool, pool, i, j, d);
+    put(out + idx, cx_crop_sample(feat, hf, wf, c, boxes + (size_t)bi * 4, pool, pool, i, j, d));
   }
 }
 
@@ -320,7 +325,7 @@ int cx_cuda_clip_boxes_windows(float *boxes, int n, int r, const float *windows)
 
 int cx_cuda_pyramid_roi_align(const void *const p[4], int p16, const int fh[4], const int fw[4], int c,
                               const float *boxes, const int *levels, const int *img_of, int rows_per_image, int nb,
-                              int pool, float *out, const int *live) {
+                              int pool, void *out, int out16, const int *live) {
   if (nb <= 0) return 0;
   if (pool < 2) return CX_CUDA_FAIL("pyramid_roi_align: pool size %d must be at least 2", pool);
   if (!img_of && rows_per_image <= 0) return CX_CUDA_FAIL("pyramid_roi_align: rows_per_image must be positive");
@@ -335,14 +340,20 @@ int cx_cuda_pyramid_roi_align(const void *const p[4], int p16, const int fh[4], 
   const unsigned blocks = cx_blocks(total, 256);
   const cudaStream_t st = cx_cuda_stream();
   const cx_precision prec = cx_cuda_precision();
-  if (p16 && prec == CX_PREC_FP32) return CX_CUDA_FAIL("pyramid_roi_align: 16-bit levels need precision fp16 or bf16");
+  if ((p16 || out16) && prec == CX_PREC_FP32)
+    return CX_CUDA_FAIL("pyramid_roi_align: 16-bit levels or output need precision fp16 or bf16");
+  if (out16 && !p16) return CX_CUDA_FAIL("pyramid_roi_align: a 16-bit output needs 16-bit levels");
+  float *of = static_cast<float *>(out);
   if (!p16)
-    roi_align_kernel<float><<<blocks, 256, 0, st>>>(pyr, c, boxes, levels, img_of, rows_per_image, nb, pool, out, live);
+    roi_align_kernel<float, float><<<blocks, 256, 0, st>>>(pyr, c, boxes, levels, img_of, rows_per_image, nb, pool, of, live);
+  else if (prec == CX_PREC_FP16 && out16)
+    roi_align_kernel<__half, __half><<<blocks, 256, 0, st>>>(pyr, c, boxes, levels, img_of, rows_per_image, nb, pool, static_cast<__half *>(out), live);
   else if (prec == CX_PREC_FP16)
-    roi_align_kernel<__half><<<blocks, 256, 0, st>>>(pyr, c, boxes, levels, img_of, rows_per_image, nb, pool, out, live);
+    roi_align_kernel<__half, float><<<blocks, 256, 0, st>>>(pyr, c, boxes, levels, img_of, rows_per_image, nb, pool, of, live);
+  else if (out16)
+    roi_align_kernel<__nv_bfloat16, __nv_bfloat16><<<blocks, 256, 0, st>>>(pyr, c, boxes, levels, img_of, rows_per_image, nb, pool, static_cast<__nv_bfloat16 *>(out), live);
   else
-    roi_align_kernel<__nv_bfloat16><<<blocks, 256, 0, st>>>(pyr, c, boxes, levels, img_of, rows_per_image, nb, pool, out,
-                                                            live);
+    roi_align_kernel<__nv_bfloat16, float><<<blocks, 256, 0, st>>>(pyr, c, boxes, levels, img_of, rows_per_image, nb, pool, of, live);
   CX_CUDA_LAUNCH_CHECK();
   return 0;
 }

@@ -211,12 +211,14 @@ static const cx_backend *CPU;
 /* Live-row checks (cuda only; live >= 0): the first `live` images' outputs against the CPU's,
  * the inputs of the other images NaN (never read for live outputs), and every output row from
  * the first 128-row tile past the live rows still poisoned (the kernels' early exit). */
-static double live_err(const float *got, const float *ref, size_t live_count, size_t untouched_from, size_t total) {
+/* widened: the output was 16-bit (poisoned with 0xFFFF), so untouched elements read as some NaN */
+static double live_err(const float *got, const float *ref, size_t live_count, size_t untouched_from, size_t total,
+                       int widened) {
   double err = live_count ? rel_rms(got, ref, live_count) : 0.0;
   for (size_t i = untouched_from; i < total; i++) {
     uint32_t b;
     memcpy(&b, got + i, 4);
-    if (b != 0xFFFFFFFFu) {
+    if (widened ? got[i] == got[i] : b != 0xFFFFFFFFu) {
       printf("    output element %zu (past the live rows) was written\n", i);
       return INFINITY;
     }
@@ -300,8 +302,8 @@ static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, 
   if (!d_error(v) && (o.a16 || o.o16)) {
     /* a failing call records its error, which report() prints */
     if (!(o.a16 && cx_cuda_to16(dx, dx16, nx)) && !(dres16 && cx_cuda_to16(dres, dres16, ny)) &&
-        !cx_cuda_conv2d_io(&dd, o.a16 ? dx16 : (void *)dx, o.a16, n, h, w, o.o16 ? dy16 : (void *)dy, o.o16,
-                           o.o16 ? dres16 : (void *)dres, relu) &&
+        !cx_cuda_conv2d_io_rows(&dd, o.a16 ? dx16 : (void *)dx, o.a16, n, h, w, o.o16 ? dy16 : (void *)dy, o.o16,
+                                o.o16 ? dres16 : (void *)dres, relu, dlive, 1) &&
         o.o16)
       cx_cuda_from16(dy16, dy, ny);
   } else if (!d_error(v)) {
@@ -313,7 +315,7 @@ static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, 
       /* output rows from the first whole 128-row tile past the live ones stay poisoned */
       const size_t rows = (size_t)nl * ho * wo, untouched = (rows + 127) / 128 * 128;
       err = live < 0 ? rel_rms(got, ref, ny)
-                     : live_err(got, ref, rows * cout, untouched * cout < ny ? untouched * cout : ny, ny);
+                     : live_err(got, ref, rows * cout, untouched * cout < ny ? untouched * cout : ny, ny, o.o16);
     }
   }
   char shape[160], lv[48] = "";
@@ -463,7 +465,9 @@ static void t_sigmoid(vdev *v, size_t count) {
 }
 
 /* live >= 0 (cuda only): cx_cuda_deconv2x2_live on the first `live` images, as conv_case */
-static void t_deconv(vdev *v, int n, int h, int w, int cin, int cout, int relu, int live) {
+/* x16 (cuda, fp16/bf16): the input as 16-bit activations (rounded on the device) and the packed
+ * kernel as 16-bit weights, the mask head's form under 16-bit feature maps */
+static void t_deconv(vdev *v, int n, int h, int w, int cin, int cout, int relu, int live, int x16) {
   const float sc = 1.0f / sqrtf((float)cin);
   const size_t nx = (size_t)n * h * w * cin, nk = (size_t)4 * cin * cout, ny = (size_t)n * 4 * h * w * cout;
   float *x = rand_f(nx, -1.0f, 1.0f), *kk = rand_f(nk, -sc, sc), *b = rand_f((size_t)cout, -0.5f, 0.5f);
@@ -479,14 +483,23 @@ static void t_deconv(vdev *v, int n, int h, int w, int cin, int cout, int relu, 
   float *dy = d_out(v, ny * 4), *dws = d_alloc(v, ny * 4);
   int *dlive = live >= 0 ? d_in(v, &live, sizeof live) : NULL;
   double err = NAN;
+  void *dx16 = x16 ? d_alloc(v, nx * 2) : NULL, *dp16 = NULL;
+  if (x16) {
+    dp16 = cx_cuda_weights16_upload(g_prec, packed, nk);
+    if (dp16 && v->nallocs < MAX_ALLOCS) v->allocs[v->nallocs++] = dp16; /* freed by report() */
+    else if (dp16) cx_cuda_free(dp16), dp16 = NULL;
+    if (!dp16 || (dx16 && cx_cuda_to16(dx, dx16, nx))) v->alloc_failed = 1;
+  }
   if (!d_error(v)) {
-    if (live >= 0) cx_cuda_deconv2x2_live(dx, n, h, w, cin, dp, NULL, 0, db, cout, relu, dy, dws, dlive);
+    if (x16) cx_cuda_deconv2x2_live(dx16, 1, n, h, w, cin, NULL, dp16, (int)g_prec, db, cout, relu, dy, dws, dlive);
+    else if (live >= 0) cx_cuda_deconv2x2_live(dx, 0, n, h, w, cin, dp, NULL, 0, db, cout, relu, dy, dws, dlive);
     else v->be->deconv2x2(dx, n, h, w, cin, dp, db, cout, relu, dy, dws);
     const size_t nly = (size_t)nl * 4 * h * w * cout; /* the scatter writes live images only */
-    if (!d_fetch(v, got, dy, ny * 4)) err = live < 0 ? rel_rms(got, ref, ny) : live_err(got, ref, nly, nly, ny);
+    if (!d_fetch(v, got, dy, ny * 4)) err = live < 0 ? rel_rms(got, ref, ny) : live_err(got, ref, nly, nly, ny, 0);
   }
-  char shape[128], lv[24] = "";
+  char shape[128], lv[32] = "";
   if (live >= 0) snprintf(lv, sizeof lv, "live %d ", live);
+  if (x16) snprintf(lv + strlen(lv), sizeof lv - strlen(lv), "a16 ");
   snprintf(shape, sizeof shape, "%s%dx%dx%dx%d -> %dx%dx%d%s", lv, n, h, w, cin, 2 * h, 2 * w, cout, relu ? " relu" : "");
   report(v, "deconv2x2", shape, "rel_rms", err, gemm_tol());
   free(x), free(kk), free(b), free(packed), free(ref), free(got);
@@ -541,7 +554,7 @@ static void t_subsample2_16(vdev *v, int n, int h, int w, int c) {
  * four levels in one launch) against the CPU's crop_and_resize of each box on its own level
  * and image. fp32 levels: exact. p16 (fp16/bf16): the levels rounded to 16 bits on the device,
  * relative RMS against the CPU on the unrounded levels. */
-static void t_pyramid(vdev *v, int p16, int n, int c, int nb, int pool) {
+static void t_pyramid(vdev *v, int p16, int o16, int n, int c, int nb, int pool) {
   const int fh[4] = {32, 16, 8, 4}, fw[4] = {40, 20, 10, 5};
   float *f[4];
   size_t nf[4];
@@ -571,13 +584,16 @@ static void t_pyramid(vdev *v, int p16, int n, int c, int nb, int pool) {
     }
   }
   float *db = d_in(v, boxes, (size_t)nb * 16), *dy = d_out(v, ny * 4);
+  void *dy16 = o16 ? d_out(v, ny * 2) : NULL; /* 16-bit output widened for the comparison */
   int *dlev = d_in(v, lev, (size_t)nb * sizeof(int)), *dimg = d_in(v, img, (size_t)nb * sizeof(int));
   double err = NAN;
-  if (!d_error(v) && !cx_cuda_pyramid_roi_align(dp, p16, fh, fw, c, db, dlev, dimg, 0, nb, pool, dy, NULL) &&
-      !d_fetch(v, got, dy, ny * 4))
+  if (!d_error(v) && !cx_cuda_pyramid_roi_align(dp, p16, fh, fw, c, db, dlev, dimg, 0, nb, pool, o16 ? dy16 : (void *)dy,
+                                                o16, NULL) &&
+      !(o16 && cx_cuda_from16(dy16, dy, ny)) && !d_fetch(v, got, dy, ny * 4))
     err = p16 ? rel_rms(got, ref, ny) : max_abs_f(got, ref, ny);
   char shape[128];
-  snprintf(shape, sizeof shape, "%d boxes %dx%d, %d images, 4 levels%s", nb, pool, pool, n, p16 ? " (16-bit)" : "");
+  snprintf(shape, sizeof shape, "%d boxes %dx%d, %d images, 4 levels%s", nb, pool, pool, n,
+           o16 ? " (16-bit in/out)" : p16 ? " (16-bit)" : "");
   report(v, "pyramid_roi_align", shape, p16 ? "rel_rms" : "max_abs", err, p16 ? gemm_tol() : 0.0);
   for (int l = 0; l < 4; l++) free(f[l]);
   free(boxes), free(lev), free(img), free(ref), free(got);
@@ -1117,6 +1133,7 @@ int cx_cmd_validate(int argc, char **argv) {
       t_conv_split(&v, 3, "v2 forced: 1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, (conv_opt){.a16 = 1});
       cx_cuda_set_conv_version(0);
       conv_case(&v, "rpn class 1x1", 2, 16, 16, 512, 6, 1, 1, 0, 0, 0, 0, (conv_opt){.a16 = 1}); /* scalar out */
+      conv_case(&v, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, (conv_opt){.live_on = 1, .live = 3, .a16 = 1, .o16 = 1});
     }
     if (v.is_cuda) {
       /* split-K: slices of K in separate blocks, then summed with the epilogue; uneven last
@@ -1158,17 +1175,21 @@ int cx_cmd_validate(int argc, char **argv) {
   }
   if (want("sigmoid")) t_sigmoid(&v, (size_t)100 * 28 * 28 * 81);
   if (want("deconv2x2")) {
-    t_deconv(&v, 50, 14, 14, 256, 256, 1, -1);
-    t_deconv(&v, 3, 5, 6, 20, 33, 0, -1);
-    if (v.is_cuda) t_deconv(&v, 8, 14, 14, 256, 256, 1, 3);
+    t_deconv(&v, 50, 14, 14, 256, 256, 1, -1, 0);
+    t_deconv(&v, 3, 5, 6, 20, 33, 0, -1, 0);
+    if (v.is_cuda) t_deconv(&v, 8, 14, 14, 256, 256, 1, 3, 0);
+    if (v.is_cuda && g_prec != CX_PREC_FP32) t_deconv(&v, 8, 14, 14, 256, 256, 1, 3, 1);
   }
   if (want("crop_and_resize")) {
     t_crop(&v, 256, 256, 256, 1000, 7);
     t_crop(&v, 128, 128, 256, 100, 14);
   }
   if (want("pyramid_roi_align") && v.is_cuda) {
-    t_pyramid(&v, 0, 2, 64, 300, 7);
-    if (g_prec != CX_PREC_FP32) t_pyramid(&v, 1, 2, 64, 300, 14);
+    t_pyramid(&v, 0, 0, 2, 64, 300, 7);
+    if (g_prec != CX_PREC_FP32) {
+      t_pyramid(&v, 1, 0, 2, 64, 300, 14);
+      t_pyramid(&v, 1, 1, 2, 64, 300, 7);
+    }
   }
   if (want("roi_levels")) {
     t_roi_levels(&v, 1000, 1024, 1024, -1);
