@@ -759,6 +759,32 @@ __device__ inline void mma_k16(const T *As, const T *Bs, int q, int wm, int wn,
   }
 }
 
+/* The tensor-core kernels' epilogue: per 16-row slice, the warp's two fragments go to its 16x32
+ * staging tile cw (shared memory the k loop no longer uses); then each lane finishes float4s,
+ * 8 lanes per 128-byte output row segment (O16: rounded to 16-bit outputs). */
+template <typename T, int BN, bool O16>
+__device__ inline void tc_epilogue(
+    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> (&acc)[tc_tile<BN>::FM][2], float *cw,
+    const conv_geom &g, long long m0, int n0, int wm, int wn, int lane, const float *__restrict__ bias,
+    const atype<O16> *__restrict__ res, int relu, atype<O16> *__restrict__ y, bool vec) {
+  using namespace nvcuda;
+  constexpr int FM = tc_tile<BN>::FM;
+#pragma unroll
+  for (int i = 0; i < FM; i++) {
+#pragma unroll
+    for (int j = 0; j < 2; j++) wmma::store_matrix_sync(cw + j * 16, acc[i][j], H_LDC, wmma::mem_row_major);
+    __syncwarp();
+#pragma unroll
+    for (int p = 0; p < 4; p++) {
+      const int r = p * 4 + lane / 8, c = (lane % 8) * 4;
+      const float4 v = *reinterpret_cast<const float4 *>(cw + r * H_LDC + c);
+      if constexpr (O16) store_out4_16<T>(g, m0 + (wm * FM + i) * 16 + r, n0 + wn * 32 + c, v, bias, res, relu, y);
+      else store_out4(g, m0 + (wm * FM + i) * 16 + r, n0 + wn * 32 + c, v, bias, res, relu, y, vec);
+    }
+    __syncwarp(); /* the next slice overwrites the staging tile */
+  }
+}
+
 template <typename T, int BN, bool AVEC, bool BVEC, bool W16, bool KS, bool A16, bool O16>
 __global__ void __launch_bounds__(H_THREADS, 2)
     conv_tc_v2_kernel(const atype<A16> *__restrict__ x, const wtype<W16> *__restrict__ wt,
@@ -830,24 +856,8 @@ __global__ void __launch_bounds__(H_THREADS, 2)
     __syncthreads(); /* after the last tile: every warp is done with the stages, C may reuse them */
   }
 
-  /* Epilogue: per 16-row slice, the warp's two fragments go to its 16x32 staging tile; then
-   * each lane finishes float4s, 8 lanes per 128-byte output row segment. */
-  float *cw = reinterpret_cast<float *>(smem) + warp * 16 * H_LDC;
-  const bool vec = out_vec != 0;
-#pragma unroll
-  for (int i = 0; i < FM; i++) {
-#pragma unroll
-    for (int j = 0; j < 2; j++) wmma::store_matrix_sync(cw + j * 16, acc[i][j], H_LDC, wmma::mem_row_major);
-    __syncwarp();
-#pragma unroll
-    for (int p = 0; p < 4; p++) {
-      const int r = p * 4 + lane / 8, c = (lane % 8) * 4;
-      const float4 v = *reinterpret_cast<const float4 *>(cw + r * H_LDC + c);
-      if constexpr (O16) store_out4_16<T>(g, m0 + (wm * FM + i) * 16 + r, n0 + wn * 32 + c, v, bias, res, relu, y);
-      else store_out4(g, m0 + (wm * FM + i) * 16 + r, n0 + wn * 32 + c, v, bias, res, relu, y, vec);
-    }
-    __syncwarp(); /* the next slice overwrites the staging tile */
-  }
+  tc_epilogue<T, BN, O16>(acc, reinterpret_cast<float *>(smem) + warp * 16 * H_LDC, g, m0, n0, wm, wn, lane, bias, res,
+                          relu, y, out_vec != 0);
 }
 
 /* ---- v3 fp16 / bf16: 16-bit operands straight to shared memory (cp.async) ---------------- */
@@ -960,22 +970,8 @@ __global__ void __launch_bounds__(H_THREADS, 2)
   __pipeline_wait_prior(0);
   __syncthreads(); /* the stages become the epilogue's staging tiles */
 
-  float *cw = reinterpret_cast<float *>(body) + warp * 16 * H_LDC;
-  const int lane = t % 32;
-#pragma unroll
-  for (int i = 0; i < FM; i++) {
-#pragma unroll
-    for (int j = 0; j < 2; j++) wmma::store_matrix_sync(cw + j * 16, acc[i][j], H_LDC, wmma::mem_row_major);
-    __syncwarp();
-#pragma unroll
-    for (int p = 0; p < 4; p++) {
-      const int r = p * 4 + lane / 8, c = (lane % 8) * 4;
-      const float4 v = *reinterpret_cast<const float4 *>(cw + r * H_LDC + c);
-      if constexpr (O16) store_out4_16<T>(g, m0 + (wm * FM + i) * 16 + r, n0 + wn * 32 + c, v, bias, res, relu, y);
-      else store_out4(g, m0 + (wm * FM + i) * 16 + r, n0 + wn * 32 + c, v, bias, res, relu, y, true);
-    }
-    __syncwarp();
-  }
+  tc_epilogue<T, BN, O16>(acc, reinterpret_cast<float *>(body) + warp * 16 * H_LDC, g, m0, n0, wm, wn, t % 32, bias,
+                          res, relu, y, true);
 }
 
 /* ---- version choice ------------------------------------------------------------------ */
