@@ -565,12 +565,11 @@ static void gconv(const cx_backend *be, const glayer *L, const float *x, int n, 
 
 /* A conv on feature maps whose input (x16) and/or output and residual (y16) are 16-bit under
  * act16 (cx_cuda_conv2d_io: 16-bit loads and stores, epilogue in fp32); without act16 the flags
- * are ignored and everything is fp32, as gconv. */
-static void fconv(const cx_gpu_model *g, const cx_backend *be, const glayer *L, const void *x, int x16, int n, int h,
-                  int w, void *y, int y16, const void *res, int relu, int *ho, int *wo) {
+ * are ignored and everything is fp32 (the io entry with both flags 0 is the plain conv). */
+static void fconv(const cx_gpu_model *g, const glayer *L, const void *x, int x16, int n, int h, int w, void *y,
+                  int y16, const void *res, int relu, int *ho, int *wo) {
   const cx_conv2d_desc d = padded(L, h, w);
-  if (g->act16 && (x16 || y16)) cx_cuda_conv2d_io(&d, x, x16, n, h, w, y, y16, res, relu);
-  else be->conv2d(&d, x, n, h, w, y, res, relu, NULL);
+  cx_cuda_conv2d_io(&d, x, g->act16 && x16, n, h, w, y, g->act16 && y16, res, relu);
   if (ho) *ho = cx_conv2d_out(h, d.kh, d.stride, d.pad_t, d.pad_b);
   if (wo) *wo = cx_conv2d_out(w, d.kw, d.stride, d.pad_l, d.pad_r);
 }
@@ -594,25 +593,25 @@ static void backbone_fpn(cx_model *m, const cx_backend *be) {
       const gblock *B = &g->blocks[s][b];
       void *out = (b == m->nblocks[s] - 1) ? (void *)p->C[s] : (x == p->act[0] ? p->act[1] : p->act[0]);
       int h2, w2;
-      fconv(g, be, &B->a, x, 1, n, h, w, p->act[2], 1, NULL, 1, &h2, &w2);
-      fconv(g, be, &B->b, p->act[2], 1, n, h2, w2, p->act[3], 1, NULL, 1, NULL, NULL);
+      fconv(g, &B->a, x, 1, n, h, w, p->act[2], 1, NULL, 1, &h2, &w2);
+      fconv(g, &B->b, p->act[2], 1, n, h2, w2, p->act[3], 1, NULL, 1, NULL, NULL);
       const void *sc = x;
       if (B->has_shortcut) {
-        fconv(g, be, &B->shortcut, x, 1, n, h, w, p->act[4], 1, NULL, 0, NULL, NULL);
+        fconv(g, &B->shortcut, x, 1, n, h, w, p->act[4], 1, NULL, 0, NULL, NULL);
         sc = p->act[4];
       }
-      fconv(g, be, &B->c, p->act[3], 1, n, h2, w2, out, 1, sc, 1, NULL, NULL);
+      fconv(g, &B->c, p->act[3], 1, n, h2, w2, out, 1, sc, 1, NULL, NULL);
       x = out;
       h = h2; w = w2;
     }
   /* the laterals read C2..C5 and write fp32 (the upsample-add stays fp32); the output convs
    * write P2..P5 (and the subsample P6) in 16 bits again, for the RPN and the ROI align */
   for (int l = 3; l >= 0; l--) {
-    fconv(g, be, &g->fpn_lat[l], p->C[l], 1, n, p->fh[l], p->fw[l], p->Q[l], 0, NULL, 0, NULL, NULL);
+    fconv(g, &g->fpn_lat[l], p->C[l], 1, n, p->fh[l], p->fw[l], p->Q[l], 0, NULL, 0, NULL, NULL);
     if (l < 3) be->upsample2_add(p->Q[l + 1], n, p->fh[l + 1], p->fw[l + 1], FEAT, p->Q[l]);
   }
   for (int l = 0; l < 4; l++)
-    fconv(g, be, &g->fpn_out[l], p->Q[l], 0, n, p->fh[l], p->fw[l], p->P[l], 1, NULL, 0, NULL, NULL);
+    fconv(g, &g->fpn_out[l], p->Q[l], 0, n, p->fh[l], p->fw[l], p->P[l], 1, NULL, 0, NULL, NULL);
   if (g->act16) cx_cuda_subsample2_16(p->P[3], n, p->fh[3], p->fw[3], FEAT, p->P[4]);
   else be->subsample2(p->P[3], n, p->fh[3], p->fw[3], FEAT, p->P[4]);
 }
@@ -624,13 +623,13 @@ static void rpn(cx_model *m, const cx_backend *be) {
   const size_t esz = g->act16 ? 2 : 4; /* P2..P6 and the shared conv's output: 16-bit under act16 */
   for (int l = 0; l < 5; l++) {
     int hs, ws;
-    fconv(g, be, &g->rpn_shared, p->P[l], 1, p->n, p->fh[l], p->fw[l], p->rpn_shared, 1, NULL, 1, &hs, &ws);
+    fconv(g, &g->rpn_shared, p->P[l], 1, p->n, p->fh[l], p->fw[l], p->rpn_shared, 1, NULL, 1, &hs, &ws);
     for (int b = 0; b < p->n; b++) {
       const char *s = (const char *)p->rpn_shared + (size_t)b * hs * ws * 512 * esz; /* image b */
       /* lands in the concatenated [anchors, 2] / [anchors, 4] layout, as in model.c; fp32 */
-      fconv(g, be, &g->rpn_class, s, 1, 1, hs, ws, p->rpn_logits + ((size_t)b * A + p->level_off[l]) * 2, 0, NULL, 0,
+      fconv(g, &g->rpn_class, s, 1, 1, hs, ws, p->rpn_logits + ((size_t)b * A + p->level_off[l]) * 2, 0, NULL, 0,
             NULL, NULL);
-      fconv(g, be, &g->rpn_bbox, s, 1, 1, hs, ws, p->rpn_bbox + ((size_t)b * A + p->level_off[l]) * 4, 0, NULL, 0,
+      fconv(g, &g->rpn_bbox, s, 1, 1, hs, ws, p->rpn_bbox + ((size_t)b * A + p->level_off[l]) * 4, 0, NULL, 0,
             NULL, NULL);
     }
   }
@@ -668,7 +667,7 @@ static void classifier(cx_model *m, const cx_backend *be) {
   /* act16: the pooled features in 16 bits too, read by the 7x7 conv (its output fc1 is fp32) */
   cx_cuda_pyramid_roi_align(levels_of(p), g->act16, p->fh, p->fw, FEAT, p->rois, p->levels, NULL, R, nR, 7, p->pool7,
                             g->act16, NULL);
-  fconv(g, be, &g->cls_conv1, p->pool7, 1, nR, 7, 7, p->fc1, 0, NULL, 1, NULL, NULL);
+  fconv(g, &g->cls_conv1, p->pool7, 1, nR, 7, 7, p->fc1, 0, NULL, 1, NULL, NULL);
   gconv(be, &g->cls_conv2, p->fc1, nR, 1, 1, p->fc2, NULL, 1, NULL, NULL);
   /* the dense layers as 1x1 convolutions over nR 1x1 images: their descriptors carry the
    * 16-bit weights of fp16/bf16 models */
@@ -715,8 +714,7 @@ static void mask_head(cx_model *m, const cx_backend *be) {
   float *bufs[2] = {p->mask_a, p->mask_b};
   for (int k = 0; k < 4; k++) {
     const cx_conv2d_desc d = padded(&g->mask_conv[k], 14, 14);
-    if (a16) cx_cuda_conv2d_io_rows(&d, x, 1, rows, 14, 14, bufs[k & 1], 1, NULL, 1, live, 1);
-    else cx_cuda_conv2d_live(&d, x, rows, 14, 14, bufs[k & 1], NULL, 1, live);
+    cx_cuda_conv2d_io_rows(&d, x, a16, rows, 14, 14, bufs[k & 1], a16, NULL, 1, live, 1);
     x = bufs[k & 1];
   }
   cx_cuda_deconv2x2_live(x, a16, rows, 14, 14, FEAT, g->deconv_packed, g->deconv16, g->deconv16 ? (int)g->prec : 0,
