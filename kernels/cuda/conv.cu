@@ -1060,9 +1060,15 @@ template <typename T, int BN, bool W16>
 void tc_v2_ab(bool av16, bool bv, dim3 grid, cudaStream_t st, const conv_args &a) {
   if (a.zs.kz) tc_v2_launch<T, BN, true, true, W16, true>(grid, st, a);
   else if (av16 && bv) tc_v2_launch<T, BN, true, true, W16, false>(grid, st, a);
-  else if (av16) tc_v2_launch<T, BN, true, false, W16, false>(grid, st, a);
   else if (bv) tc_v2_launch<T, BN, false, true, W16, false>(grid, st, a);
-  else tc_v2_launch<T, BN, false, false, W16, false>(grid, st, a);
+  /* scalar-B 16-bit weights run 64-wide only (the caller's only64): the 128-wide variants
+   * would spill, so they are not even instantiated */
+  else if constexpr (!(W16 && BN == 128)) {
+    if (av16) tc_v2_launch<T, BN, true, false, W16, false>(grid, st, a);
+    else tc_v2_launch<T, BN, false, false, W16, false>(grid, st, a);
+  } else {
+    CX_CUDA_FAIL("conv2d: internal: no 128-wide scalar-B tile for 16-bit weights");
+  }
 }
 
 template <typename T, int BN, bool KS, bool O16>
@@ -1100,6 +1106,7 @@ void tc_v2_io(bool bv, dim3 grid, cudaStream_t st, const conv_args &a) {
   else if (a.a16 && bv) tc_v2_launch<T, BN, true, true, true, false, true, false>(grid, st, a);
   else if (a.a16) {
     if constexpr (BN == 64) tc_v2_launch<T, 64, true, false, true, false, true, false>(grid, st, a);
+    else CX_CUDA_FAIL("conv2d: internal: no 128-wide scalar-B tile for 16-bit activations");
   } else tc_v2_launch<T, BN, true, true, true, false, false, true>(grid, st, a);
 }
 
@@ -1308,7 +1315,7 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
     a.v3 = x16 && w16 && ov && g.cout % 8 == 0 && ((uintptr_t)wt & 15) == 0 && conv_version() != 2;
     const unsigned mt = (unsigned)((g.m + 127) / 128);
     /* 16-bit weights gathered one by one (cout % 4 != 0: mask logits, class logits) take the
-     * 64-wide tile: the 128-wide bf16 one would spill (ptxas: 28 bytes) */
+     * 64-wide tile (128-wide, the bf16 one spilled 28 bytes: those variants are not instantiated) */
     const bool only64 = g.cout <= 64 || (w16 && !bv);
     const int wide = only64 ? 64 : 128;
     /* Grids under one block per SM: split K (pick_splits; its kernel variants are the
@@ -1332,6 +1339,7 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
     }
     const bool narrow = only64 || (splits == 1 && (long long)mt * ((g.cout + 127) / 128) < sm_count());
     const dim3 grid(mt, (unsigned)(narrow ? (g.cout + 63) / 64 : (g.cout + 127) / 128), (unsigned)splits);
+    const int had_err = cx_cuda_has_error(); /* the launchers record their own failures */
     if (p == CX_PREC_FP32) {
       if (narrow) fp32_v2_ab<64>(av, bv, grid, st, a);
       else fp32_v2_ab<128>(av, bv, grid, st, a);
@@ -1348,7 +1356,7 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
       else splitk_reduce<__half>(ws, splits, a.zs.y, bias, residual, relu, y, y16, g, st);
     }
     CX_CUDA_LAUNCH_CHECK();
-    return 0;
+    return !had_err && cx_cuda_has_error() ? -1 : 0;
   }
   /* v1 reads and writes fp32 activations only */
   const float *xf = static_cast<const float *>(x), *rf = static_cast<const float *>(residual);
