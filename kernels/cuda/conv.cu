@@ -899,7 +899,9 @@ __global__ void __launch_bounds__(H_THREADS, 2)
   constexpr int FM = tile::FM, LDB = tile::LDB;
   static_assert(!(KS && O16), "split-K slices write fp32 partials");
   extern __shared__ uint4 v3_smem_raw[];
-  unsigned char *sm = reinterpret_cast<unsigned char *>(((uintptr_t)v3_smem_raw + 127) & ~(uintptr_t)127);
+  /* base + padding, not an integer rounded and cast back: the pointer must stay derived from the
+   * shared array, or nvcc loses its address space and the WMMA loads become generic (LD, not LDSM) */
+  unsigned char *sm = reinterpret_cast<unsigned char *>(v3_smem_raw) + ((128 - ((uintptr_t)v3_smem_raw & 127)) & 127);
   long long *row_off = reinterpret_cast<long long *>(sm);
   int2 *row_yx = reinterpret_cast<int2 *>(sm + H_BM * 8);
   unsigned char *body = sm + v3::ROW_BYTES;
