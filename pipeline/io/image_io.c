@@ -1,10 +1,12 @@
-/* Image codecs (see image_io.h): PNG via libpng, JPEG via libjpeg(-turbo), both decoded
- * from memory to 8-bit RGB; PNG encoding to memory; atomic file writes.
+/* Image codecs (see image_io.h): PNG via libpng, JPEG via libjpeg(-turbo), WebP via libwebp
+ * (optional, CX_HAVE_WEBP), all decoded from memory to 8-bit RGB; PNG encoding to memory;
+ * atomic file writes.
  *
  * Untrusted input: the declared size is checked against CX_IMAGE_MAX_PIXELS before any
  * pixel buffer is allocated, libpng/libjpeg errors come back through setjmp as cx_err
  * messages, and a truncated JPEG (which libjpeg would otherwise pad with grey and accept
- * with a warning) is an error. */
+ * with a warning) is an error. libwebp returns status codes; its simple decoding path
+ * checks the RIFF size against the data, so a truncated WebP is an error too. */
 #include "image_io.h"
 
 #include <errno.h>
@@ -21,6 +23,9 @@
 #include <jerror.h>
 #include <png.h>
 #include <zlib.h>
+#ifdef CX_HAVE_WEBP
+#include <webp/decode.h>
+#endif
 
 /* Largest file cx_image_load reads (a 100 Mpixel PNG of noise stays below this). */
 #define CX_IMAGE_MAX_FILE_BYTES ((size_t)1 << 30)
@@ -220,6 +225,61 @@ static int decode_jpeg(const uint8_t *buf, size_t len, cx_rgb_image *out, cx_err
 }
 
 /* ---------------------------------------------------------------------------------- */
+/* WebP decode                                                                         */
+/* ---------------------------------------------------------------------------------- */
+
+#ifdef CX_HAVE_WEBP
+static const char *webp_status(VP8StatusCode st) {
+  switch (st) {
+  case VP8_STATUS_OUT_OF_MEMORY: return "out of memory";
+  case VP8_STATUS_INVALID_PARAM: return "invalid parameter";
+  case VP8_STATUS_BITSTREAM_ERROR: return "corrupt data (bitstream error)";
+  case VP8_STATUS_UNSUPPORTED_FEATURE: return "uses a feature libwebp does not support";
+  case VP8_STATUS_NOT_ENOUGH_DATA: return "data is truncated (file ends early)";
+  default: return "unknown error";
+  }
+}
+
+/* Alpha is dropped as in the PNG path: MODE_RGB keeps each pixel's stored colour, whatever
+ * its alpha (no compositing), for lossy (VP8 + ALPH) and lossless (VP8L) alike. */
+static int decode_webp(const uint8_t *buf, size_t len, cx_rgb_image *out, cx_err *e) {
+  WebPDecoderConfig cfg;
+  if (!WebPInitDecoderConfig(&cfg)) return cx_fail(e, "WebP: libwebp rejected its decoder config (version mismatch?)");
+  /* Header only: size and animation are known before anything is allocated. */
+  VP8StatusCode st = WebPGetFeatures(buf, len, &cfg.input);
+  if (st != VP8_STATUS_OK) return cx_fail(e, "WebP decoding failed: %s", webp_status(st));
+  if (cfg.input.has_animation)
+    return cx_fail(e, "animated WebP images are not supported (%dx%d canvas): give a single still image",
+                   cfg.input.width, cfg.input.height);
+  if (check_size("WebP", (unsigned long)cfg.input.width, (unsigned long)cfg.input.height, e)) return -1;
+  int w = cfg.input.width, h = cfg.input.height;
+  size_t stride = (size_t)w * 3, size = stride * (size_t)h;
+  uint8_t *rgb = malloc(size);
+  if (!rgb) return cx_fail(e, "WebP decoding failed: out of memory for a %dx%d image", w, h);
+  cfg.output.colorspace = MODE_RGB;
+  cfg.output.is_external_memory = 1;
+  cfg.output.u.RGBA.rgba = rgb;
+  cfg.output.u.RGBA.stride = (int)stride;
+  cfg.output.u.RGBA.size = size;
+  st = WebPDecode(buf, len, &cfg);
+  int ow = cfg.output.width, oh = cfg.output.height;
+  WebPFreeDecBuffer(&cfg.output); /* external memory stays ours; frees libwebp's bookkeeping */
+  if (st != VP8_STATUS_OK) {
+    free(rgb);
+    return cx_fail(e, "WebP decoding failed: %s", webp_status(st));
+  }
+  if (ow != w || oh != h) {
+    free(rgb);
+    return cx_fail(e, "WebP decoding failed: header says %dx%d but the image decoded as %dx%d", w, h, ow, oh);
+  }
+  out->width = w;
+  out->height = h;
+  out->rgb = rgb;
+  return 0;
+}
+#endif
+
+/* ---------------------------------------------------------------------------------- */
 
 int cx_image_decode(const uint8_t *buf, size_t len, cx_rgb_image *out, cx_err *e) {
   out->width = out->height = 0;
@@ -228,9 +288,15 @@ int cx_image_decode(const uint8_t *buf, size_t len, cx_rgb_image *out, cx_err *e
   static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (len >= 8 && !memcmp(buf, png_sig, 8)) return decode_png(buf, len, out, e);
   if (len >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF) return decode_jpeg(buf, len, out, e);
-  if (len >= 12 && !memcmp(buf, "RIFF", 4) && !memcmp(buf + 8, "WEBP", 4))
-    return cx_fail(e, "WebP images are not supported (use PNG or JPEG)");
-  return cx_fail(e, "not a PNG or JPEG image (unrecognised file signature)");
+  if (len >= 12 && !memcmp(buf, "RIFF", 4) && !memcmp(buf + 8, "WEBP", 4)) {
+#ifdef CX_HAVE_WEBP
+    return decode_webp(buf, len, out, e);
+#else
+    return cx_fail(e, "WebP image, but this build has no WebP support (libwebp-dev was not found at build "
+                      "time, or CTXDIFF_WEBP=OFF): convert it to PNG or JPEG, or rebuild with libwebp-dev");
+#endif
+  }
+  return cx_fail(e, "not a PNG, JPEG or WebP image (unrecognised file signature)");
 }
 
 static int read_file(const char *path, uint8_t **out, size_t *out_len, cx_err *e) {

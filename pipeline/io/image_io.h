@@ -1,4 +1,5 @@
-/* Image codecs: PNG (libpng) and JPEG (libjpeg-turbo) in, PNG out.
+/* Image codecs: PNG (libpng), JPEG (libjpeg-turbo) and, when built with libwebp
+ * (CX_HAVE_WEBP), still WebP in; PNG out.
  * Every decoded image is 8-bit RGB: RGBA drops alpha, greyscale is replicated, palette
  * is expanded, 16-bit is reduced to 8 bits. Decoding refuses images whose declared size
  * exceeds CX_IMAGE_MAX_PIXELS (decompression bombs) before allocating. */
@@ -19,9 +20,9 @@ typedef struct cx_rgb_image {
 
 void cx_rgb_image_free(cx_rgb_image *im);
 
-/* Reads a PNG or JPEG file (format from the content, not the extension). */
+/* Reads a PNG, JPEG or WebP file (format from the content, not the extension). */
 int cx_image_load(const char *path, cx_rgb_image *out, cx_err *e);
-/* Decodes a PNG or JPEG held in memory (HTTP answers, fuzzing). */
+/* Decodes a PNG, JPEG or WebP held in memory (HTTP answers, fuzzing). */
 int cx_image_decode(const uint8_t *buf, size_t len, cx_rgb_image *out, cx_err *e);
 
 /* tEXt chunks to write: key/value pairs, e.g. {"parameters", "..."}. */

@@ -453,17 +453,24 @@ int cx_sd_decode_image(const char *b64, const char *infotext, cx_sd_image *out, 
   } else if (n >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) {
     snprintf(out->format, sizeof out->format, "jpeg");
   } else if (n >= 12 && !memcmp(bytes, "RIFF", 4) && !memcmp(bytes + 8, "WEBP", 4)) {
+#ifdef CX_HAVE_WEBP
+    snprintf(out->format, sizeof out->format, "webp");
+#else
     free(bytes);
-    return cx_fail(e, "the SD server answered a WebP image, which this build does not decode: set "
-                      "\"Images filename pattern\" format (samples_format) to png in the web UI's settings");
+    return cx_fail(e, "the SD server answered a WebP image, but this build has no WebP support (libwebp-dev was "
+                      "not found at build time, or CTXDIFF_WEBP=OFF): set the file format for images (samples_format) to png in the "
+                      "web UI's settings, or rebuild with libwebp-dev");
+#endif
   } else {
     free(bytes);
-    return cx_fail(e, "the SD server answered an image that is neither PNG nor JPEG (%zu bytes)", n);
+    return cx_fail(e, "the SD server answered an image that is neither PNG, JPEG nor WebP (%zu bytes)", n);
   }
   if (cx_image_decode(bytes, n, &out->image, e)) {
     free(bytes);
     return cx_failctx(e, "decoding the SD server's %s answer", out->format);
   }
+  /* JPEG and WebP answers carry the infotext in EXIF UserComment, which is not read: their
+   * infotext comes from the answer's info.infotexts, like the seed. */
   char *chunk = !strcmp(out->format, "png") ? cx_png_read_text(bytes, n, "parameters") : NULL;
   if (chunk) {
     out->png = bytes, out->png_len = n; /* saved as-is: the server's parameters chunk stays */

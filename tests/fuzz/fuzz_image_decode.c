@@ -1,4 +1,5 @@
-/* libFuzzer target: cx_image_decode (PNG via libpng, JPEG via libjpeg) on arbitrary bytes.
+/* libFuzzer target: cx_image_decode (PNG via libpng, JPEG via libjpeg, WebP via libwebp when
+ * built with CX_HAVE_WEBP) on arbitrary bytes.
  * Any crash, sanitizer report, leak or decoded image with inconsistent size is a bug. */
 #include <stdint.h>
 #include <stdlib.h>

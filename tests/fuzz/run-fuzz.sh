@@ -19,8 +19,12 @@ build() { # name sources... -- libs...
   # shellcheck disable=SC2086
   $CC $CFLAGS $INC -o "$WORK/bin/$name" "$@"
 }
+# WebP goes through the decoder too when libwebp is installed (as in the CMake build).
+WEBP=""
+if pkg-config --exists libwebp 2>/dev/null; then WEBP="-DCX_HAVE_WEBP=1 $(pkg-config --cflags --libs libwebp)"; fi
+# shellcheck disable=SC2086
 build fuzz_image_decode "$here/fuzz_image_decode.c" "$root/pipeline/io/image_io.c" "$root/runtime/cx_error.c" \
-  -lpng -ljpeg -lz
+  -lpng -ljpeg -lz $WEBP
 build fuzz_safetensors_header "$here/fuzz_safetensors_header.c" "$root/runtime/safetensors.c" "$root/runtime/json.c" \
   "$root/runtime/cx_error.c" -lm
 
@@ -44,6 +48,12 @@ try:
     for q, sub in ((90, 0), (50, 2)):
         b = io.BytesIO(); im.save(b, "JPEG", quality=q, subsampling=sub); open("%s/image/q%d.jpg" % (d, q), "wb").write(b.getvalue())
     b = io.BytesIO(); im.save(b, "JPEG", progressive=True); open("%s/image/prog.jpg" % d, "wb").write(b.getvalue())
+    from PIL import features
+    if features.check("webp"):
+        ima = Image.new("RGBA", (9, 7), (10, 200, 30, 128))
+        for name, img, kw in (("lossy", im, {"quality": 80}), ("lossless", im, {"lossless": True}),
+                              ("lossy_alpha", ima, {"quality": 80}), ("lossless_alpha", ima, {"lossless": True})):
+            b = io.BytesIO(); img.save(b, "WEBP", **kw); open("%s/image/%s.webp" % (d, name), "wb").write(b.getvalue())
 except ImportError:
     pass
 hdr = json.dumps({"__metadata__": {"format": "ctxdiff-mrcnn-1"}, "a/kernel": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]}, "a/bias": {"dtype": "F32", "shape": [3], "data_offsets": [24, 36]}}).encode()

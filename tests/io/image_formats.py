@@ -7,8 +7,11 @@ palette, palette with transparency, 1-bit, 16-bit RGB and grey, interlaced) and 
 compares with Pillow's 8-bit RGB conversion. Then the broken inputs: truncated PNG and
 JPEG, a PNG declaring a huge size (decompression bomb), corrupt CRC, not an image, an
 empty file, a missing file, a directory. Each must fail with a message, never crash.
+WebP (--webp ON, a build with libwebp): lossless RGB and RGBA against the source pixels
+(exact), lossy RGB and RGBA against Pillow, then truncated, corrupt, animated and
+oversized files, each refused with a message; --webp OFF: every WebP refused, saying why.
 
-usage: image_formats.py IMAGE_PROBE WORKDIR
+usage: image_formats.py IMAGE_PROBE WORKDIR [--webp ON|OFF]
 """
 import os
 import struct
@@ -20,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 probe, work = sys.argv[1], sys.argv[2]
+webp = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--webp" else "OFF"
 os.makedirs(work, exist_ok=True)
 failures = []
 
@@ -187,9 +191,63 @@ for name, data in [("text.png", b"hello, this is not an image\n"), ("empty.png",
     p = os.path.join(work, name)
     with open(p, "wb") as f:
         f.write(data)
-    expect_error(name, p, ["not a png or jpeg", "empty"])
+    expect_error(name, p, ["not a png, jpeg or webp", "empty"])
 expect_error("missing file", os.path.join(work, "does-not-exist.png"), ["no such file"])
 expect_error("directory", work, ["directory"])
+
+# --- WebP (Pillow's encoder, which is libwebp too: the lossless cases compare with the
+# source pixels, the lossy ones with Pillow's decoding of the same file)
+from PIL import features  # noqa: E402
+
+
+def webp_header_only(w, h):
+    """A VP8L file holding just its header: 14 bits per side, so up to 16384x16384."""
+    vp8l = b"\x2f" + struct.pack("<I", (w - 1) | (h - 1) << 14) + bytes(8)
+    return b"RIFF" + struct.pack("<I", 4 + 8 + len(vp8l)) + b"WEBPVP8L" + struct.pack("<I", len(vp8l)) + vp8l
+
+
+def write(name, data):
+    p = os.path.join(work, name)
+    with open(p, "wb") as f:
+        f.write(data)
+    return p
+
+
+if not features.check("webp"):
+    failures.append("Pillow has no WebP support here (Debian's python3-pil has it): WebP checks not run")
+else:
+    lossless = save(Image.fromarray(rgb), "lossless.webp", lossless=True)
+    lossless_a = save(Image.fromarray(rgba, "RGBA"), "lossless_rgba.webp", lossless=True, exact=True)
+    lossy = save(Image.fromarray(smooth), "lossy.webp", quality=90)
+    alpha = (np.arange(W)[None, :] * 5 + np.arange(H)[:, None] * 3) % 256
+    lossy_a = save(Image.fromarray(np.dstack([smooth, alpha]).astype(np.uint8), "RGBA"), "lossy_rgba.webp", quality=90)
+    anim = os.path.join(work, "anim.webp")
+    Image.fromarray(smooth).save(anim, save_all=True, append_images=[Image.fromarray(255 - smooth)], duration=100,
+                                 loop=0, lossless=True)
+    with open(lossy, "rb") as f:
+        lossy_bytes = f.read()
+    if webp == "ON":
+        expect_same("webp lossless", lossless, rgb)
+        expect_same("webp lossless rgba (alpha dropped)", lossless_a, rgba[:, :, :3])
+        expect_same("webp lossy", lossy, pil_rgb(lossy), tol=1)
+        got, _ = decode(lossy)
+        if got is not None and np.abs(got.astype(int) - smooth.astype(int)).mean() > 3:
+            failures.append("webp lossy: mean difference from the source %.2f" % np.abs(got.astype(int) - smooth).mean())
+        expect_same("webp lossy rgba (alpha dropped)", lossy_a, pil_rgb(lossy_a), tol=1)
+        expect_error("webp animated", anim, ["animated"])
+        for cut in (12, 20, 30, len(lossy_bytes) // 2, len(lossy_bytes) - 1):
+            expect_error("truncated webp (%d bytes)" % cut, write("trunc%d.webp" % cut, lossy_bytes[:cut]),
+                         ["truncated"])
+        i = lossy_bytes.find(b"\x9d\x01\x2a")  # the VP8 key frame start code
+        bad = bytearray(lossy_bytes)
+        bad[i] ^= 0xFF
+        expect_error("webp corrupt start code", write("corrupt.webp", bytes(bad)), ["webp", "corrupt"])
+        expect_error("webp unknown chunk", write("junk.webp", b"RIFF\x0c\x00\x00\x00WEBPJUNK\x00\x00\x00\x00"),
+                     ["webp"])
+        expect_error("webp bomb", write("bomb.webp", webp_header_only(16384, 16384)), ["limit", "bomb"])
+    else:
+        for name, p in [("lossless", lossless), ("lossy", lossy), ("animated", anim)]:
+            expect_error("webp %s without libwebp" % name, p, ["no webp support"])
 
 if failures:
     print("\n".join("FAIL: " + f for f in failures))

@@ -1,5 +1,6 @@
 /* Unit tests of pipeline/io: COCO RLE (round trips, hand-checked strings), PNG encode ->
- * decode, PNG text chunks, atomic writes, overlay colours. The RLE strings are also
+ * decode, PNG text chunks, WebP (libwebp's encoder -> our decoder, or the refusal when the
+ * build has no libwebp), atomic writes, overlay colours. The RLE strings are also
  * checked by an independent Python decoder (rle_check.py, fed by --dump-rle).
  *
  *   test_io_unit                 run the checks
@@ -13,6 +14,10 @@
 #include "image_io.h"
 #include "overlay.h"
 #include "rle.h"
+
+#ifdef CX_HAVE_WEBP
+#include <webp/encode.h>
+#endif
 
 static int failures = 0;
 #define CHECK(cond, ...)                                   \
@@ -170,6 +175,83 @@ static void png_round_trip(const char *dir) {
   }
 }
 
+/* A VP8L (lossless) WebP that holds only its header: 1..16384 per side can be declared in
+ * 14 bits each, so it can claim more than CX_IMAGE_MAX_PIXELS. */
+static size_t webp_header_only(uint8_t *b, unsigned w, unsigned h) {
+  static const uint8_t head[20] = {'R', 'I', 'F', 'F', 25, 0, 0, 0, 'W', 'E', 'B', 'P', 'V', 'P', '8', 'L', 13, 0, 0, 0};
+  memcpy(b, head, 20);
+  uint32_t bits = (w - 1) | (h - 1) << 14; /* alpha hint 0, version 0 */
+  b[20] = 0x2f;
+  for (int i = 0; i < 4; i++) b[21 + i] = (uint8_t)(bits >> (8 * i));
+  memset(b + 25, 0, 8);
+  return 33;
+}
+
+static void webp_checks(void) {
+  cx_err e;
+  cx_rgb_image im;
+  uint8_t hdr[33];
+  size_t hlen = webp_header_only(hdr, 16384, 16384);
+#ifndef CX_HAVE_WEBP
+  CHECK(cx_image_decode(hdr, hlen, &im, &e) != 0 && strstr(e.msg, "no WebP support") && strstr(e.msg, "libwebp"),
+        "a build without libwebp must refuse WebP and say why: '%s'", e.msg);
+#else
+  CHECK(cx_image_decode(hdr, hlen, &im, &e) != 0 && strstr(e.msg, "limit"), "16384x16384 WebP: '%s'", e.msg);
+  hlen = webp_header_only(hdr, 3, 2);
+  CHECK(cx_image_decode(hdr, hlen, &im, &e) != 0 && strstr(e.msg, "WebP"), "header without pixels: '%s'", e.msg);
+  int w = 41, h = 27;
+  uint8_t *px = malloc((size_t)w * h * 4);
+  for (int ch = 3; ch <= 4; ch++) {
+    /* Random pixels: exact after a lossless round trip. Alpha stays >= 1 because the
+     * lossless encoder may rewrite the colour of fully transparent pixels. */
+    for (int i = 0; i < w * h * ch; i++) px[i] = (uint8_t)(ch == 4 && i % 4 == 3 ? 1 + rnd() % 255 : rnd());
+    uint8_t *buf = NULL;
+    size_t len = ch == 3 ? WebPEncodeLosslessRGB(px, w, h, w * 3, &buf) : WebPEncodeLosslessRGBA(px, w, h, w * 4, &buf);
+    CHECK(len > 0, "libwebp failed to encode the test image");
+    if (!len) continue;
+    CHECK(cx_image_decode(buf, len, &im, &e) == 0, "lossless WebP (%d channels): %s", ch, e.msg);
+    if (im.rgb) {
+      int bad = im.width != w || im.height != h;
+      for (int i = 0; i < w * h && !bad; i++)
+        for (int k = 0; k < 3; k++) bad |= im.rgb[i * 3 + k] != px[i * ch + k];
+      CHECK(!bad, "lossless WebP round trip with %d channels changed pixels (alpha must be dropped)", ch);
+      cx_rgb_image_free(&im);
+    }
+    /* Every truncation is an error, never a crash or a silently short image. */
+    for (size_t cut = 0; cut < len; cut += (cut < 64 ? 1 : 37)) {
+      if (cx_image_decode(buf, cut, &im, &e) == 0) {
+        CHECK(0, "WebP truncated to %zu of %zu bytes decoded", cut, len);
+        cx_rgb_image_free(&im);
+      } else {
+        CHECK(e.msg[0], "a failed decode must say why");
+      }
+    }
+    /* A broken VP8L signature byte: a clean error. */
+    CHECK(len > 21 && !memcmp(buf + 12, "VP8L", 4), "libwebp wrote no plain VP8L file");
+    buf[20] ^= 0xff;
+    CHECK(cx_image_decode(buf, len, &im, &e) != 0, "WebP with a corrupt header decoded");
+    WebPFree(buf);
+  }
+  /* Lossy: a smooth gradient comes back close to the original (the exact values are
+   * checked against Pillow in image_formats.py). */
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++)
+      for (int k = 0; k < 3; k++) px[(y * w + x) * 3 + k] = (uint8_t)(40 + 3 * x + 2 * y + 30 * k);
+  uint8_t *buf = NULL;
+  size_t len = WebPEncodeRGB(px, w, h, w * 3, 95.0f, &buf);
+  CHECK(len > 0 && cx_image_decode(buf, len, &im, &e) == 0, "lossy WebP: %s", e.msg);
+  if (len && im.rgb) {
+    double sum = 0;
+    for (int i = 0; i < w * h * 3; i++) sum += abs((int)im.rgb[i] - (int)px[i]);
+    CHECK(im.width == w && im.height == h && sum / (w * h * 3) < 3.0, "lossy WebP differs by %.2f on average",
+          sum / (w * h * 3));
+    cx_rgb_image_free(&im);
+  }
+  WebPFree(buf);
+  free(px);
+#endif
+}
+
 static void atomic_write(const char *dir) {
   cx_err e;
   char path[512];
@@ -231,6 +313,7 @@ int main(int argc, char **argv) {
   rle_known_values();
   rle_round_trips(NULL);
   png_round_trip(dir);
+  webp_checks();
   atomic_write(dir);
   overlay_checks();
   char cmd[600];

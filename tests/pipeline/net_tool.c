@@ -4,12 +4,16 @@
  *   net_tool sd  URL CONFIG PROMPT OUTDIR txt2img + one inpaint (left half masked)
  *   net_tool llm URL CONFIG PROMPT LABELS scene context for "Shoe,Sky,..."
  *   net_tool jpeg W H < rgb > jpeg        JPEG encoder for the SD stub's JPEG mode
+ *   net_tool webp W H < rgb > webp        lossless WebP encoder for its WebP mode (CX_HAVE_WEBP)
  * Results go to stdout as JSON; errors to stderr, exit 1. */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <jpeglib.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef CX_HAVE_WEBP
+#include <webp/encode.h>
+#endif
 
 #include "cx_base64.h"
 #include "cx_http.h"
@@ -326,11 +330,32 @@ static int cmd_jpeg(int w, int h) {
   return 0;
 }
 
+#ifdef CX_HAVE_WEBP
+/* Lossless, so that the test can ask for the stub's exact pixels back. */
+static int cmd_webp(int w, int h) {
+  size_t n = (size_t)w * h * 3;
+  uint8_t *rgb = malloc(n), *webp = NULL;
+  if (!rgb || fread(rgb, 1, n, stdin) != n) return 1;
+  size_t len = WebPEncodeLosslessRGB(rgb, w, h, w * 3, &webp);
+  int rc = len && fwrite(webp, 1, len, stdout) == len ? 0 : 1;
+  WebPFree(webp);
+  free(rgb);
+  return rc;
+}
+#endif
+
 int main(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "unit")) return cmd_unit();
   if (argc == 6 && !strcmp(argv[1], "sd")) return cmd_sd(argv[2], argv[3], argv[4], argv[5]);
   if (argc == 6 && !strcmp(argv[1], "llm")) return cmd_llm(argv[2], argv[3], argv[4], argv[5]);
   if (argc == 4 && !strcmp(argv[1], "jpeg")) return cmd_jpeg(atoi(argv[2]), atoi(argv[3]));
-  fprintf(stderr, "usage: net_tool unit | sd URL CONFIG PROMPT OUTDIR | llm URL CONFIG PROMPT LABELS | jpeg W H\n");
+#ifdef CX_HAVE_WEBP
+  if (argc == 4 && !strcmp(argv[1], "webp")) return cmd_webp(atoi(argv[2]), atoi(argv[3]));
+#endif
+  fprintf(stderr, "usage: net_tool unit | sd URL CONFIG PROMPT OUTDIR | llm URL CONFIG PROMPT LABELS | jpeg W H"
+#ifdef CX_HAVE_WEBP
+                  " | webp W H"
+#endif
+                  "\n");
   return 2;
 }

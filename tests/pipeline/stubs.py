@@ -244,9 +244,9 @@ SCHEDULERS = [("automatic", "Automatic"), ("uniform", "Uniform"), ("karras", "Ka
 
 
 class SDStub(StubBase):
-    def __init__(self, auth=None, jpeg_tool=None, models=None, gen_delay=0.0):
+    def __init__(self, auth=None, encoder=None, models=None, gen_delay=0.0):
         self.auth = auth
-        self.jpeg_tool = jpeg_tool
+        self.encoder = encoder  # net_tool: its `jpeg`/`webp` commands encode the jpeg/webp fault answers
         self.gen_delay = gen_delay
         self.interrupt = threading.Event()
         self.rng = random.Random(1234)
@@ -376,9 +376,11 @@ class SDStub(StubBase):
                   f"Size: {w0}x{h0}, Model hash: 6ce0161689, Model: v1-5-pruned-emaonly"
                   + (f", Denoising strength: {req.get('denoising_strength')}" if "denoising_strength" in req else "")
                   + (f", Mask blur: {req.get('mask_blur')}" if "mask_blur" in req else "") + ", Version: stub")
-        if fault.get("jpeg"):
-            img = subprocess.run([self.jpeg_tool, "jpeg", str(w), str(h)], input=bytes(rgb), capture_output=True,
-                                 check=True).stdout
+        if fault.get("jpeg") or fault.get("webp"):  # as SD.Next or samples_format jpg/webp (no text chunk)
+            img = subprocess.run([self.encoder, "jpeg" if fault.get("jpeg") else "webp", str(w), str(h)],
+                                 input=bytes(rgb), capture_output=True, check=True).stdout
+        elif fault.get("image") is not None:  # these bytes instead of the image
+            img = fault["image"]
         else:
             img = png_encode(w, h, bytes(rgb), info_t)
         b64 = base64.b64encode(img).decode()

@@ -195,7 +195,7 @@ def sd_data_url():
 @case
 def sd_jpeg():
     d = workdir("sd_jpeg")
-    sd = stubs.SDStub(jpeg_tool=ARGS.tool)
+    sd = stubs.SDStub(encoder=ARGS.tool)
     sd.fault("/sdapi/v1/txt2img", jpeg=True)
     out = json.loads(sd_tool(sd.url, write_json(os.path.join(d, "c.json"), SD_CFG), d).stdout)
     check(out["format"] == "jpeg", "format")
@@ -207,6 +207,39 @@ def sd_jpeg():
     check(diff < 6, f"decoded JPEG differs from the stub's pixels by {diff:.1f} on average")
     i = posts(sd, "/sdapi/v1/img2img")[0]
     check(stubs.b64_tolerant(i["init_images"][0])[:8] == b"\x89PNG\r\n\x1a\n", "init image sent as PNG")
+
+
+@case
+def sd_webp():
+    d = workdir("sd_webp")
+    cfg = write_json(os.path.join(d, "c.json"), SD_CFG)
+    if ARGS.webp != "ON":
+        # Without libwebp the answer is refused by its signature, with what to do about it.
+        sd = stubs.SDStub()
+        sd.fault("/sdapi/v1/txt2img", image=b"RIFF\x19\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00\x2f" + bytes(12))
+        p = sd_tool(sd.url, cfg, d, expect=1)
+        check("WebP" in p.stderr and "no WebP support" in p.stderr and "samples_format" in p.stderr, p.stderr)
+        return
+    sd = stubs.SDStub(encoder=ARGS.tool)
+    sd.fault("/sdapi/v1/txt2img", webp=True)
+    out = json.loads(sd_tool(sd.url, cfg, d).stdout)
+    check(out["format"] == "webp", "format")
+    w, h, ch, px, texts = stubs.png_decode(open(os.path.join(d, "t2i.png"), "rb").read())
+    # No text chunk in a WebP answer: the infotext comes from info.infotexts, as for JPEG.
+    check(texts.get("parameters") == out["infotext"] and "Seed:" in out["infotext"], "PNG carries the infotext")
+    ref = stubs.synth_pattern(128, 96, int(__import__("hashlib").sha256(
+        f"{out['seed']}|1girl, walking".encode()).digest()[0]) % 3)
+    check((w, h, ch) == (128, 96, 3), f"{w}x{h}x{ch}")
+    check(bytes(px) == bytes(ref), "lossless WebP answer decoded to other pixels than the stub's")
+    i = posts(sd, "/sdapi/v1/img2img")[0]
+    check(stubs.b64_tolerant(i["init_images"][0])[:8] == b"\x89PNG\r\n\x1a\n", "init image sent as PNG")
+    # A truncated WebP answer fails with a message, not a crash.
+    sd2 = stubs.SDStub(encoder=ARGS.tool)
+    good = subprocess.run([ARGS.tool, "webp", "8", "8"], input=bytes(range(192)), capture_output=True,
+                          check=True).stdout
+    sd2.fault("/sdapi/v1/txt2img", image=good[:len(good) // 2])
+    p = sd_tool(sd2.url, cfg, d, expect=1)
+    check("truncated" in p.stderr and "webp" in p.stderr.lower(), p.stderr)
 
 
 @case
@@ -706,6 +739,7 @@ def main():
     ap.add_argument("--tool", required=True)
     ap.add_argument("--ctxdiff", required=True)
     ap.add_argument("--work", required=True)
+    ap.add_argument("--webp", default="OFF", help="ON when the build decodes WebP (CTXDIFF_HAVE_WEBP)")
     ARGS = ap.parse_args()
     os.makedirs(ARGS.work, exist_ok=True)
     if ARGS.case not in CASES:
