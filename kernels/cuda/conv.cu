@@ -25,6 +25,8 @@
  *              split-K slices (KS; splitk_reduce_kernel adds them with the epilogue).
  *   v3 fp16/bf16 — v2's tile and arithmetic when both operands are 16-bit in memory: cp.async
  *              copies straight to shared memory, 3 stages (conv_tc_v3_kernel).
+ *   v2/v3 fragments: fp16 through WMMA, bf16 through ldmatrix + mma.sync m16n8k16
+ *              (mma_ptx.cuh: nvcc's bf16 WMMA loads are generic, not ldmatrix); tc_acc.
  * All v2 kernels: 2 blocks per SM (<= 128 registers, no spills, <= 40 KB static shared
  * memory); numbers and predictions in bench/cuda-notes.md.
  * fp32 3x3 / stride 1 / pad 1 convolutions whose descriptor carries a packed Winograd kernel go
@@ -45,6 +47,7 @@
 #include <type_traits>
 
 #include "cuda_common.cuh"
+#include "mma_ptx.cuh"
 
 namespace {
 
@@ -740,39 +743,102 @@ __device__ inline void store_b_stage(T *Bs, int b_k, int b_n, const uint2 *rb) {
     *reinterpret_cast<uint2 *>(Bs + (b_k + tc_tile<BN>::B_RSTEP * i) * tc_tile<BN>::LDB + b_n) = rb[i];
 }
 
-/* One k16 slice of the warp's (16*FM) x 32 tile: 2 B + FM A fragment loads, 2*FM MMAs. */
-template <int BN, typename T>
-__device__ inline void mma_k16(const T *As, const T *Bs, int q, int wm, int wn,
-                               nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> (
-                                   &acc)[tc_tile<BN>::FM][2]) {
-  using namespace nvcuda;
-  constexpr int FM = tc_tile<BN>::FM, LDB = tc_tile<BN>::LDB;
-  wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb[2];
-#pragma unroll
-  for (int j = 0; j < 2; j++) wmma::load_matrix_sync(fb[j], Bs + q * LDB + wn * 32 + j * 16, LDB);
-#pragma unroll
-  for (int i = 0; i < FM; i++) {
-    wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
-    wmma::load_matrix_sync(fa, As + (wm * FM * 16 + i * 16) * H_LDA + q, H_LDA);
-#pragma unroll
-    for (int j = 0; j < 2; j++) wmma::mma_sync(acc[i][j], fa, fb[j], acc[i][j]);
-  }
-}
+/* The warp's (16*FM) x 32 fp32 accumulator tile. fp16: WMMA m16n16k16 fragments (nvcc loads
+ * them with ldmatrix from shared memory). bf16: raw mma.sync m16n8k16 fragments fed by ldmatrix
+ * (mma_ptx.cuh), because nvcc 13.0 emits WMMA's bf16 loads as generic per-element loads. Same
+ * products and fp32 accumulation; only the order within a 16-wide k step is the hardware's. */
+template <typename T>
+constexpr bool PTX_MMA = std::is_same<T, __nv_bfloat16>::value;
 
-/* The tensor-core kernels' epilogue: per 16-row slice, the warp's two fragments go to its 16x32
+template <typename T, int BN, bool PTX = PTX_MMA<T>>
+struct tc_acc {
+  nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> f[tc_tile<BN>::FM][2];
+  __device__ void zero() {
+#pragma unroll
+    for (int i = 0; i < tc_tile<BN>::FM; i++)
+#pragma unroll
+      for (int j = 0; j < 2; j++) nvcuda::wmma::fill_fragment(f[i][j], 0.0f);
+  }
+  /* one k16 slice at column q of the stage: 2 B + FM A fragment loads, 2*FM MMAs */
+  __device__ void mma_k16(const T *As, const T *Bs, int q, int wm, int wn) {
+    using namespace nvcuda;
+    constexpr int FM = tc_tile<BN>::FM, LDB = tc_tile<BN>::LDB;
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb[2];
+#pragma unroll
+    for (int j = 0; j < 2; j++) wmma::load_matrix_sync(fb[j], Bs + q * LDB + wn * 32 + j * 16, LDB);
+#pragma unroll
+    for (int i = 0; i < FM; i++) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
+      wmma::load_matrix_sync(fa, As + (wm * FM * 16 + i * 16) * H_LDA + q, H_LDA);
+#pragma unroll
+      for (int j = 0; j < 2; j++) wmma::mma_sync(f[i][j], fa, fb[j], f[i][j]);
+    }
+  }
+  /* rows 16i..16i+15 of the warp tile into the 16 x 32 staging tile cw (ldm H_LDC) */
+  __device__ void stage(int i, float *cw, int lane) {
+    (void)lane;
+#pragma unroll
+    for (int j = 0; j < 2; j++) nvcuda::wmma::store_matrix_sync(cw + j * 16, f[i][j], H_LDC, nvcuda::wmma::mem_row_major);
+  }
+};
+
+template <typename T, int BN>
+struct tc_acc<T, BN, true> {
+  float f[tc_tile<BN>::FM][4][4]; /* [16-row slice][8-column slice][fragment register] */
+  __device__ void zero() {
+#pragma unroll
+    for (int i = 0; i < tc_tile<BN>::FM; i++)
+#pragma unroll
+      for (int j = 0; j < 4; j++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) f[i][j][r] = 0.0f;
+  }
+  /* Lane l addresses row l%16, columns 8(l/16).. of a 16x16 A slice (matrices: rows 0-7 / 8-15
+   * x k 0-7 / 8-15 = a[0..3]) and k row l%16, columns 8(l/16).. of a 16x16 B block read
+   * transposed (k 0-7 / 8-15 x n 0-7 = b[0], b[1] of the first 8 columns, then of the next 8).
+   * Row strides 80 B (A) and 272/144 B (B): the 8 rows of each matrix hit distinct banks. */
+  __device__ void mma_k16(const T *As, const T *Bs, int q, int wm, int wn) {
+    constexpr int FM = tc_tile<BN>::FM, LDB = tc_tile<BN>::LDB;
+    const int lane = threadIdx.x % 32, lr = lane % 16, lc = (lane / 16) * 8;
+    unsigned b[4][2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      unsigned r[4];
+      ldsm_x4<true>(r, Bs + (q + lr) * LDB + wn * 32 + h * 16 + lc);
+      b[2 * h][0] = r[0];
+      b[2 * h][1] = r[1];
+      b[2 * h + 1][0] = r[2];
+      b[2 * h + 1][1] = r[3];
+    }
+#pragma unroll
+    for (int i = 0; i < FM; i++) {
+      unsigned a[4];
+      ldsm_x4<false>(a, As + (wm * FM * 16 + i * 16 + lr) * H_LDA + q + lc);
+#pragma unroll
+      for (int j = 0; j < 4; j++) mma_16816<T>(f[i][j], a, b[j]);
+    }
+  }
+  __device__ void stage(int i, float *cw, int lane) {
+    const int r = lane / 4, c = 2 * (lane % 4);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      *reinterpret_cast<float2 *>(cw + r * H_LDC + j * 8 + c) = make_float2(f[i][j][0], f[i][j][1]);
+      *reinterpret_cast<float2 *>(cw + (r + 8) * H_LDC + j * 8 + c) = make_float2(f[i][j][2], f[i][j][3]);
+    }
+  }
+};
+
+/* The tensor-core kernels' epilogue: per 16-row slice, the warp's accumulators go to its 16x32
  * staging tile cw (shared memory the k loop no longer uses); then each lane finishes float4s,
  * 8 lanes per 128-byte output row segment (O16: rounded to 16-bit outputs). */
 template <typename T, int BN, bool O16>
-__device__ inline void tc_epilogue(
-    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> (&acc)[tc_tile<BN>::FM][2], float *cw,
-    const conv_geom &g, long long m0, int n0, int wm, int wn, int lane, const float *__restrict__ bias,
-    const atype<O16> *__restrict__ res, int relu, atype<O16> *__restrict__ y, bool vec) {
-  using namespace nvcuda;
+__device__ inline void tc_epilogue(tc_acc<T, BN> &acc, float *cw, const conv_geom &g, long long m0, int n0, int wm,
+                                   int wn, int lane, const float *__restrict__ bias, const atype<O16> *__restrict__ res,
+                                   int relu, atype<O16> *__restrict__ y, bool vec) {
   constexpr int FM = tc_tile<BN>::FM;
 #pragma unroll
   for (int i = 0; i < FM; i++) {
-#pragma unroll
-    for (int j = 0; j < 2; j++) wmma::store_matrix_sync(cw + j * 16, acc[i][j], H_LDC, wmma::mem_row_major);
+    acc.stage(i, cw, lane);
     __syncwarp();
 #pragma unroll
     for (int p = 0; p < 4; p++) {
@@ -793,7 +859,6 @@ __global__ void __launch_bounds__(H_THREADS, 2)
   static_assert(!(KS && O16), "split-K slices write fp32 partials");
   using namespace nvcuda;
   using tile = tc_tile<BN>;
-  constexpr int FM = tile::FM;
   /* Scalar B gathers (4 predicated loads per quad) need more registers: those variants load B
    * only after the first k16 half (see the pipeline note above) to stay spill-free. */
   constexpr bool SPLIT = !BVEC;
@@ -820,11 +885,8 @@ __global__ void __launch_bounds__(H_THREADS, 2)
   kpos ap = kpos_of(g, kr.x + a_c);
   areg<A16> ra[A16 ? 2 : 4];
   breg<W16> rb[tile::NB];
-  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[FM][2];
-#pragma unroll
-  for (int i = 0; i < FM; i++)
-#pragma unroll
-    for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.0f);
+  tc_acc<T, BN> acc;
+  acc.zero();
 
   __syncthreads(); /* row info */
   load_a16<AVEC>(x, g, row_off, row_yx, a_r, ap, kr.x + a_c, ra);
@@ -845,12 +907,12 @@ __global__ void __launch_bounds__(H_THREADS, 2)
     kpos_advance(g, ap, H_BK);
     load_a16<AVEC>(x, g, row_off, row_yx, a_r, ap, k1 + a_c, ra);
     if (!SPLIT) load_b_stage<BN, BVEC>(wt, g, k1 + b_k, n0 + b_n, rb);
-    mma_k16<BN, T>(As, Bs, 0, wm, wn, acc);
+    acc.mma_k16(As, Bs, 0, wm, wn);
     if (SPLIT) {
       store_a16<T>(reinterpret_cast<T *>(smem + (cur ^ 1) * H_A_BYTES), a_r, a_c, ra);
       load_b_stage<BN, BVEC>(wt, g, k1 + b_k, n0 + b_n, rb);
     }
-    mma_k16<BN, T>(As, Bs, 16, wm, wn, acc);
+    acc.mma_k16(As, Bs, 16, wm, wn);
     if (!SPLIT) store_a16<T>(reinterpret_cast<T *>(smem + (cur ^ 1) * H_A_BYTES), a_r, a_c, ra);
     store_b_stage<BN, T>(reinterpret_cast<T *>(smem + 2 * H_A_BYTES + (cur ^ 1) * tile::B_BYTES), b_k, b_n, rb);
     __syncthreads(); /* after the last tile: every warp is done with the stages, C may reuse them */
@@ -896,7 +958,7 @@ __global__ void __launch_bounds__(H_THREADS, 2)
   using namespace nvcuda;
   using tile = tc_tile<BN>;
   using v3 = v3_tile<BN>;
-  constexpr int FM = tile::FM, LDB = tile::LDB;
+  constexpr int LDB = tile::LDB;
   static_assert(!(KS && O16), "split-K slices write fp32 partials");
   extern __shared__ uint4 v3_smem_raw[];
   /* base + padding, not an integer rounded and cast back: the pointer must stay derived from the
@@ -947,11 +1009,8 @@ __global__ void __launch_bounds__(H_THREADS, 2)
     kpos_advance(g, ap, H_BK);
   };
 
-  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[FM][2];
-#pragma unroll
-  for (int i = 0; i < FM; i++)
-#pragma unroll
-    for (int j = 0; j < 2; j++) wmma::fill_fragment(acc[i][j], 0.0f);
+  tc_acc<T, BN> acc;
+  acc.zero();
 
 #pragma unroll
   for (int s = 0; s < V3_STAGES - 1; s++) {
@@ -966,8 +1025,8 @@ __global__ void __launch_bounds__(H_THREADS, 2)
     const unsigned char *st = body + (kt % V3_STAGES) * v3::STAGE_BYTES;
     const T *As = reinterpret_cast<const T *>(st);
     const T *Bs = reinterpret_cast<const T *>(st + H_A_BYTES);
-    mma_k16<BN, T>(As, Bs, 0, wm, wn, acc);
-    mma_k16<BN, T>(As, Bs, 16, wm, wn, acc);
+    acc.mma_k16(As, Bs, 0, wm, wn);
+    acc.mma_k16(As, Bs, 16, wm, wn);
   }
   __pipeline_wait_prior(0);
   __syncthreads(); /* the stages become the epilogue's staging tiles */
@@ -1063,11 +1122,12 @@ void tc_v2_ab(bool av16, bool bv, dim3 grid, cudaStream_t st, const conv_args &a
   if (a.zs.kz) tc_v2_launch<T, BN, true, true, W16, true>(grid, st, a);
   else if (av16 && bv) tc_v2_launch<T, BN, true, true, W16, false>(grid, st, a);
   else if (bv) tc_v2_launch<T, BN, false, true, W16, false>(grid, st, a);
-  /* scalar-B 16-bit weights run 64-wide only (the caller's only64): the 128-wide variants
-   * would spill, so they are not even instantiated */
-  else if constexpr (!(W16 && BN == 128)) {
+  else if constexpr (BN == 64) {
     if (av16) tc_v2_launch<T, BN, true, false, W16, false>(grid, st, a);
     else tc_v2_launch<T, BN, false, false, W16, false>(grid, st, a);
+  } else if constexpr (!W16) {
+    if (av16) tc_v2_launch<T, BN, true, false, W16, false>(grid, st, a);
+    else CX_CUDA_FAIL("conv2d: internal: no 128-wide tile for scalar A and B gathers");
   } else {
     CX_CUDA_FAIL("conv2d: internal: no 128-wide scalar-B tile for 16-bit weights");
   }
@@ -1316,9 +1376,10 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
      * keeps v2 (A/B) */
     a.v3 = x16 && w16 && ov && g.cout % 8 == 0 && ((uintptr_t)wt & 15) == 0 && conv_version() != 2;
     const unsigned mt = (unsigned)((g.m + 127) / 128);
-    /* 16-bit weights gathered one by one (cout % 4 != 0: mask logits, class logits) take the
-     * 64-wide tile (128-wide, the bf16 one spilled 28 bytes: those variants are not instantiated) */
-    const bool only64 = g.cout <= 64 || (w16 && !bv);
+    /* Tensor-core GEMMs with 16-bit weights gathered one by one (cout % 4 != 0: mask logits,
+     * class logits), or with both operands gathered one by one (odd shapes), take the 64-wide
+     * tile: the 128-wide bf16 ones spilled (28 and 12 bytes), so they are not instantiated */
+    const bool only64 = g.cout <= 64 || (p != CX_PREC_FP32 && !bv && (w16 || !av16));
     const int wide = only64 ? 64 : 128;
     /* Grids under one block per SM: split K (pick_splits; its kernel variants are the
      * all-vector ones) with the widest tile; where K is too short for that, 64-wide tiles (res4

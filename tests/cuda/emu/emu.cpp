@@ -106,6 +106,7 @@ size_t g_page;
 char *g_stacks; /* MAX_THREADS stacks, each with a guard page at its low end */
 fiber g_fib[MAX_THREADS];
 unsigned long long g_slots[MAX_THREADS];
+unsigned long long g_wide[MAX_THREADS][WIDE_SLOTS]; /* warp_wide_slots: mma fragments */
 void *g_sched_sp;
 int g_cur = -1, g_nth;
 const std::function<void()> *g_body;
@@ -544,6 +545,7 @@ int warp_leader() {
   return 1;
 }
 unsigned long long *warp_slots() { return g_slots + (g_cur - g_cur % 32); }
+unsigned long long *warp_wide_slots() { return g_wide[g_cur - g_cur % 32]; }
 void *dyn_smem() { return g_dyn.data(); }
 
 void pipe_copy(void *dst, const void *src, size_t size, size_t zfill) {

@@ -204,6 +204,8 @@ void barrier_warp(unsigned mask); /* __syncwarp and both halves of a warp exchan
 int lane_id();
 int warp_leader(); /* 1 on the lowest live lane of the calling thread's warp */
 unsigned long long *warp_slots(); /* 32 exchange slots of the calling thread's warp */
+constexpr int WIDE_SLOTS = 16;
+unsigned long long *warp_wide_slots(); /* 32 x WIDE_SLOTS exchange words of the calling thread's warp */
 void *dyn_smem();                 /* this launch's dynamic shared memory */
 [[noreturn]] void device_fail(const char *fmt, ...);
 
