@@ -26,7 +26,7 @@
 static void segment_usage(FILE *f) {
   fprintf(f,
           "usage: ctxdiff segment [options] IMAGE...\n\n"
-          "Detects objects in PNG/JPEG images; writes DIR/<name>.json (boxes, classes, scores,\n"
+          "Detects objects in PNG/JPEG/WebP images; writes DIR/<name>.json (boxes, classes, scores,\n"
           "COCO RLE masks) and DIR/<name>.overlay.png for each image.\n\n"
           "  --weights FILE     converted weights (.safetensors); default: $CTXDIFF_WEIGHTS, then\n"
           "                     ./coco.safetensors, else synthetic test weights (with a warning)\n"

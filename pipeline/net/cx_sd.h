@@ -68,7 +68,7 @@ typedef struct cx_sd_image {
   cx_rgb_image image;  /* decoded RGB */
   int64_t seed;        /* seed actually used (info.seed), -1 when unknown */
   char *infotext;      /* malloc'd, may be NULL */
-  char format[8];      /* "png" / "jpeg": what the server sent */
+  char format[8];      /* "png" / "jpeg" / "webp": what the server sent */
   int interrupted;     /* Ctrl-C was forwarded to /interrupt during this request */
 } cx_sd_image;
 
