@@ -1125,11 +1125,8 @@ void tc_v2_ab(bool av16, bool bv, dim3 grid, cudaStream_t st, const conv_args &a
   else if constexpr (BN == 64) {
     if (av16) tc_v2_launch<T, BN, true, false, W16, false>(grid, st, a);
     else tc_v2_launch<T, BN, false, false, W16, false>(grid, st, a);
-  } else if constexpr (!W16) {
-    if (av16) tc_v2_launch<T, BN, true, false, W16, false>(grid, st, a);
-    else CX_CUDA_FAIL("conv2d: internal: no 128-wide tile for scalar A and B gathers");
   } else {
-    CX_CUDA_FAIL("conv2d: internal: no 128-wide scalar-B tile for 16-bit weights");
+    CX_CUDA_FAIL("conv2d: internal: no 128-wide tensor-core tile for scalar B gathers");
   }
 }
 
@@ -1376,10 +1373,10 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
      * keeps v2 (A/B) */
     a.v3 = x16 && w16 && ov && g.cout % 8 == 0 && ((uintptr_t)wt & 15) == 0 && conv_version() != 2;
     const unsigned mt = (unsigned)((g.m + 127) / 128);
-    /* Tensor-core GEMMs with 16-bit weights gathered one by one (cout % 4 != 0: mask logits,
-     * class logits), or with both operands gathered one by one (odd shapes), take the 64-wide
-     * tile: the 128-wide bf16 ones spilled (28 and 12 bytes), so they are not instantiated */
-    const bool only64 = g.cout <= 64 || (p != CX_PREC_FP32 && !bv && (w16 || !av16));
+    /* Tensor-core GEMMs whose weights are gathered one by one (cout % 4 != 0: mask logits,
+     * class logits, odd shapes) take the 64-wide tile: the 128-wide bf16 ones spilled (4 to 28
+     * bytes on sm_80/sm_90), so they are not instantiated */
+    const bool only64 = g.cout <= 64 || (p != CX_PREC_FP32 && !bv);
     const int wide = only64 ? 64 : 128;
     /* Grids under one block per SM: split K (pick_splits; its kernel variants are the
      * all-vector ones) with the widest tile; where K is too short for that, 64-wide tiles (res4

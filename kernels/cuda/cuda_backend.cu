@@ -163,10 +163,10 @@ int cx_cuda_init(int device) {
   CX_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
   snprintf(g_name, sizeof g_name, "%s (sm_%d%d, %d SMs, %.1f GiB)", p.name, p.major, p.minor, p.multiProcessorCount,
            (double)p.totalGlobalMem / (1024.0 * 1024.0 * 1024.0));
-  if (p.major < 9) {
-    /* the build carries sm_90 SASS and compute_90 PTX only: older GPUs cannot run it */
-    return CX_CUDA_FAIL("device %s: compute capability %d.%d is below 9.0, which this build targets", p.name,
-                        p.major, p.minor);
+  if (p.major < 8) {
+    /* the kernels use cp.async and bf16 tensor cores (sm_80); the build carries sm_80/sm_90 SASS */
+    return CX_CUDA_FAIL("device %s: compute capability %d.%d is below 8.0 (Ampere), the oldest this build runs on",
+                        p.name, p.major, p.minor);
   }
   return 0;
 }
