@@ -97,6 +97,13 @@ __device__ inline void put(float *o, float v) { *o = v; }
 __device__ inline void put(__half *o, float v) { *o = __float2half_rn(v); }
 __device__ inline void put(__nv_bfloat16 *o, float v) { *o = __float2bfloat16_rn(v); }
 
+/* a[l] of a kernel-parameter array by selects: indexing it with a run-time l makes nvcc copy
+ * the whole parameter struct to local memory (96 bytes of stack per thread) */
+template <typename T>
+__device__ inline T pick4(const T (&a)[4], int l) {
+  return l == 0 ? a[0] : l == 1 ? a[1] : l == 2 ? a[2] : a[3];
+}
+
 /* F: the levels' element type, O: the output's (float, or F for 16-bit pooled features) */
 template <typename F, typename O>
 __global__ void roi_align_kernel(pyramid pyr, int c, const float *__restrict__ boxes, const int *__restrict__ levels,
@@ -115,8 +122,8 @@ __global__ void roi_align_kernel(pyramid pyr, int c, const float *__restrict__ b
     int l = levels[bi] - 2;
     l = l < 0 ? 0 : (l > 3 ? 3 : l); /* roi_levels returns 2..5 */
     const int img = img_of ? img_of[bi] : bi / rows_per_image;
-    const int hf = pyr.fh[l], wf = pyr.fw[l];
-    const F *feat = static_cast<const F *>(pyr.p[l]) + (long long)img * pyr.image_stride[l];
+    const int hf = pick4(pyr.fh, l), wf = pick4(pyr.fw, l);
+    const F *feat = static_cast<const F *>(pick4(pyr.p, l)) + (long long)img * pick4(pyr.image_stride, l);
     put(out + idx, cx_crop_sample(feat, hf, wf, c, boxes + (size_t)bi * 4, pool, pool, i, j, d));
   }
 }

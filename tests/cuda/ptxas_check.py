@@ -6,7 +6,9 @@ enforces or punishes: registers x threads per block (a launch over 64K registers
 "too many resources requested"), local-memory spills (silently slow), shared memory over the
 static 48 KB. This compiles each kernels/cuda/*.cu to sm_90 machine code with `ptxas -v`
 (device code only, the build's flags) and checks every entry function:
-  * no spill stores or loads (a loader change that spills shows here, not as a wrong result);
+  * no spill stores or loads (a loader change that spills shows here, not as a wrong result),
+    and no stack frame at all (local memory: a register array indexed at run time, or a
+    kernel-parameter array indexed at run time, which nvcc copies to the stack);
   * registers x .maxntid (its __launch_bounds__) <= 65536 and, for kernels with more than 64
     registers, a __launch_bounds__ at all: without one, nothing stops a 1024-thread launch;
   * static shared memory <= 48 KB (more needs dynamic shared memory and the opt-in attribute,
@@ -158,6 +160,8 @@ def main():
                 why.append(f"{gen} fragment loads from the generic address space (not LDSM)")
             if r["spill_st"] or r["spill_ld"]:
                 why.append(f"spills {r['spill_st']} B stores / {r['spill_ld']} B loads")
+            elif r["stack"]:
+                why.append(f"{r['stack']} B stack frame (local memory)")
             if nt and r["regs"] * nt > REGS_PER_SM:
                 why.append(f"{r['regs']} registers x {nt} threads > {REGS_PER_SM}")
             if not nt and r["regs"] > 64:
@@ -181,7 +185,7 @@ def main():
         for b in bad:
             print("  " + b, file=sys.stderr)
         return 1
-    print("no spills, registers x launch bounds within the SM's register file, static shared memory <= 48 KB, "
+    print("no spills or stack frames, registers x launch bounds within the SM's register file, static shared memory <= 48 KB, "
           "fragment loads from shared memory (gen: generic ones, accepted for " + ", ".join(ALLOW_GENERIC) + ")")
     return 0
 

@@ -1,6 +1,6 @@
 /* Fixture for ptxas_check.py's own test: each kernel but `fine` breaks one rule, so the check
- * must name `spiller` (a launch bound that forces spills) and `unbounded` (>64 registers, no
- * launch bound). Never built into the project. */
+ * must name `spiller` (a launch bound that forces spills), `unbounded` (>64 registers, no
+ * launch bound) and `stacked` (local memory). Never built into the project. */
 #define N_LIVE 24
 
 __device__ float churn(float4 *r) {
@@ -34,3 +34,11 @@ __global__ void unbounded(const float4 *x, float *y, int n) {
 }
 
 __global__ void __launch_bounds__(128) fine(float *y) { y[threadIdx.x] = 1; }
+
+/* an array written and read at run-time indices lives in local memory: a stack frame, no spill */
+__global__ void __launch_bounds__(128) stacked(const int *x, int *y, int l) {
+  int r[64];
+  for (int i = 0; i < 64; i++) r[i] = x[threadIdx.x * 64 + i];
+  r[l & 63] += 1;
+  y[threadIdx.x] = r[(l * 7) & 63];
+}
