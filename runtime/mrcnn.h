@@ -33,7 +33,7 @@ typedef struct cx_detections {
   int32_t *rois;       /* [count][4] y1, x1, y2, x2 in original pixels (y2/x2 exclusive) */
   int32_t *class_ids;  /* [count] */
   float *scores;       /* [count] */
-  uint8_t *masks;      /* [count][height][width], 0 or 1 */
+  uint8_t *masks;      /* [count][height][width], 0 or 1; 0 outside the detection's roi */
 } cx_detections;
 
 /* Per-stage wall time of the last cx_detect call, milliseconds. */

@@ -10,6 +10,7 @@
 #include "image_io.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <setjmp.h>
@@ -539,7 +540,17 @@ char *cx_png_read_text(const uint8_t *buf, size_t len, const char *key) {
 /* Atomic write                                                                        */
 /* ---------------------------------------------------------------------------------- */
 
+/* The process umask, read once: umask() can only be read by setting it, which is not safe
+ * while other threads create files (segment writes its outputs from several threads). */
+static mode_t g_umask;
+static pthread_once_t g_umask_once = PTHREAD_ONCE_INIT;
+static void read_umask(void) {
+  g_umask = umask(0);
+  umask(g_umask);
+}
+
 int cx_write_file_atomic(const char *path, const void *data, size_t len, cx_err *e) {
+  pthread_once(&g_umask_once, read_umask);
   size_t plen = strlen(path);
   char *tmp = malloc(plen + 16);
   if (!tmp) return cx_fail(e, "out of memory writing '%s'", path);
@@ -551,9 +562,7 @@ int cx_write_file_atomic(const char *path, const void *data, size_t len, cx_err 
     return cx_fail(e, "cannot write '%s': %s", path, strerror(err));
   }
   /* mkstemp creates 0600; give the file the usual permissions under the umask. */
-  mode_t um = umask(0);
-  umask(um);
-  (void)fchmod(fd, 0666 & ~um);
+  (void)fchmod(fd, 0666 & ~g_umask);
   const uint8_t *p = data;
   size_t left = len;
   while (left > 0) {

@@ -103,23 +103,37 @@ int cx_overlay_draw(uint8_t *rgb, int w, int h, const cx_detections *d, const ch
     return cx_fail(e, "overlay: detections are for a %dx%d image but the image is %dx%d", d->width, d->height, w, h);
   int n = d->count;
   size_t plane = (size_t)w * h;
+  /* Masks are 0 outside their rois (mrcnn.h): only the box (clipped to the image) is read,
+   * not the whole plane per detection. */
+  int (*bb)[4] = malloc((size_t)n * sizeof *bb);
+  if (!bb) return cx_fail(e, "overlay: out of memory");
+  for (int i = 0; i < n; i++) {
+    const int32_t *r = d->rois + 4 * i;
+    bb[i][0] = r[0] < 0 ? 0 : r[0];
+    bb[i][1] = r[1] < 0 ? 0 : r[1];
+    bb[i][2] = r[2] > h ? h : r[2];
+    bb[i][3] = r[3] > w ? w : r[3];
+  }
   /* Tint every mask first so that outlines, boxes and captions stay on top. */
   for (int i = 0; i < n; i++) {
     uint8_t c[3];
     cx_overlay_colour(i, n, c);
     const uint8_t *m = d->masks ? d->masks + plane * i : NULL;
     if (!m) continue;
-    for (size_t p = 0; p < plane; p++)
-      if (m[p])
-        for (int k = 0; k < 3; k++) rgb[p * 3 + k] = (uint8_t)((rgb[p * 3 + k] + c[k]) / 2);
+    for (int y = bb[i][0]; y < bb[i][2]; y++)
+      for (int x = bb[i][1]; x < bb[i][3]; x++) {
+        const size_t p = (size_t)y * w + x;
+        if (m[p])
+          for (int k = 0; k < 3; k++) rgb[p * 3 + k] = (uint8_t)((rgb[p * 3 + k] + c[k]) / 2);
+      }
   }
   for (int i = 0; i < n; i++) {
     uint8_t c[3];
     cx_overlay_colour(i, n, c);
     const uint8_t *m = d->masks ? d->masks + plane * i : NULL;
     if (m)
-      for (int y = 0; y < h; y++)
-        for (int x = 0; x < w; x++) {
+      for (int y = bb[i][0]; y < bb[i][2]; y++)
+        for (int x = bb[i][1]; x < bb[i][3]; x++) {
           if (!m[(size_t)y * w + x]) continue;
           int edge = x == 0 || y == 0 || x == w - 1 || y == h - 1 || !m[(size_t)y * w + x - 1] ||
                      !m[(size_t)y * w + x + 1] || !m[(size_t)(y - 1) * w + x] || !m[(size_t)(y + 1) * w + x];
@@ -129,6 +143,7 @@ int cx_overlay_draw(uint8_t *rgb, int w, int h, const cx_detections *d, const ch
     if (r[0] == 0 && r[1] == 0 && r[2] == 0 && r[3] == 0) continue; /* matterport skips empty boxes */
     dashed_box(rgb, w, h, r[0], r[1], r[2], r[3], c);
   }
+  free(bb);
   int scale = (w < 480 || h < 480) ? 1 : (w < 1600 && h < 1600 ? 2 : 3);
   static const uint8_t white[3] = {255, 255, 255};
   /* Captions already drawn (x, y, width, height): a caption that would cover one moves

@@ -40,6 +40,81 @@ int cx_rle_from_mask(const uint8_t *mask, int h, int w, uint32_t **counts, size_
   return 0;
 }
 
+/* Run accumulator of the box encoder: appends `len` pixels of value v. */
+typedef struct {
+  uint32_t *c;
+  size_t k, cap;
+  uint8_t cur;
+  uint32_t run;
+} rle_acc;
+
+static int acc_add(rle_acc *a, uint8_t v, uint32_t len) {
+  if (!len) return 0;
+  if (v != a->cur) {
+    if (a->k + 1 >= a->cap) {
+      uint32_t *nc = realloc(a->c, a->cap * 2 * sizeof *nc);
+      if (!nc) return -1;
+      a->c = nc;
+      a->cap *= 2;
+    }
+    a->c[a->k++] = a->run;
+    a->run = 0;
+    a->cur = v;
+  }
+  a->run += len;
+  return 0;
+}
+
+int cx_rle_from_mask_box(const uint8_t *mask, int h, int w, const int32_t box[4], uint32_t **counts, size_t *n,
+                         cx_err *e) {
+  *counts = NULL;
+  *n = 0;
+  if (h <= 0 || w <= 0) return cx_fail(e, "RLE: invalid mask size %dx%d", h, w);
+  /* the box clipped to the image; an empty one encodes an all-zero mask */
+  const int y1 = box[0] < 0 ? 0 : box[0], x1 = box[1] < 0 ? 0 : box[1];
+  const int y2 = box[2] > h ? h : box[2], x2 = box[3] > w ? w : box[3];
+  rle_acc a = {malloc(64 * sizeof(uint32_t)), 0, 64, 0, 0};
+  if (!a.c) return cx_fail(e, "RLE: out of memory");
+  int bad = 0;
+  if (y1 >= y2 || x1 >= x2) {
+    bad |= acc_add(&a, 0, (uint32_t)((size_t)h * w));
+  } else {
+    bad |= acc_add(&a, 0, (uint32_t)((size_t)x1 * h)); /* whole columns left of the box */
+    for (int x = x1; x < x2 && !bad; x++) {
+      bad |= acc_add(&a, 0, (uint32_t)y1);
+      /* one column of the box: its rows are 5-20 cache lines wide, so the box's lines stay in
+       * cache from one column to the next */
+      const uint8_t *col = mask + x;
+      for (int y = y1; y < y2 && !bad;) {
+        const int y0 = y;
+        const uint8_t v = col[(size_t)y * w] != 0;
+        while (y < y2 && (col[(size_t)y * w] != 0) == v) y++;
+        bad |= acc_add(&a, v, (uint32_t)(y - y0));
+      }
+      bad |= acc_add(&a, 0, (uint32_t)(h - y2));
+    }
+    bad |= acc_add(&a, 0, (uint32_t)((size_t)(w - x2) * h));
+  }
+  if (bad) {
+    free(a.c);
+    return cx_fail(e, "RLE: out of memory");
+  }
+  a.c[a.k++] = a.run;
+  *counts = a.c;
+  *n = a.k;
+  return 0;
+}
+
+char *cx_rle_encode_mask_box(const uint8_t *mask, int h, int w, const int32_t box[4], cx_err *e) {
+  uint32_t *c;
+  size_t n;
+  if (cx_rle_from_mask_box(mask, h, w, box, &c, &n, e)) return NULL;
+  char *s = cx_rle_to_string(c, n);
+  free(c);
+  if (!s) cx_fail(e, "RLE: out of memory");
+  return s;
+}
+
 char *cx_rle_to_string(const uint32_t *counts, size_t n) {
   /* A 33-bit signed delta needs at most 7 groups of 5 bits. */
   char *s = malloc(n * 7 + 1);

@@ -16,10 +16,17 @@
 /* Run lengths of a row-major mask[h][w] (nonzero = 1) in COCO column-major order.
  * *counts is malloc'd, *n its length (>= 1; the first run counts zeros). */
 int cx_rle_from_mask(const uint8_t *mask, int h, int w, uint32_t **counts, size_t *n, cx_err *e);
+/* The same runs for a mask known to be 0 outside box = {y1, x1, y2, x2} (y2/x2 exclusive,
+ * clipped to the image here), as cx_detections' masks are outside their rois: reads only the
+ * box, so a detection costs its box's pixels instead of the whole h*w plane. */
+int cx_rle_from_mask_box(const uint8_t *mask, int h, int w, const int32_t box[4], uint32_t **counts, size_t *n,
+                         cx_err *e);
 /* Serialises run lengths as the COCO string (malloc'd, NUL-terminated). */
 char *cx_rle_to_string(const uint32_t *counts, size_t n);
 /* Row-major mask straight to the COCO string (NULL on allocation failure). */
 char *cx_rle_encode_mask(const uint8_t *mask, int h, int w, cx_err *e);
+/* cx_rle_from_mask_box straight to the COCO string (NULL on failure). */
+char *cx_rle_encode_mask_box(const uint8_t *mask, int h, int w, const int32_t box[4], cx_err *e);
 /* Parses a COCO string into run lengths; errors on malformed text or negative runs. */
 int cx_rle_from_string(const char *s, uint32_t **counts, size_t *n, cx_err *e);
 /* Expands run lengths into a row-major mask[h][w] of 0/1; the runs must sum to h*w. */

@@ -76,7 +76,8 @@ int cx_seg_json_write(FILE *f, const cx_seg_record *r, cx_err *e) {
     fprintf(f, ", \"score\": %.9g,\n", (double)d->scores[i]);
     fprintf(f, "     \"bbox\": [%d, %d, %d, %d], \"roi\": [%d, %d, %d, %d],\n", roi[1], roi[0], roi[3] - roi[1],
             roi[2] - roi[0], roi[0], roi[1], roi[2], roi[3]);
-    char *counts = cx_rle_encode_mask(d->masks + plane * i, d->height, d->width, e);
+    /* masks are 0 outside their rois (mrcnn.h): encode from the box, not the whole plane */
+    char *counts = cx_rle_encode_mask_box(d->masks + plane * i, d->height, d->width, roi, e);
     if (!counts) return cx_failctx(e, "detection %d mask", i);
     fprintf(f, "     \"mask\": {\"size\": [%d, %d], \"counts\": ", d->height, d->width);
     cx_json_write_string(f, counts);

@@ -85,6 +85,32 @@ static void rle_round_trips(FILE *dump) {
       free(back);
       free(c);
       free(str);
+      /* the box encoder on the mask cleared outside a box (in, across the edges, empty,
+       * the whole image): the same string as the full scan; dumped for the Python decoder */
+      const int32_t boxes[][4] = {{h / 4, w / 3, h / 4 + (h + 1) / 2, w / 3 + (w + 2) / 3},
+                                  {-3, -2, h / 2 + 1, w + 5},
+                                  {h / 2, -1, h + 4, w / 2 + 1},
+                                  {h / 2, w / 2, h / 2, w},
+                                  {0, 0, h, w},
+                                  {h + 2, 0, h + 5, w}};
+      for (size_t b = 0; b < sizeof boxes / sizeof boxes[0]; b++) {
+        const int32_t *bx = boxes[b];
+        uint8_t *mb = malloc((size_t)h * w);
+        for (int y = 0; y < h; y++)
+          for (int x = 0; x < w; x++)
+            mb[(size_t)y * w + x] = (y >= bx[0] && y < bx[2] && x >= bx[1] && x < bx[3]) ? m[(size_t)y * w + x] : 0;
+        char *full = cx_rle_encode_mask(mb, h, w, &e);
+        char *boxed = cx_rle_encode_mask_box(mb, h, w, bx, &e);
+        CHECK(full && boxed && !strcmp(full, boxed), "box encoder differs for %dx%d kind %d box %zu", h, w, kind, b);
+        if (dump && boxed) {
+          fprintf(dump, "%d %d %s ", h, w, boxed);
+          for (size_t i = 0; i < (size_t)h * w; i++) fputc('0' + mb[i], dump);
+          fputc('\n', dump);
+        }
+        free(full);
+        free(boxed);
+        free(mb);
+      }
       free(m);
     }
 }

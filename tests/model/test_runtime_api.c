@@ -133,6 +133,22 @@ int main(int argc, char **argv) {
         good_boxes &= d.rois[i * 4] >= 0 && d.rois[i * 4 + 2] <= 120 && d.rois[i * 4 + 1] >= 0 && d.rois[i * 4 + 3] <= 160;
       printf("%-48s %s (%d detections)\n", "detections inside the image", good_boxes ? "PASS" : "FAIL", d.count);
       good_boxes ? passes++ : failures++;
+      /* mrcnn.h: each mask is 0 outside its roi and has pixels inside it (RLE and overlay read
+       * the box only) */
+      int inside = d.count > 0, some = 0;
+      for (int i = 0; i < d.count; i++) {
+        const int32_t *r = d.rois + i * 4;
+        for (int y = 0; y < 120; y++)
+          for (int x = 0; x < 160; x++) {
+            const int in = y >= r[0] && y < r[2] && x >= r[1] && x < r[3];
+            if (d.masks[((size_t)i * 120 + y) * 160 + x]) {
+              inside &= in;
+              some = 1;
+            }
+          }
+      }
+      printf("%-48s %s\n", "masks are 0 outside their rois", inside && some ? "PASS" : "FAIL");
+      inside && some ? passes++ : failures++;
       cx_detections_free(&d, 1);
     }
   }
