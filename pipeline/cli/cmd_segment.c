@@ -1,5 +1,5 @@
 /* ctxdiff segment: Mask R-CNN on image files. Per image, DIR/<stem>.json (seg_json.h) and
- * DIR/<stem>.overlay.png (overlay.h), both written atomically. A failed image is
+ * DIR/<stem>.overlay.png (overlay.h; not with --no-overlay), both written atomically. A failed image is
  * reported and skipped; the exit status is 0 only when every image was processed. Batches go
  * through cx_detect_submit/collect (two in flight), so on the GPU decoding and writing
  * overlap the network. */
@@ -36,6 +36,8 @@ static void segment_usage(FILE *f) {
           "  --set NAME=VALUE   one setting, applied after --config (repeatable)\n"
           "  --out DIR          output directory (created if missing; default: .)\n"
           "  --batch N          images per inference batch (default 1)\n"
+          "  --no-overlay       write the JSON only (the overlay PNG's compression is the largest\n"
+          "                     part of the writing: for throughput)\n"
           "  --quiet            no progress output\n\n"
           "On cuda two batches are in flight: the next batch is decoded and submitted, and the\n"
           "previous one written, while the GPU runs the current one.\n");
@@ -188,6 +190,7 @@ typedef struct run_ctx {
   /* progress */
   int nimages, done, quiet;
   double t_start;
+  int no_overlay; /* JSON only */
 } run_ctx;
 
 /* A job is finished (written, or failed): progress line, and its pixels are freed. */
@@ -212,9 +215,9 @@ static int write_outputs(run_ctx *rc, job *jb, const cx_detections *d, const cx_
   size_t dlen = strlen(rc->out_dir) + strlen(jb->stem) + 32;
   char *json_path = malloc(dlen), *png_path = malloc(dlen);
   char **labels = calloc((size_t)(d->count ? d->count : 1), sizeof *labels);
-  uint8_t *canvas = malloc((size_t)jb->img.width * jb->img.height * 3);
+  uint8_t *canvas = rc->no_overlay ? NULL : malloc((size_t)jb->img.width * jb->img.height * 3);
   int ret = -1;
-  if (!json_path || !png_path || !labels || !canvas) {
+  if (!json_path || !png_path || !labels || (!canvas && !rc->no_overlay)) {
     cx_fail(e, "out of memory");
     goto done;
   }
@@ -226,15 +229,17 @@ static int write_outputs(run_ctx *rc, job *jb, const cx_detections *d, const cx_
     snprintf(buf, sizeof buf, "%s %.3f", name ? name : "?", (double)d->scores[i]);
     labels[i] = strdup(buf);
   }
-  memcpy(canvas, jb->img.rgb, (size_t)jb->img.width * jb->img.height * 3);
-  if (cx_overlay_draw(canvas, jb->img.width, jb->img.height, d, (const char *const *)labels, e)) goto done;
-  if (cx_png_write(png_path, jb->img.width, jb->img.height, 3, canvas, NULL, 0, e)) goto done;
+  if (!rc->no_overlay) {
+    memcpy(canvas, jb->img.rgb, (size_t)jb->img.width * jb->img.height * 3);
+    if (cx_overlay_draw(canvas, jb->img.width, jb->img.height, d, (const char *const *)labels, e)) goto done;
+    if (cx_png_write(png_path, jb->img.width, jb->img.height, 3, canvas, NULL, 0, e)) goto done;
+  }
 
   char *jbuf = NULL;
   size_t jlen = 0;
   FILE *mf = open_memstream(&jbuf, &jlen);
   if (!mf) {
-    unlink(png_path);
+    if (!rc->no_overlay) unlink(png_path);
     cx_fail(e, "out of memory");
     goto done;
   }
@@ -251,7 +256,7 @@ static int write_outputs(run_ctx *rc, job *jb, const cx_detections *d, const cx_
   fclose(mf);
   if (jrc || cx_write_file_atomic(json_path, jbuf, jlen, e)) {
     free(jbuf);
-    unlink(png_path); /* no half set of outputs */
+    if (!rc->no_overlay) unlink(png_path); /* no half set of outputs */
     goto done;
   }
   free(jbuf);
@@ -379,7 +384,7 @@ static void submit_batch(run_ctx *rc, job *jobs, pqueue *q, const int *idx, int 
 
 int cx_cmd_segment(int argc, char **argv) {
   const char *weights = NULL, *config_file = NULL, *out_dir = ".", *device = "cpu", *precision = NULL;
-  int batch = 1, quiet = 0;
+  int batch = 1, quiet = 0, no_overlay = 0;
   const char **sets = calloc((size_t)argc + 1, sizeof *sets);
   const char **images = calloc((size_t)argc + 1, sizeof *images);
   int nsets = 0, nimages = 0, status = 1;
@@ -435,6 +440,8 @@ int cx_cmd_segment(int argc, char **argv) {
       batch = (int)b;
     } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
       quiet = 1;
+    } else if (!strcmp(a, "--no-overlay")) {
+      no_overlay = 1;
     } else if (a[0] == '-' && a[1]) {
       fprintf(stderr, "ctxdiff segment: unknown option '%s'\n\n", a);
       segment_usage(stderr);
@@ -532,7 +539,8 @@ int cx_cmd_segment(int argc, char **argv) {
   }
   for (int i = 0; i < nclass; i++) class_names[i] = cx_model_class_name(model, i);
 
-  run_ctx rc = {model, out_dir, weights, synthetic, settings, nsettings, class_names, nclass, nimages, 0, quiet, 0};
+  run_ctx rc = {model, out_dir, weights, synthetic, settings, nsettings, class_names, nclass, nimages, 0, quiet, 0,
+                no_overlay};
   jobs = calloc((size_t)nimages, sizeof *jobs);
   if (!jobs) {
     fprintf(stderr, "ctxdiff segment: out of memory\n");

@@ -157,6 +157,24 @@ else:
         fail("no progress lines for a multi-image run: %r" % r.stderr)
     print("ok: --batch 2, RGBA input and a copy give identical detections")
 
+# --- --no-overlay: the same JSON detections, no PNG; an overlay already there is left alone
+out3 = os.path.join(W, "out3")
+os.makedirs(out3, exist_ok=True)
+keep = os.path.join(out3, "copy.overlay.png")
+with open(keep, "wb") as f:
+    f.write(b"earlier run")
+r = run("segment", *FAST, "--no-overlay", "--batch", "2", "--out", out3, img, os.path.join(W, "copy.png"))
+if r.returncode != 0:
+    fail("--no-overlay run failed: %s" % r.stderr)
+elif os.path.exists(os.path.join(out3, "synth.overlay.png")):
+    fail("--no-overlay wrote an overlay PNG")
+elif open(keep, "rb").read() != b"earlier run":
+    fail("--no-overlay touched an overlay it did not write")
+elif load(out3, "synth")["detections"] != dets or load(out3, "copy")["detections"] != dets:
+    fail("--no-overlay: detections differ from the default run")
+else:
+    print("ok: --no-overlay writes the same JSON and no PNG")
+
 # --- overlay: same size, tinted inside the first mask, untouched far from all masks
 ov = np.asarray(Image.open(os.path.join(out1, "synth.overlay.png")).convert("RGB"))
 if ov.shape != rgb.shape:
