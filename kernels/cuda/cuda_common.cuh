@@ -35,6 +35,23 @@ cudaStream_t cx_cuda_stream(void);
  * the next cx_cuda_scratch call. Returns NULL (error recorded) on failure. */
 void *cx_cuda_scratch(size_t bytes);
 
+/* Element index decomposition (q = i / d, *r = i % d, d > 0) for the one-thread-per-element
+ * kernels: in 32-bit arithmetic while i fits (always, below 2^32 elements; the branch is
+ * warp-uniform), as a 64-bit division is a ~70-instruction subroutine and these kernels would
+ * otherwise spend more time on their index than on their memory traffic. */
+#if defined(__CUDACC__) || defined(CTXDIFF_CUDA_EMU)
+__device__ inline long long cx_divmod(long long i, int d, int *r) {
+  if ((unsigned long long)i <= 0xffffffffull) {
+    const unsigned q = (unsigned)i / (unsigned)d;
+    *r = (int)((unsigned)i - q * (unsigned)d);
+    return q;
+  }
+  const long long q = i / d;
+  *r = (int)(i - q * d);
+  return q;
+}
+#endif
+
 static inline unsigned cx_blocks(size_t work, unsigned threads) {
   size_t b = (work + threads - 1) / threads;
   if (b > 1048576u) b = 1048576u; /* kernels use grid-stride loops beyond this */

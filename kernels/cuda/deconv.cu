@@ -20,12 +20,8 @@ __global__ void deconv_scatter_kernel(const float *__restrict__ ws, int n, int h
   const long long total = (long long)nl * 4 * h * w * cout;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {
-    const int o = (int)(i % cout);
-    long long t = i / cout;
-    const int X = (int)(t % (2 * w));
-    t /= 2 * w;
-    const int Y = (int)(t % (2 * h));
-    const long long b = t / (2 * h);
+    int o, X, Y;
+    const long long b = cx_divmod(cx_divmod(cx_divmod(i, cout, &o), 2 * w, &X), 2 * h, &Y);
     const int a = Y & 1, bb = X & 1;
     const long long p = (b * h + Y / 2) * w + X / 2;
     float v = ws[p * 4 * cout + (long long)(a * 2 + bb) * cout + o] + (bias ? bias[o] : 0.0f);

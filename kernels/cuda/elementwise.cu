@@ -29,12 +29,8 @@ __global__ void upsample2_add_kernel(const float *__restrict__ x, int n, int h, 
   const long long total = (long long)n * 2 * h * 2 * w * c;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {
-    const int ch = (int)(i % c);
-    long long t = i / c;
-    const int ox = (int)(t % (2 * w));
-    t /= 2 * w;
-    const int oy = (int)(t % (2 * h));
-    const long long b = t / (2 * h);
+    int ch, ox, oy;
+    const long long b = cx_divmod(cx_divmod(cx_divmod(i, c, &ch), 2 * w, &ox), 2 * h, &oy);
     y[i] += x[((b * h + oy / 2) * w + ox / 2) * (long long)c + ch];
   }
 }

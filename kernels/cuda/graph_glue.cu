@@ -113,12 +113,8 @@ __global__ void roi_align_kernel(pyramid pyr, int c, const float *__restrict__ b
   const long long total = (long long)nb * pool * pool * c;
   for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total;
        idx += (long long)gridDim.x * blockDim.x) {
-    const int d = (int)(idx % c);
-    long long t = idx / c;
-    const int j = (int)(t % pool);
-    t /= pool;
-    const int i = (int)(t % pool);
-    const int bi = (int)(t / pool);
+    int d, j, i;
+    const int bi = (int)cx_divmod(cx_divmod(cx_divmod(idx, c, &d), pool, &j), pool, &i);
     int l = levels[bi] - 2;
     l = l < 0 ? 0 : (l > 3 ? 3 : l); /* roi_levels returns 2..5 */
     const int img = img_of ? img_of[bi] : bi / rows_per_image;

@@ -15,12 +15,8 @@ __global__ void maxpool_same_kernel(const float *__restrict__ x, int n, int h, i
   const long long total = (long long)n * ho * wo * c;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {
-    const int ch = (int)(i % c);
-    long long t = i / c;
-    const int ox = (int)(t % wo);
-    t /= wo;
-    const int oy = (int)(t % ho);
-    const long long b = t / ho;
+    int ch, ox, oy;
+    const long long b = cx_divmod(cx_divmod(cx_divmod(i, c, &ch), wo, &ox), ho, &oy);
     int y0 = oy * s - pt, y1 = y0 + k, x0 = ox * s - pl, x1 = x0 + k;
     y0 = y0 < 0 ? 0 : y0;
     y1 = y1 > h ? h : y1;
@@ -44,12 +40,8 @@ __global__ void subsample2_kernel(const E *__restrict__ x, int n, int h, int w, 
   const long long total = (long long)n * ho * wo * c;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {
-    const int ch = (int)(i % c);
-    long long t = i / c;
-    const int ox = (int)(t % wo);
-    t /= wo;
-    const int oy = (int)(t % ho);
-    const long long b = t / ho;
+    int ch, ox, oy;
+    const long long b = cx_divmod(cx_divmod(cx_divmod(i, c, &ch), wo, &ox), ho, &oy);
     y[i] = x[((b * h + 2 * oy) * w + 2 * ox) * (long long)c + ch];
   }
 }
