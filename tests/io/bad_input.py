@@ -82,42 +82,45 @@ v16 = rgb.astype(np.uint16) * 257
 png_file(os.path.join(W, "deep16.png"), rgb.shape[1], rgb.shape[0], 16, 2,
          [v16[y].astype(">u2").tobytes() for y in range(rgb.shape[0])])
 
-# All in one run, bad ones between good ones: only the bad ones fail.
+# All in one run, bad ones between good ones: only the bad ones fail. Once image by image and
+# once with --batch 4 (the images of a batch are decoded in parallel; a failed one is replaced
+# by the next).
 order = ["good.png", "missing.png", "notimage.png", "deep16.png", "truncated.png", "truncated.jpg", "bomb.png",
          "empty.jpg", "truncated.webp", "good.jpg"]
-out = os.path.join(W, "out")
-r = run("segment", *FAST, "--out", out, *[os.path.join(W, n) for n in order])
-if r.returncode != 1:
-    failures.append("mixed run: status %d, expected 1" % r.returncode)
-if "Traceback" in r.stderr or "Sanitizer" in r.stderr or "runtime error" in r.stderr:
-    failures.append("mixed run: crash or sanitizer report:\n" + r.stderr)
-summary = r.stderr[r.stderr.find("images failed"):]
-if "7 of 10 images failed" not in r.stderr:
-    failures.append("mixed run: no '7 of 10 images failed' summary: %r" % r.stderr)
-for name, words in cases.items():
-    line = [l for l in summary.splitlines() if name in l]
-    if not line or not all(w.lower() in line[0].lower() for w in words):
-        failures.append("%s: summary line %r lacks %s" % (name, line, words))
-    stem = name.rsplit(".", 1)[0]
-    for ext in (".json", ".overlay.png"):
-        if os.path.exists(os.path.join(out, stem + ext)):
-            failures.append("%s: output %s written for a failed image" % (name, stem + ext))
-for stem in ("good", "good-2", "deep16"):
-    for ext in (".json", ".overlay.png"):
-        if not os.path.exists(os.path.join(out, stem + ext)):
-            failures.append("%s%s missing: a failed image stopped the others?" % (stem, ext))
-leftovers = [n for n in os.listdir(out) if ".tmp" in n]
-if leftovers:
-    failures.append("temporary files left: %s" % leftovers)
-if not failures:
-    with open(os.path.join(out, "good.json")) as f:
-        a = f.read()
-    with open(os.path.join(out, "deep16.json")) as f:
-        b = f.read()
-    da, db = a[a.find('"detections"'):], b[b.find('"detections"'):]
-    if da != db:
-        failures.append("16-bit PNG of the same pixels gives other detections")
-    print("ok: mixed run reports %d failures and processes the rest" % len(cases))
+for tag, extra in (("", []), (" (--batch 4)", ["--batch", "4"])):
+    out = os.path.join(W, "out" + ("-b4" if extra else ""))
+    r = run("segment", *FAST, *extra, "--out", out, *[os.path.join(W, n) for n in order])
+    if r.returncode != 1:
+        failures.append("mixed run%s: status %d, expected 1" % (tag, r.returncode))
+    if "Traceback" in r.stderr or "Sanitizer" in r.stderr or "runtime error" in r.stderr:
+        failures.append("mixed run%s: crash or sanitizer report:\n%s" % (tag, r.stderr))
+    summary = r.stderr[r.stderr.find("images failed"):]
+    if "7 of 10 images failed" not in r.stderr:
+        failures.append("mixed run%s: no '7 of 10 images failed' summary: %r" % (tag, r.stderr))
+    for name, words in cases.items():
+        line = [l for l in summary.splitlines() if name in l]
+        if not line or not all(w.lower() in line[0].lower() for w in words):
+            failures.append("%s%s: summary line %r lacks %s" % (name, tag, line, words))
+        stem = name.rsplit(".", 1)[0]
+        for ext in (".json", ".overlay.png"):
+            if os.path.exists(os.path.join(out, stem + ext)):
+                failures.append("%s: output %s written for a failed image" % (name, stem + ext))
+    for stem in ("good", "good-2", "deep16"):
+        for ext in (".json", ".overlay.png"):
+            if not os.path.exists(os.path.join(out, stem + ext)):
+                failures.append("%s%s missing: a failed image stopped the others?" % (stem, ext))
+    leftovers = [n for n in os.listdir(out) if ".tmp" in n]
+    if leftovers:
+        failures.append("temporary files left: %s" % leftovers)
+    if not failures:
+        with open(os.path.join(out, "good.json")) as f:
+            a = f.read()
+        with open(os.path.join(out, "deep16.json")) as f:
+            b = f.read()
+        da, db = a[a.find('"detections"'):], b[b.find('"detections"'):]
+        if da != db:
+            failures.append("16-bit PNG of the same pixels gives other detections")
+        print("ok: mixed run%s reports %d failures and processes the rest" % (tag, len(cases)))
 
 # One bad image alone: message, status 1, nothing written.
 for name in ("truncated.jpg", "bomb.png"):
