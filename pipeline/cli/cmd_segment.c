@@ -36,8 +36,8 @@ static void segment_usage(FILE *f) {
           "  --set NAME=VALUE   one setting, applied after --config (repeatable)\n"
           "  --out DIR          output directory (created if missing; default: .)\n"
           "  --batch N          images per inference batch (default 1)\n"
-          "  --no-overlay       write the JSON only (the overlay PNG's compression is the largest\n"
-          "                     part of the writing: for throughput)\n"
+          "  --no-overlay       write the JSON only (encoding the overlay PNG is the largest part\n"
+          "                     of the writing: for throughput)\n"
           "  --quiet            no progress output\n\n"
           "On cuda two batches are in flight: the next batch is decoded and submitted, and the\n"
           "previous one written, while the GPU runs the current one.\n");
@@ -232,7 +232,7 @@ static int write_outputs(run_ctx *rc, job *jb, const cx_detections *d, const cx_
   if (!rc->no_overlay) {
     memcpy(canvas, jb->img.rgb, (size_t)jb->img.width * jb->img.height * 3);
     if (cx_overlay_draw(canvas, jb->img.width, jb->img.height, d, (const char *const *)labels, e)) goto done;
-    if (cx_png_write(png_path, jb->img.width, jb->img.height, 3, canvas, NULL, 0, e)) goto done;
+    if (cx_png_write_fast(png_path, jb->img.width, jb->img.height, 3, canvas, e)) goto done;
   }
 
   char *jbuf = NULL;

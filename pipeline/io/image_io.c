@@ -395,8 +395,10 @@ static void png_werr_fn(png_structp p, png_const_charp msg) {
   longjmp(s->jb, 1);
 }
 
-int cx_png_encode(int width, int height, int channels, const uint8_t *pixels, const cx_png_text *texts,
-                  int ntexts, uint8_t **out, size_t *out_len, cx_err *e) {
+/* fast: zlib level 1 and the Sub filter on every row instead of level 6 and libpng's adaptive
+ * filter choice (which tries all five filters per row) */
+static int png_encode(int width, int height, int channels, const uint8_t *pixels, const cx_png_text *texts,
+                      int ntexts, int fast, uint8_t **out, size_t *out_len, cx_err *e) {
   *out = NULL;
   *out_len = 0;
   if (width <= 0 || height <= 0 || (channels != 1 && channels != 3 && channels != 4) || !pixels)
@@ -413,7 +415,8 @@ int cx_png_encode(int width, int height, int channels, const uint8_t *pixels, co
     return cx_fail(e, "PNG encode failed: %s", sink.msg[0] ? sink.msg : "out of memory");
   }
   png_set_write_fn(png, &sink, png_write_fn, png_flush_fn);
-  png_set_compression_level(png, 6);
+  png_set_compression_level(png, fast ? 1 : 6);
+  if (fast) png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_SUB);
   int ctype = channels == 1 ? PNG_COLOR_TYPE_GRAY : channels == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_RGB_ALPHA;
   png_set_IHDR(png, info, (png_uint_32)width, (png_uint_32)height, 8, ctype, PNG_INTERLACE_NONE,
                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
@@ -439,15 +442,29 @@ int cx_png_encode(int width, int height, int channels, const uint8_t *pixels, co
   return 0;
 }
 
-int cx_png_write(const char *path, int width, int height, int channels, const uint8_t *pixels,
-                 const cx_png_text *texts, int ntexts, cx_err *e) {
+int cx_png_encode(int width, int height, int channels, const uint8_t *pixels, const cx_png_text *texts,
+                  int ntexts, uint8_t **out, size_t *out_len, cx_err *e) {
+  return png_encode(width, height, channels, pixels, texts, ntexts, 0, out, out_len, e);
+}
+
+static int png_write(const char *path, int width, int height, int channels, const uint8_t *pixels,
+                     const cx_png_text *texts, int ntexts, int fast, cx_err *e) {
   uint8_t *buf;
   size_t len;
-  if (cx_png_encode(width, height, channels, pixels, texts, ntexts, &buf, &len, e))
+  if (png_encode(width, height, channels, pixels, texts, ntexts, fast, &buf, &len, e))
     return cx_failctx(e, "writing '%s'", path);
   int rc = cx_write_file_atomic(path, buf, len, e);
   free(buf);
   return rc;
+}
+
+int cx_png_write(const char *path, int width, int height, int channels, const uint8_t *pixels,
+                 const cx_png_text *texts, int ntexts, cx_err *e) {
+  return png_write(path, width, height, channels, pixels, texts, ntexts, 0, e);
+}
+
+int cx_png_write_fast(const char *path, int width, int height, int channels, const uint8_t *pixels, cx_err *e) {
+  return png_write(path, width, height, channels, pixels, NULL, 0, 1, e);
 }
 
 /* ---------------------------------------------------------------------------------- */

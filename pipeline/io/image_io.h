@@ -36,6 +36,9 @@ int cx_png_encode(int width, int height, int channels, const uint8_t *pixels,
 /* Writes a PNG atomically: temp file in the same directory, then rename. */
 int cx_png_write(const char *path, int width, int height, int channels, const uint8_t *pixels,
                  const cx_png_text *texts, int ntexts, cx_err *e);
+/* cx_png_write for previews written at GPU rates (segment's overlays): zlib level 1 and the Sub
+ * filter, ~5-10x faster to encode, ~1.3-1.6x larger files. */
+int cx_png_write_fast(const char *path, int width, int height, int channels, const uint8_t *pixels, cx_err *e);
 /* Reads the tEXt/iTXt/zTXt chunk `key` of a PNG in memory (malloc'd string or NULL). */
 char *cx_png_read_text(const uint8_t *buf, size_t len, const char *key);
 
