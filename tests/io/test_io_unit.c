@@ -59,6 +59,13 @@ static uint8_t *make_mask(int h, int w, int kind) {
 
 static const int SHAPES[][2] = {{1, 1}, {1, 7}, {9, 1}, {5, 4}, {33, 65}, {480, 640}, {400, 300}};
 
+/* one case for the Python decoder: "h w string bits", the mask row-major as '0'/'1' */
+static void dump_case(FILE *dump, int h, int w, const char *str, const uint8_t *m) {
+  fprintf(dump, "%d %d %s ", h, w, str);
+  for (size_t i = 0; i < (size_t)h * w; i++) fputc('0' + m[i], dump);
+  fputc('\n', dump);
+}
+
 static void rle_round_trips(FILE *dump) {
   for (size_t s = 0; s < sizeof SHAPES / sizeof SHAPES[0]; s++)
     for (int kind = 0; kind < 6; kind++) {
@@ -76,12 +83,7 @@ static void rle_round_trips(FILE *dump) {
       CHECK(!memcmp(back, m, (size_t)h * w), "round trip differs for %dx%d kind %d", h, w, kind);
       /* The first run counts zeros: a mask starting with 1 starts with a 0-length run. */
       if (m[0]) CHECK(c[0] == 0, "first run should be empty when pixel (0,0) is set");
-      if (dump) {
-        fprintf(dump, "%d %d %s ", h, w, str);
-        /* Mask bits row-major, as '0'/'1'. */
-        for (size_t i = 0; i < (size_t)h * w; i++) fputc('0' + m[i], dump);
-        fputc('\n', dump);
-      }
+      if (dump) dump_case(dump, h, w, str, m);
       free(back);
       free(c);
       free(str);
@@ -102,11 +104,7 @@ static void rle_round_trips(FILE *dump) {
         char *full = cx_rle_encode_mask(mb, h, w, &e);
         char *boxed = cx_rle_encode_mask_box(mb, h, w, bx, &e);
         CHECK(full && boxed && !strcmp(full, boxed), "box encoder differs for %dx%d kind %d box %zu", h, w, kind, b);
-        if (dump && boxed) {
-          fprintf(dump, "%d %d %s ", h, w, boxed);
-          for (size_t i = 0; i < (size_t)h * w; i++) fputc('0' + mb[i], dump);
-          fputc('\n', dump);
-        }
+        if (dump && boxed) dump_case(dump, h, w, boxed, mb);
         free(full);
         free(boxed);
         free(mb);

@@ -15,7 +15,8 @@ __device__ float churn(float4 *r) {
   return s;
 }
 
-__global__ void __launch_bounds__(1024, 2) spiller(const float4 *x, float *y, int n) {
+/* the same body twice: what differs is the launch bound only */
+__device__ __forceinline__ void body(const float4 *x, float *y, int n) {
   float4 r[N_LIVE];
 #pragma unroll
   for (int i = 0; i < N_LIVE; i++) r[i] = x[threadIdx.x + i * n];
@@ -24,14 +25,9 @@ __global__ void __launch_bounds__(1024, 2) spiller(const float4 *x, float *y, in
   for (int i = 0; i < N_LIVE; i++) y[threadIdx.x + i * n] = r[i].x + r[i].y + r[i].z + r[i].w + s;
 }
 
-__global__ void unbounded(const float4 *x, float *y, int n) {
-  float4 r[N_LIVE];
-#pragma unroll
-  for (int i = 0; i < N_LIVE; i++) r[i] = x[threadIdx.x + i * n];
-  const float s = churn(r);
-#pragma unroll
-  for (int i = 0; i < N_LIVE; i++) y[threadIdx.x + i * n] = r[i].x + r[i].y + r[i].z + r[i].w + s;
-}
+__global__ void __launch_bounds__(1024, 2) spiller(const float4 *x, float *y, int n) { body(x, y, n); }
+
+__global__ void unbounded(const float4 *x, float *y, int n) { body(x, y, n); }
 
 __global__ void __launch_bounds__(128) fine(float *y) { y[threadIdx.x] = 1; }
 
