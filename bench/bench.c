@@ -99,7 +99,7 @@ int cx_cmd_bench(int argc, char **argv) {
     if (!v) { fprintf(stderr, "ctxdiff bench: option '%s' needs a value (see --help)\n", a); return 2; }
     i++;
     if (!strcmp(a, "--device")) {
-      if (strcmp(v, "cpu") && strcmp(v, "cuda")) { fprintf(stderr, "ctxdiff bench: unknown device '%s' (cpu or cuda)\n", v); return 2; }
+      if (strcmp(v, "cpu") && strcmp(v, "cuda")) { fprintf(stderr, "ctxdiff bench: unknown device '%s' (cpu or cuda; pick the GPU with CUDA_VISIBLE_DEVICES=N)\n", v); return 2; }
       device = v;
     } else if (!strcmp(a, "--precision")) {
       if (strcmp(v, "fp32") && strcmp(v, "fp16") && strcmp(v, "bf16")) { fprintf(stderr, "ctxdiff bench: --precision must be fp32, fp16 or bf16\n"); return 2; }

@@ -295,7 +295,7 @@ int cx_model_set_device(cx_model *m, const char *device, const char *precision, 
     if (m->gpu) cx_gpu_detach(m);
     return cx_gpu_attach(m, precision ? precision : "fp32", e);
   }
-  return cx_fail(e, "unknown device '%s' (cpu or cuda)", device);
+  return cx_fail(e, "unknown device '%s' (cpu or cuda; pick the GPU with CUDA_VISIBLE_DEVICES=N)", device);
 }
 
 const char *cx_model_device(const cx_model *m) { return m->gpu ? "cuda" : "cpu"; }
@@ -303,7 +303,7 @@ const char *cx_model_device(const cx_model *m) { return m->gpu ? "cuda" : "cpu";
 int cx_device_check(const char *device, cx_err *e) {
   if (!strcmp(device, "cpu")) return 0;
   if (!strcmp(device, "cuda")) return cx_gpu_available(e);
-  return cx_fail(e, "unknown device '%s' (cpu or cuda)", device);
+  return cx_fail(e, "unknown device '%s' (cpu or cuda; pick the GPU with CUDA_VISIBLE_DEVICES=N)", device);
 }
 
 #ifndef CTXDIFF_HAVE_CUDA

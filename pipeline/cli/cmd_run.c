@@ -179,7 +179,7 @@ int cx_cmd_run(int argc, char **argv) {
   if (device) snprintf(o.device, sizeof o.device, "%s", device);
   if (precision) snprintf(o.precision, sizeof o.precision, "%s", precision);
   if (strcmp(o.device, "cpu") && strcmp(o.device, "cuda")) {
-    fprintf(stderr, "ctxdiff run: --device must be cpu or cuda, got '%s'\n", o.device);
+    fprintf(stderr, "ctxdiff run: --device must be cpu or cuda, got '%s' (pick the GPU with CUDA_VISIBLE_DEVICES=N)\n", o.device);
     return 2;
   }
   if (o.precision[0] && strcmp(o.precision, "fp32") && strcmp(o.precision, "fp16") && strcmp(o.precision, "bf16")) {

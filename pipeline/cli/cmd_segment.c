@@ -458,7 +458,7 @@ int cx_cmd_segment(int argc, char **argv) {
     goto out;
   }
   if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
-    fprintf(stderr, "ctxdiff segment: unknown device '%s' (cpu or cuda)\n", device);
+    fprintf(stderr, "ctxdiff segment: unknown device '%s' (cpu or cuda; pick the GPU with CUDA_VISIBLE_DEVICES=N)\n", device);
     status = 2;
     goto out;
   }

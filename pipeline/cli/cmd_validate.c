@@ -1086,7 +1086,7 @@ int cx_cmd_validate(int argc, char **argv) {
     v.be = cx_backend_cpu();
     printf("ctxdiff validate: device cpu (self-check of the harness: CPU backend vs itself)\n");
   } else {
-    fprintf(stderr, "ctxdiff validate: unknown device '%s' (cuda, cpu)\n", device);
+    fprintf(stderr, "ctxdiff validate: unknown device '%s' (cuda or cpu; pick the GPU with CUDA_VISIBLE_DEVICES=N)\n", device);
     return 2;
   }
   printf("%-16s %-46s %-9s %10s %10s  %s\n", "op", "shape", "metric", "error", "tol", "result");
