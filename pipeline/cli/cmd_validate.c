@@ -1170,8 +1170,10 @@ int cx_cmd_validate(int argc, char **argv) {
   }
   if (want("upsample2_add")) t_upsample(&v, 1, 64, 64, 256);
   if (want("softmax")) {
-    t_softmax(&v, 261888, 2);
-    t_softmax(&v, 1000, 81);
+    t_softmax(&v, 261888, 2); /* one thread per row */
+    t_softmax(&v, 1001, 7);
+    t_softmax(&v, 1000, 81); /* one warp per row */
+    t_softmax(&v, 77, 9);
   }
   if (want("sigmoid")) t_sigmoid(&v, (size_t)100 * 28 * 28 * 81);
   if (want("deconv2x2")) {
