@@ -8,9 +8,10 @@
  * 3x3 / stride 1 / pad 1 cases also time the fp32 Winograd F(4x4,3x3) path (winograd.cu, the
  * default for them in fp32; conv version auto for its GEMMs), reported as the direct
  * convolution's FLOP over its time ("effective" TFLOP/s) and as its speed-up over f32 v2.
- * "a16 v2" / "a16 auto": fp16 with 16-bit weights and 16-bit activations in and out
- * (cx_cuda_conv2d_io, the fp16 backbone's convs) on v2 forced and on the automatic choice (v3,
- * cp.async, where cout % 8 == 0); 0 where cin % 16 != 0.
+ * "a16 v2" / "a16 auto" / "a16 v4": fp16 with 16-bit weights and 16-bit activations in and out
+ * (cx_cuda_conv2d_io, the fp16 backbone's convs) on v2 forced, on the automatic choice (v3,
+ * cp.async, where cout % 8 == 0) and with v4's 256 x 128 tiles (CTXDIFF_CUDA_CONV=v4: where
+ * unsplit 128-wide v3 tiles run, else as auto); 0 where cin % 16 != 0.
  * A second table times split-K (automatic, as shipped) against split-K off on the shapes whose
  * grids leave SMs idle.
  * Timing only; correctness is `ctxdiff validate --device cuda`. Median of ITERS runs after
@@ -152,9 +153,9 @@ int main(int argc, char **argv) {
       {"res5 1x1 2048->512 @32", 1, 32, 32, 2048, 512, 1, 1, 0},
       {"res5 1x1 512->2048 @32", 1, 32, 32, 512, 2048, 1, 1, 0},
   };
-  printf("\n%-34s %7s | %8s %8s | %8s %8s | %8s %8s | %8s %8s %8s | %8s %8s | %8s %6s   (TFLOP/s)\n",
+  printf("\n%-34s %7s | %8s %8s | %8s %8s | %8s %8s | %8s %8s %8s %8s | %8s %8s | %8s %6s   (TFLOP/s)\n",
          "conv (implicit GEMM)", "GFLOP", "f32 v1", "f32 v2", "f16 v1", "f16 v2", "bf16 v1", "bf16 v2", "f16 w16",
-         "a16 v2", "a16 auto", "cublas32", "cublas16", "f32 wino", "vs v2");
+         "a16 v2", "a16 auto", "a16 v4", "cublas32", "cublas16", "f32 wino", "vs v2");
   for (const conv_case &c : cases) {
     long long M, N, K;
     cx_conv2d_desc d = case_desc(c, &M, &N, &K);
@@ -174,7 +175,7 @@ int main(int argc, char **argv) {
       }
     }
     /* fp16 v2 reading weights converted once to 16 bits (what fp16 models run) */
-    float ms_w16, ms_a16 = -1.0f, ms_a16v2 = -1.0f;
+    float ms_w16, ms_a16 = -1.0f, ms_a16v2 = -1.0f, ms_a16v4 = -1.0f;
     {
       float *hk = host_random((size_t)K * N, 0.05f);
       void *k16 = cx_cuda_weights16_upload(CX_PREC_FP16, hk, (size_t)K * N);
@@ -191,9 +192,12 @@ int main(int argc, char **argv) {
       if (c.cin % 16 == 0 && c.cout % 4 == 0) {
         void *x16 = cx_cuda_malloc((size_t)c.n * c.h * c.w * c.cin * 2), *y16 = cx_cuda_malloc((size_t)M * N * 2);
         if (!x16 || !y16 || cx_cuda_to16(x, x16, (size_t)c.n * c.h * c.w * c.cin)) lib_check("16-bit activations");
+        cx_cuda_set_conv_version(0); /* the shipped choice (v3 where cout % 8 == 0) */
         ms_a16 = time_ms([&] { cx_cuda_conv2d_io(&d16, x16, 1, c.n, c.h, c.w, y16, 1, NULL, 1); });
         cx_cuda_set_conv_version(2); /* the same without cp.async (v2's register pipeline) */
         ms_a16v2 = time_ms([&] { cx_cuda_conv2d_io(&d16, x16, 1, c.n, c.h, c.w, y16, 1, NULL, 1); });
+        cx_cuda_set_conv_version(4); /* v4's 256 x 128 tiles where unsplit 128-wide v3 runs */
+        ms_a16v4 = time_ms([&] { cx_cuda_conv2d_io(&d16, x16, 1, c.n, c.h, c.w, y16, 1, NULL, 1); });
         cx_cuda_free(x16);
         cx_cuda_free(y16);
       }
@@ -242,14 +246,14 @@ int main(int argc, char **argv) {
     }
     printf("%-34s %7.2f |", c.name, gflop);
     for (int p = 0; p < 3; p++) printf(" %8.2f %8.2f |", gflop / ms[p][0], gflop / ms[p][1]);
-    printf(" %8.2f %8.2f %8.2f |", gflop / ms_w16, ms_a16v2 > 0 ? gflop / ms_a16v2 : 0.0,
-           ms_a16 > 0 ? gflop / ms_a16 : 0.0);
+    printf(" %8.2f %8.2f %8.2f %8.2f |", gflop / ms_w16, ms_a16v2 > 0 ? gflop / ms_a16v2 : 0.0,
+           ms_a16 > 0 ? gflop / ms_a16 : 0.0, ms_a16v4 > 0 ? gflop / ms_a16v4 : 0.0);
     printf(" %8.2f %8.2f |", ms_blas32 > 0 ? gflop / ms_blas32 : 0.0, ms_blas16 > 0 ? gflop / ms_blas16 : 0.0);
     if (ms_wino > 0) printf(" %8.2f %5.2fx\n", gflop / ms_wino, ms[0][1] / ms_wino);
     else printf(" %8s %6s\n", "-", "-");
     printf("%-34s %7s |", "", "");
     for (int p = 0; p < 3; p++) printf(" %6.3fms %6.3fms |", ms[p][0], ms[p][1]);
-    printf(" %6.3fms %6.3fms %6.3fms |", ms_w16, ms_a16v2, ms_a16);
+    printf(" %6.3fms %6.3fms %6.3fms %6.3fms |", ms_w16, ms_a16v2, ms_a16, ms_a16v4);
     printf(" %6.3fms %6.3fms |", ms_blas32, ms_blas16);
     if (ms_wino > 0) printf(" %6.3fms\n", ms_wino);
     else printf("\n");

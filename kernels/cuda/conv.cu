@@ -9,7 +9,7 @@
  * or 0 in the padding. No im2col buffer: each block gathers its A tile straight from x.
  *
  * Kernels, chosen by cx_cuda_precision() and the conv version (cx_cuda_set_conv_version,
- * CTXDIFF_CUDA_CONV=v1|v2; see pick_v2 for the automatic choice):
+ * CTXDIFF_CUDA_CONV=v1|v2|v4; see pick_v2 for the automatic choice):
  *   v1 fp32  — strict fp32 on CUDA cores (no TF32): 64x64 block tile, BK 16, 256 threads,
  *              4x4 outputs per thread, FMA accumulation in k order per thread.
  *   v1 fp16/bf16 — tensor cores through WMMA m16n16k16: A and B are rounded to 16 bits when
@@ -25,6 +25,8 @@
  *              split-K slices (KS; splitk_reduce_kernel adds them with the epilogue).
  *   v3 fp16/bf16 — v2's tile and arithmetic when both operands are 16-bit in memory: cp.async
  *              copies straight to shared memory, 3 stages (conv_tc_v3_kernel).
+ *   v4 fp16/bf16 — v3 with 256 x 128 tiles of 64 x 64 warp tiles (opt-in, CTXDIFF_CUDA_CONV=v4:
+ *              less shared-memory traffic per MMA, 1 block per SM; see v3_tile).
  *   v2/v3 fragments: fp16 through WMMA, bf16 through ldmatrix + mma.sync m16n8k16
  *              (mma_ptx.cuh: nvcc's bf16 WMMA loads are generic, not ldmatrix); tc_acc.
  * All v2 kernels: 2 blocks per SM (<= 128 registers, no spills, <= 40 KB static shared
@@ -743,68 +745,69 @@ __device__ inline void store_b_stage(T *Bs, int b_k, int b_n, const uint2 *rb) {
     *reinterpret_cast<uint2 *>(Bs + (b_k + tc_tile<BN>::B_RSTEP * i) * tc_tile<BN>::LDB + b_n) = rb[i];
 }
 
-/* The warp's (16*FM) x 32 fp32 accumulator tile. fp16: WMMA m16n16k16 fragments (nvcc loads
- * them with ldmatrix from shared memory). bf16: raw mma.sync m16n8k16 fragments fed by ldmatrix
+/* The warp's (16*FM) x WN fp32 accumulator tile (WN 32, or 64 for v4's warp tiles), reading A
+ * with row stride H_LDA and B with LDB from shared memory. fp16: WMMA m16n16k16 fragments (nvcc
+ * loads them with ldmatrix). bf16: raw mma.sync m16n8k16 fragments fed by ldmatrix
  * (mma_ptx.cuh), because nvcc 13.0 emits WMMA's bf16 loads as generic per-element loads. Same
  * products and fp32 accumulation; only the order within a 16-wide k step is the hardware's. */
 template <typename T>
 constexpr bool PTX_MMA = std::is_same<T, __nv_bfloat16>::value;
 
-template <typename T, int BN, bool PTX = PTX_MMA<T>>
+template <typename T, int FM, int WN, int LDB, bool PTX = PTX_MMA<T>>
 struct tc_acc {
-  nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> f[tc_tile<BN>::FM][2];
+  static constexpr int FN = WN / 16;
+  nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float> f[FM][FN];
   __device__ void zero() {
 #pragma unroll
-    for (int i = 0; i < tc_tile<BN>::FM; i++)
+    for (int i = 0; i < FM; i++)
 #pragma unroll
-      for (int j = 0; j < 2; j++) nvcuda::wmma::fill_fragment(f[i][j], 0.0f);
+      for (int j = 0; j < FN; j++) nvcuda::wmma::fill_fragment(f[i][j], 0.0f);
   }
-  /* one k16 slice at column q of the stage: 2 B + FM A fragment loads, 2*FM MMAs */
+  /* one k16 slice at column q of the stage: FN B + FM A fragment loads, FN*FM MMAs */
   __device__ void mma_k16(const T *As, const T *Bs, int q, int wm, int wn) {
     using namespace nvcuda;
-    constexpr int FM = tc_tile<BN>::FM, LDB = tc_tile<BN>::LDB;
-    wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb[2];
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> fb[FN];
 #pragma unroll
-    for (int j = 0; j < 2; j++) wmma::load_matrix_sync(fb[j], Bs + q * LDB + wn * 32 + j * 16, LDB);
+    for (int j = 0; j < FN; j++) wmma::load_matrix_sync(fb[j], Bs + q * LDB + wn * WN + j * 16, LDB);
 #pragma unroll
     for (int i = 0; i < FM; i++) {
       wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> fa;
       wmma::load_matrix_sync(fa, As + (wm * FM * 16 + i * 16) * H_LDA + q, H_LDA);
 #pragma unroll
-      for (int j = 0; j < 2; j++) wmma::mma_sync(f[i][j], fa, fb[j], f[i][j]);
+      for (int j = 0; j < FN; j++) wmma::mma_sync(f[i][j], fa, fb[j], f[i][j]);
     }
   }
-  /* rows 16i..16i+15 of the warp tile into the 16 x 32 staging tile cw (ldm H_LDC) */
+  /* rows 16i..16i+15 of the warp tile into the 16 x WN staging tile cw (ldm WN + 4) */
   __device__ void stage(int i, float *cw, int lane) {
     (void)lane;
 #pragma unroll
-    for (int j = 0; j < 2; j++) nvcuda::wmma::store_matrix_sync(cw + j * 16, f[i][j], H_LDC, nvcuda::wmma::mem_row_major);
+    for (int j = 0; j < FN; j++) nvcuda::wmma::store_matrix_sync(cw + j * 16, f[i][j], WN + 4, nvcuda::wmma::mem_row_major);
   }
 };
 
-template <typename T, int BN>
-struct tc_acc<T, BN, true> {
-  float f[tc_tile<BN>::FM][4][4]; /* [16-row slice][8-column slice][fragment register] */
+template <typename T, int FM, int WN, int LDB>
+struct tc_acc<T, FM, WN, LDB, true> {
+  static constexpr int F8 = WN / 8;
+  float f[FM][F8][4]; /* [16-row slice][8-column slice][fragment register] */
   __device__ void zero() {
 #pragma unroll
-    for (int i = 0; i < tc_tile<BN>::FM; i++)
+    for (int i = 0; i < FM; i++)
 #pragma unroll
-      for (int j = 0; j < 4; j++)
+      for (int j = 0; j < F8; j++)
 #pragma unroll
         for (int r = 0; r < 4; r++) f[i][j][r] = 0.0f;
   }
   /* Lane l addresses row l%16, columns 8(l/16).. of a 16x16 A slice (matrices: rows 0-7 / 8-15
-   * x k 0-7 / 8-15 = a[0..3]) and k row l%16, columns 8(l/16).. of a 16x16 B block read
-   * transposed (k 0-7 / 8-15 x n 0-7 = b[0], b[1] of the first 8 columns, then of the next 8).
-   * Row strides 80 B (A) and 272/144 B (B): the 8 rows of each matrix hit distinct banks. */
+   * x k 0-7 / 8-15 = a[0..3]) and k row l%16, columns 8(l/16).. of each 16x16 B block read
+   * transposed (k 0-7 / 8-15 x n 0-7 = b[0], b[1] of the block's first 8 columns, then of the
+   * next 8). Row strides 80 B (A) and 272/144 B (B): the 8 rows of each matrix hit distinct banks. */
   __device__ void mma_k16(const T *As, const T *Bs, int q, int wm, int wn) {
-    constexpr int FM = tc_tile<BN>::FM, LDB = tc_tile<BN>::LDB;
     const int lane = threadIdx.x % 32, lr = lane % 16, lc = (lane / 16) * 8;
-    unsigned b[4][2];
+    unsigned b[F8][2];
 #pragma unroll
-    for (int h = 0; h < 2; h++) {
+    for (int h = 0; h < F8 / 2; h++) {
       unsigned r[4];
-      ldsm_x4<true>(r, Bs + (q + lr) * LDB + wn * 32 + h * 16 + lc);
+      ldsm_x4<true>(r, Bs + (q + lr) * LDB + wn * WN + h * 16 + lc);
       b[2 * h][0] = r[0];
       b[2 * h][1] = r[1];
       b[2 * h + 1][0] = r[2];
@@ -815,37 +818,37 @@ struct tc_acc<T, BN, true> {
       unsigned a[4];
       ldsm_x4<false>(a, As + (wm * FM * 16 + i * 16 + lr) * H_LDA + q + lc);
 #pragma unroll
-      for (int j = 0; j < 4; j++) mma_16816<T>(f[i][j], a, b[j]);
+      for (int j = 0; j < F8; j++) mma_16816<T>(f[i][j], a, b[j]);
     }
   }
   __device__ void stage(int i, float *cw, int lane) {
     const int r = lane / 4, c = 2 * (lane % 4);
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
-      *reinterpret_cast<float2 *>(cw + r * H_LDC + j * 8 + c) = make_float2(f[i][j][0], f[i][j][1]);
-      *reinterpret_cast<float2 *>(cw + (r + 8) * H_LDC + j * 8 + c) = make_float2(f[i][j][2], f[i][j][3]);
+    for (int j = 0; j < F8; j++) {
+      *reinterpret_cast<float2 *>(cw + r * (WN + 4) + j * 8 + c) = make_float2(f[i][j][0], f[i][j][1]);
+      *reinterpret_cast<float2 *>(cw + (r + 8) * (WN + 4) + j * 8 + c) = make_float2(f[i][j][2], f[i][j][3]);
     }
   }
 };
 
-/* The tensor-core kernels' epilogue: per 16-row slice, the warp's accumulators go to its 16x32
- * staging tile cw (shared memory the k loop no longer uses); then each lane finishes float4s,
- * 8 lanes per 128-byte output row segment (O16: rounded to 16-bit outputs). */
-template <typename T, int BN, bool O16>
-__device__ inline void tc_epilogue(tc_acc<T, BN> &acc, float *cw, const conv_geom &g, long long m0, int n0, int wm,
-                                   int wn, int lane, const float *__restrict__ bias, const atype<O16> *__restrict__ res,
-                                   int relu, atype<O16> *__restrict__ y, bool vec) {
-  constexpr int FM = tc_tile<BN>::FM;
+/* The tensor-core kernels' epilogue: per 16-row slice, the warp's accumulators go to its 16 x WN
+ * staging tile cw (shared memory the k loop no longer uses, ldm WN + 4); then each lane
+ * finishes float4s, WN/4 lanes per output row segment (O16: rounded to 16-bit outputs). */
+template <typename T, int FM, int WN, int LDB, bool O16>
+__device__ inline void tc_epilogue(tc_acc<T, FM, WN, LDB> &acc, float *cw, const conv_geom &g, long long m0, int n0,
+                                   int wm, int wn, int lane, const float *__restrict__ bias,
+                                   const atype<O16> *__restrict__ res, int relu, atype<O16> *__restrict__ y, bool vec) {
+  constexpr int LDC = WN + 4, Q = WN / 4; /* float4s per staged row */
 #pragma unroll
   for (int i = 0; i < FM; i++) {
     acc.stage(i, cw, lane);
     __syncwarp();
 #pragma unroll
-    for (int p = 0; p < 4; p++) {
-      const int r = p * 4 + lane / 8, c = (lane % 8) * 4;
-      const float4 v = *reinterpret_cast<const float4 *>(cw + r * H_LDC + c);
-      if constexpr (O16) store_out4_16<T>(g, m0 + (wm * FM + i) * 16 + r, n0 + wn * 32 + c, v, bias, res, relu, y);
-      else store_out4(g, m0 + (wm * FM + i) * 16 + r, n0 + wn * 32 + c, v, bias, res, relu, y, vec);
+    for (int p = 0; p < WN / 8; p++) {
+      const int idx = p * 32 + lane, r = idx / Q, c = (idx % Q) * 4;
+      const float4 v = *reinterpret_cast<const float4 *>(cw + r * LDC + c);
+      if constexpr (O16) store_out4_16<T>(g, m0 + (wm * FM + i) * 16 + r, n0 + wn * WN + c, v, bias, res, relu, y);
+      else store_out4(g, m0 + (wm * FM + i) * 16 + r, n0 + wn * WN + c, v, bias, res, relu, y, vec);
     }
     __syncwarp(); /* the next slice overwrites the staging tile */
   }
@@ -885,7 +888,7 @@ __global__ void __launch_bounds__(H_THREADS, 2)
   kpos ap = kpos_of(g, kr.x + a_c);
   areg<A16> ra[A16 ? 2 : 4];
   breg<W16> rb[tile::NB];
-  tc_acc<T, BN> acc;
+  tc_acc<T, tile::FM, 32, tile::LDB> acc;
   acc.zero();
 
   __syncthreads(); /* row info */
@@ -918,8 +921,8 @@ __global__ void __launch_bounds__(H_THREADS, 2)
     __syncthreads(); /* after the last tile: every warp is done with the stages, C may reuse them */
   }
 
-  tc_epilogue<T, BN, O16>(acc, reinterpret_cast<float *>(smem) + warp * 16 * H_LDC, g, m0, n0, wm, wn, lane, bias, res,
-                          relu, y, out_vec != 0);
+  tc_epilogue<T, tile::FM, 32, tile::LDB, O16>(acc, reinterpret_cast<float *>(smem) + warp * 16 * H_LDC, g, m0, n0, wm,
+                                               wn, lane, bias, res, relu, y, out_vec != 0);
 }
 
 /* ---- v3 fp16 / bf16: 16-bit operands straight to shared memory (cp.async) ---------------- */
@@ -938,46 +941,56 @@ __global__ void __launch_bounds__(H_THREADS, 2)
  * "the tile about to be used has landed". */
 constexpr int V3_STAGES = 3;
 
-template <int BN>
+/* BM 128: v2's tile and warps (8 warps of (128/WARPS_M) x 32). BM 256 (v4, BN 128 only): 8
+ * warps of 64 x 64, so each A fragment feeds 8 MMAs instead of 4 and each B fragment 4: a
+ * third less shared-memory traffic per MMA (v2/v3's 12 ldmatrix per 32 HMMA per warp and
+ * k-tile are about as many shared-memory cycles as the MMAs take), at 1 block per SM (128
+ * accumulators per thread). */
+template <int BN, int BM = 128>
 struct v3_tile {
-  static constexpr int ROW_BYTES = H_BM * (8 + 8);                     /* row_off + row_yx */
-  static constexpr int STAGE_BYTES = H_A_BYTES + tc_tile<BN>::B_BYTES; /* both multiples of 128 */
+  static_assert(BM == 128 || (BM == 256 && BN == 128), "v3 tiles: 128 x 64, 128 x 128, 256 x 128");
+  static constexpr int WARPS_N = BM == 128 ? tc_tile<BN>::WARPS_N : 2, WARPS_M = 8 / WARPS_N;
+  static constexpr int WN = BN / WARPS_N, FM = BM / WARPS_M / 16;
+  static constexpr int LDB = tc_tile<BN>::LDB, A_BYTES = BM * H_LDA * 2, B_BYTES = tc_tile<BN>::B_BYTES;
+  static constexpr int ROW_BYTES = BM * (8 + 8);      /* row_off + row_yx */
+  static constexpr int STAGE_BYTES = A_BYTES + B_BYTES; /* both multiples of 128 */
   static constexpr int PIPE_BYTES = V3_STAGES * STAGE_BYTES;
-  static constexpr int BODY = PIPE_BYTES > H_C_BYTES ? PIPE_BYTES : H_C_BYTES;
+  static constexpr int C_BYTES = (H_THREADS / 32) * 16 * (WN + 4) * 4; /* the epilogue's staging tiles */
+  static constexpr int BODY = PIPE_BYTES > C_BYTES ? PIPE_BYTES : C_BYTES;
   static constexpr int SMEM_BYTES = ROW_BYTES + BODY + 128; /* + the alignment slack */
   static constexpr int BCH = BN / 8, B_PER = H_BK * BCH / H_THREADS; /* B 16-byte chunks per thread */
-  static_assert(H_A_BYTES % 128 == 0 && tc_tile<BN>::B_BYTES % 128 == 0, "stage alignment");
+  static constexpr int A_PER = BM / 128;                              /* A rows per thread */
+  static constexpr int MIN_BLOCKS = BM == 128 ? 2 : 1;
+  static_assert(A_BYTES % 128 == 0 && B_BYTES % 128 == 0, "stage alignment");
   static_assert(B_PER >= 1 && H_BK * BCH % H_THREADS == 0, "B loader");
 };
 
-template <typename T, int BN, bool KS, bool O16>
-__global__ void __launch_bounds__(H_THREADS, 2)
+template <typename T, int BN, bool KS, bool O16, int BM = 128>
+__global__ void __launch_bounds__(H_THREADS, v3_tile<BN, BM>::MIN_BLOCKS)
     conv_tc_v3_kernel(const unsigned short *__restrict__ x, const unsigned short *__restrict__ wt,
                       const float *__restrict__ bias, const atype<O16> *__restrict__ res, atype<O16> *__restrict__ y,
                       conv_geom g, int relu, zstride zs) {
-  using namespace nvcuda;
-  using tile = tc_tile<BN>;
-  using v3 = v3_tile<BN>;
-  constexpr int LDB = tile::LDB;
+  using v3 = v3_tile<BN, BM>;
+  constexpr int LDB = v3::LDB;
   static_assert(!(KS && O16), "split-K slices write fp32 partials");
   extern __shared__ uint4 v3_smem_raw[];
   /* base + padding, not an integer rounded and cast back: the pointer must stay derived from the
    * shared array, or nvcc loses its address space and the WMMA loads become generic (LD, not LDSM) */
   unsigned char *sm = reinterpret_cast<unsigned char *>(v3_smem_raw) + ((128 - ((uintptr_t)v3_smem_raw & 127)) & 127);
   long long *row_off = reinterpret_cast<long long *>(sm);
-  int2 *row_yx = reinterpret_cast<int2 *>(sm + H_BM * 8);
+  int2 *row_yx = reinterpret_cast<int2 *>(sm + BM * 8);
   unsigned char *body = sm + v3::ROW_BYTES;
-  const long long m0 = (long long)blockIdx.x * H_BM;
+  const long long m0 = (long long)blockIdx.x * BM;
   if (tile_dead(g, m0)) return;
   const int n0 = blockIdx.y * BN;
   const int t = threadIdx.x;
   const int warp = t / 32;
-  const int wm = warp / tile::WARPS_N, wn = warp % tile::WARPS_N;
-  const int a_r = t / 2, a_c = (t % 2) * 16;
-  if (t < H_BM) {
-    const arow a = row_info(g, m0 + t);
-    row_off[t] = a.off;
-    row_yx[t] = make_int2(a.iy0, a.ix0);
+  const int wm = warp / v3::WARPS_N, wn = warp % v3::WARPS_N;
+  const int a_r = t / 2, a_c = (t % 2) * 16; /* and rows a_r + 128 with BM 256 */
+  for (int r = t; r < BM; r += H_THREADS) {
+    const arow a = row_info(g, m0 + r);
+    row_off[r] = a.off;
+    row_yx[r] = make_int2(a.iy0, a.ix0);
   }
   const int2 kr = KS ? k_range(g, zs) : make_int2(0, g.k);
   if (KS) y += blockIdx.z * zs.y;
@@ -990,12 +1003,15 @@ __global__ void __launch_bounds__(H_THREADS, 2)
     const int kk0 = kr.x + it * H_BK;
     unsigned char *st = body + (it % V3_STAGES) * v3::STAGE_BYTES;
     T *As = reinterpret_cast<T *>(st);
-    T *Bs = reinterpret_cast<T *>(st + H_A_BYTES);
-    { /* A: 16 channels of one pixel = two 16-byte copies, zero-filled outside the image / K */
-      const int iy = row_yx[a_r].x + ap.ky, ix = row_yx[a_r].y + ap.kx;
+    T *Bs = reinterpret_cast<T *>(st + v3::A_BYTES);
+#pragma unroll
+    for (int h = 0; h < v3::A_PER; h++) {
+      /* A: 16 channels of one pixel = two 16-byte copies, zero-filled outside the image / K */
+      const int ar = a_r + h * 128;
+      const int iy = row_yx[ar].x + ap.ky, ix = row_yx[ar].y + ap.kx;
       const bool ok = kk0 + a_c < g.k && (unsigned)iy < (unsigned)g.h && (unsigned)ix < (unsigned)g.w;
-      const unsigned short *src = x + (ok ? row_off[a_r] + ap.off : 0);
-      T *dst = As + a_r * H_LDA + a_c;
+      const unsigned short *src = x + (ok ? row_off[ar] + ap.off : 0);
+      T *dst = As + ar * H_LDA + a_c;
       __pipeline_memcpy_async(dst, src, 16, ok ? 0 : 16);
       __pipeline_memcpy_async(dst + 8, src + (ok ? 8 : 0), 16, ok ? 0 : 16);
     }
@@ -1009,7 +1025,7 @@ __global__ void __launch_bounds__(H_THREADS, 2)
     kpos_advance(g, ap, H_BK);
   };
 
-  tc_acc<T, BN> acc;
+  tc_acc<T, v3::FM, v3::WN, LDB> acc;
   acc.zero();
 
 #pragma unroll
@@ -1024,24 +1040,24 @@ __global__ void __launch_bounds__(H_THREADS, 2)
     __pipeline_commit();
     const unsigned char *st = body + (kt % V3_STAGES) * v3::STAGE_BYTES;
     const T *As = reinterpret_cast<const T *>(st);
-    const T *Bs = reinterpret_cast<const T *>(st + H_A_BYTES);
+    const T *Bs = reinterpret_cast<const T *>(st + v3::A_BYTES);
     acc.mma_k16(As, Bs, 0, wm, wn);
     acc.mma_k16(As, Bs, 16, wm, wn);
   }
   __pipeline_wait_prior(0);
   __syncthreads(); /* the stages become the epilogue's staging tiles */
 
-  tc_epilogue<T, BN, O16>(acc, reinterpret_cast<float *>(body) + warp * 16 * H_LDC, g, m0, n0, wm, wn, t % 32, bias,
-                          res, relu, y, true);
+  tc_epilogue<T, v3::FM, v3::WN, LDB, O16>(acc, reinterpret_cast<float *>(body) + warp * 16 * (v3::WN + 4), g, m0, n0,
+                                          wm, wn, t % 32, bias, res, relu, y, true);
 }
 
 /* ---- version choice ------------------------------------------------------------------ */
-int g_conv_version = -1; /* -1: CTXDIFF_CUDA_CONV not read yet; then 0 auto, 1 v1, 2 v2 */
+int g_conv_version = -1; /* -1: CTXDIFF_CUDA_CONV not read yet; then 0 auto, 1 v1, 2 v2, 4 auto + v4 tiles */
 
 int conv_version() {
   if (g_conv_version < 0) {
     const char *e = getenv("CTXDIFF_CUDA_CONV");
-    g_conv_version = (e && !strcmp(e, "v1")) ? 1 : (e && !strcmp(e, "v2")) ? 2 : 0;
+    g_conv_version = (e && !strcmp(e, "v1")) ? 1 : (e && !strcmp(e, "v2")) ? 2 : (e && !strcmp(e, "v4")) ? 4 : 0;
   }
   return g_conv_version;
 }
@@ -1091,6 +1107,7 @@ struct conv_args {
   zstride zs; /* Winograd's batch (fp32 only) or split-K slices */
   bool a16, o16;
   bool v3; /* the cp.async kernel (16-bit operands, see conv_tc_v3_kernel) */
+  bool v4; /* ... with 256 x 128 tiles and 64 x 64 warp tiles (CTXDIFF_CUDA_CONV=v4, unsplit, 128-wide) */
 };
 
 template <int BN, bool AV, bool BV, bool KS>
@@ -1130,20 +1147,20 @@ void tc_v2_ab(bool av16, bool bv, dim3 grid, cudaStream_t st, const conv_args &a
   }
 }
 
-template <typename T, int BN, bool KS, bool O16>
+template <typename T, int BN, bool KS, bool O16, int BM = 128>
 void tc_v3_launch(dim3 grid, cudaStream_t st, const conv_args &a) {
-  constexpr int smem = v3_tile<BN>::SMEM_BYTES;
+  constexpr int smem = v3_tile<BN, BM>::SMEM_BYTES;
   static bool attr_set = false; /* once per instantiation (and device: one device per process) */
   if (!attr_set) {
     void (*kernel)(const unsigned short *, const unsigned short *, const float *, const atype<O16> *, atype<O16> *,
-                   conv_geom, int, zstride) = conv_tc_v3_kernel<T, BN, KS, O16>;
+                   conv_geom, int, zstride) = conv_tc_v3_kernel<T, BN, KS, O16, BM>;
     if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem) != cudaSuccess) {
       CX_CUDA_FAIL("conv2d: setting %d bytes of dynamic shared memory for the v3 kernel failed", smem);
       return;
     }
     attr_set = true;
   }
-  conv_tc_v3_kernel<T, BN, KS, O16><<<grid, H_THREADS, smem, st>>>(
+  conv_tc_v3_kernel<T, BN, KS, O16, BM><<<grid, H_THREADS, smem, st>>>(
       static_cast<const unsigned short *>(a.x), static_cast<const unsigned short *>(a.wt), a.bias,
       static_cast<const atype<O16> *>(a.res), static_cast<atype<O16> *>(a.y), a.g, a.relu, a.zs);
 }
@@ -1155,6 +1172,14 @@ void tc_v3_launch(dim3 grid, cudaStream_t st, const conv_args &a) {
 template <typename T, int BN>
 void tc_v2_io(bool bv, dim3 grid, cudaStream_t st, const conv_args &a) {
   if (a.v3) {
+    if constexpr (BN == 128) {
+      if (a.v4) { /* 256-row tiles: grid.x counts them (the caller's counts 128-row ones) */
+        const dim3 g4((unsigned)((a.g.m + 255) / 256), grid.y, 1);
+        if (a.o16) tc_v3_launch<T, 128, false, true, 256>(g4, st, a);
+        else tc_v3_launch<T, 128, false, false, 256>(g4, st, a);
+        return;
+      }
+    }
     if (a.zs.kz) tc_v3_launch<T, BN, true, false>(grid, st, a);
     else if (a.o16) tc_v3_launch<T, BN, false, true>(grid, st, a);
     else tc_v3_launch<T, BN, false, false>(grid, st, a);
@@ -1294,7 +1319,7 @@ int cx_cuda_from16(const void *src, float *dst, size_t n) {
   return 0;
 }
 
-void cx_cuda_set_conv_version(int v) { g_conv_version = (v == 1 || v == 2) ? v : 0; }
+void cx_cuda_set_conv_version(int v) { g_conv_version = (v == 1 || v == 2 || v == 4) ? v : 0; }
 int cx_cuda_conv_version(void) { return conv_version(); }
 void cx_cuda_set_splitk(int s) { g_splitk = s == 1 ? 1 : (s >= 2 && s <= 64) ? s : 0; }
 int cx_cuda_splitk(void) { return splitk_setting(); }
@@ -1368,7 +1393,7 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
     const bool av16 = g.cin % 16 == 0 && aligned16(x); /* tensor-core loader: 16-channel runs */
     const bool bv = g.cout % 4 == 0 && (w16 ? ((uintptr_t)wt & 7) == 0 : aligned16(wt));
     const int ov = g.cout % 4 == 0 && aligned16(y) && (!residual || aligned16(residual)) && (!bias || aligned16(bias));
-    conv_args a = {x, wt, bias, residual, y, g, relu, ov, {0, 0, 0, 0}, x16, y16, false};
+    conv_args a = {x, wt, bias, residual, y, g, relu, ov, {0, 0, 0, 0}, x16, y16, false, false};
     /* v3 (cp.async) for 16-bit activations and weights in 8-column B chunks; CTXDIFF_CUDA_CONV=v2
      * keeps v2 (A/B) */
     a.v3 = x16 && w16 && ov && g.cout % 8 == 0 && ((uintptr_t)wt & 15) == 0 && conv_version() != 2;
@@ -1399,6 +1424,7 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
     }
     const bool narrow = only64 || (splits == 1 && (long long)mt * ((g.cout + 127) / 128) < sm_count());
     const dim3 grid(mt, (unsigned)(narrow ? (g.cout + 63) / 64 : (g.cout + 127) / 128), (unsigned)splits);
+    a.v4 = a.v3 && !narrow && splits == 1 && conv_version() == 4;
     const int had_err = cx_cuda_has_error(); /* the launchers record their own failures */
     if (p == CX_PREC_FP32) {
       if (narrow) fp32_v2_ab<64>(av, bv, grid, st, a);
@@ -1483,7 +1509,7 @@ int cx_cuda_gemm_f32_batched(const float *A, long long sA, const float *B, long 
     const bool av = K % 4 == 0 && sA % 4 == 0 && aligned16(A);
     const bool bv = N % 4 == 0 && sB % 4 == 0 && aligned16(B);
     const int ov = N % 4 == 0 && sC % 4 == 0 && aligned16(C);
-    const conv_args a = {A, B, nullptr, nullptr, C, g, 0, ov, zs, false, false, false};
+    const conv_args a = {A, B, nullptr, nullptr, C, g, 0, ov, zs, false, false, false, false};
     const unsigned mt = (unsigned)((M + 127) / 128);
     const bool narrow = N <= 64 || (long long)mt * ((N + 127) / 128) * batch < sm_count();
     const dim3 grid(mt, (unsigned)(narrow ? (N + 63) / 64 : (N + 127) / 128), (unsigned)batch);

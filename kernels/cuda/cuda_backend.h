@@ -66,10 +66,11 @@ const char *cx_precision_name(cx_precision p);
  * rounded while staging, with half the weight traffic. Synchronous. */
 void *cx_cuda_weights16_upload(cx_precision p, const float *host, size_t count);
 /* Which conv2d/dense kernels run (A/B timing, diagnosis; see kernels/cuda/conv.cu). Until it is
- * called, CTXDIFF_CUDA_CONV=v1|v2 gives the initial value (read at the first conv). */
-/* 0 auto (default; v3, cp.async, for 16-bit activations and weights), 1 v1 only, 2 v2 wherever valid */
+ * called, CTXDIFF_CUDA_CONV=v1|v2|v4 gives the initial value (read at the first conv). */
+/* 0 auto (default; v3, cp.async, for 16-bit activations and weights), 1 v1 only, 2 v2 wherever
+ * valid, 4 auto with v3's 256 x 128 tiles of 64 x 64 warp tiles where 128-wide unsplit tiles run */
 void cx_cuda_set_conv_version(int v);
-int cx_cuda_conv_version(void); /* the setting in force (0, 1 or 2) */
+int cx_cuda_conv_version(void); /* the setting in force (0, 1, 2 or 4) */
 /* Split-K for v2 GEMMs whose output tiles would leave SMs idle (conv.cu, pick_splits): slices of
  * K computed by separate blocks into fp32 partials in the scratch arena, then added in k order
  * with the epilogue. 0 auto (default), 1 off, s >= 2 forces s slices wherever v2 runs and K has

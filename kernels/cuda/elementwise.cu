@@ -66,7 +66,7 @@ __global__ void softmax_narrow_kernel(const float *x, size_t rows, int cols, flo
   for (size_t r = blockIdx.x * (size_t)blockDim.x + threadIdx.x; r < rows; r += (size_t)gridDim.x * blockDim.x) {
     const float *xr = x + r * (size_t)cols;
     float *yr = y + r * (size_t)cols;
-    float e[SOFTMAX_NARROW];
+    float e[SOFTMAX_NARROW] = {};
     float m = xr[0];
 #pragma unroll
     for (int j = 1; j < SOFTMAX_NARROW; j++)

@@ -210,7 +210,7 @@ static const cx_backend *CPU;
  * kernel is given and the fallback is what gets checked. */
 /* Live-row checks (cuda only; live >= 0): the first `live` images' outputs against the CPU's,
  * the inputs of the other images NaN (never read for live outputs), and every output row from
- * the first 128-row tile past the live rows still poisoned (the kernels' early exit). */
+ * the first 128-row tile (v4: 256) past the live rows still poisoned (the kernels' early exit). */
 /* widened: the output was 16-bit (poisoned with 0xFFFF), so untouched elements read as some NaN */
 static double live_err(const float *got, const float *ref, size_t live_count, size_t untouched_from, size_t total,
                        int widened) {
@@ -312,8 +312,10 @@ static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, 
   }
   if (!d_error(v)) {
     if (!d_fetch(v, got, dy, ny * 4)) {
-      /* output rows from the first whole 128-row tile past the live ones stay poisoned */
-      const size_t rows = (size_t)nl * ho * wo, untouched = (rows + 127) / 128 * 128;
+      /* output rows from the first whole row tile (128; v4: 256) past the live ones stay poisoned */
+      /* the row tile: 128, or v4's 256 (cx_cuda_set_conv_version(4)) */
+      const size_t tile = v->is_cuda && cx_cuda_conv_version() == 4 ? 256 : 128;
+      const size_t rows = (size_t)nl * ho * wo, untouched = (rows + tile - 1) / tile * tile;
       err = live < 0 ? rel_rms(got, ref, ny)
                      : live_err(got, ref, rows * cout, untouched * cout < ny ? untouched * cout : ny, ny, o.o16);
     }
@@ -1131,6 +1133,14 @@ int cx_cmd_validate(int argc, char **argv) {
       cx_cuda_set_conv_version(2);
       conv_case(&v, "v2 forced: 3x3 SAME", 1, 64, 64, 256, 256, 3, 1, 1, 0, 1, 1, (conv_opt){.a16 = 1, .o16 = 1});
       t_conv_split(&v, 3, "v2 forced: 1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, (conv_opt){.a16 = 1});
+      /* v4 (opt-in): v3 with 256 x 128 tiles of 64 x 64 warp tiles, where unsplit 128-wide v3 runs:
+       * full tiles, partial row and column tiles (M 286, cout 136), fp32 out, device-side rows */
+      cx_cuda_set_conv_version(4);
+      conv_case(&v, "v4 forced: 3x3 SAME", 1, 64, 64, 256, 256, 3, 1, 1, 0, 1, 1, (conv_opt){.a16 = 1, .o16 = 1});
+      conv_case(&v, "v4 forced: odd 3x3 SAME", 2, 13, 11, 64, 136, 3, 1, 1, 0, 1, 1, (conv_opt){.a16 = 1, .o16 = 1});
+      conv_case(&v, "v4 forced: 1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, (conv_opt){.a16 = 1});
+      conv_case(&v, "v4 forced: mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1,
+                (conv_opt){.live_on = 1, .live = 3, .a16 = 1, .o16 = 1});
       cx_cuda_set_conv_version(0);
       conv_case(&v, "rpn class 1x1", 2, 16, 16, 512, 6, 1, 1, 0, 0, 0, 0, (conv_opt){.a16 = 1}); /* scalar out */
       conv_case(&v, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, (conv_opt){.live_on = 1, .live = 3, .a16 = 1, .o16 = 1});
