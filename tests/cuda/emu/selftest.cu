@@ -1,5 +1,6 @@
 /* selftest.cu — the CUDA emulator's own test: small kernels with a known answer (warp
- * shuffles, ballots, WMMA against a double-precision product), and kernels with the bugs the
+ * shuffles, ballots, WMMA and ldmatrix + mma.sync against a double-precision product, the
+ * kernels' index split), and kernels with the bugs the
  * emulator exists to catch (missing barrier, host dereference of device memory, reads past an
  * allocation, host pointers as kernel arguments, divergent barriers, bad launch
  * configurations, reading a pinned buffer before the stream is synchronised, misaligned
@@ -16,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cuda_common.cuh"
+#include "mma_ptx.cuh"
+
 /* Asynchronous copies (cuda_pipeline.h): each thread copies 16 bytes of `in` into shared memory
  * with __pipeline_memcpy_async (the second half of the block zero-filled), then every thread
  * reads its neighbour's chunk. With the wait and the barrier the result is exact; without the
@@ -28,6 +32,37 @@ __global__ void pipe_kernel(const float4 *in, float4 *out, int wait) {
   if (wait) __pipeline_wait_prior(0);
   __syncthreads();
   out[t] = buf[(t + 1) % 64];
+}
+
+/* kernels/cuda helpers with a known answer: cx_divmod (cuda_common.cuh) on both of its paths
+ * (32-bit below 2^32, 64-bit above), and ldmatrix + mma.sync m16n8k16 (mma_ptx.cuh) — the
+ * emulator's two fragment layouts must compose to the plain product of a 16x16 A and B */
+__global__ void divmod_kernel(const long long *i, const int *d, long long *q, int *r, int n) {
+  const int t = threadIdx.x;
+  if (t < n) q[t] = cx_divmod(i[t], d[t], &r[t]);
+}
+
+__global__ void mma_kernel(const __half *a, const __half *b, float *c) {
+  __shared__ __align__(16) __half sa[16 * 16], sb[16 * 16]; /* both row-major; b is [k][n] */
+  const int l = threadIdx.x;
+  for (int i = l; i < 256; i += 32) {
+    sa[i] = a[i];
+    sb[i] = b[i];
+  }
+  __syncthreads();
+  unsigned fa[4], fb[4];
+  ldsm_x4<false>(fa, sa + (l % 16) * 16 + (l / 16) * 8);
+  ldsm_x4<true>(fb, sb + (l % 16) * 16 + (l / 16) * 8);
+  for (int j = 0; j < 2; j++) {
+    float d[4] = {1.0f, 1.0f, 1.0f, 1.0f};
+    const unsigned bj[2] = {fb[2 * j], fb[2 * j + 1]};
+    mma_16816<__half>(d, fa, bj);
+    const int g = l / 4, t = l % 4;
+    c[g * 16 + j * 8 + 2 * t] = d[0];
+    c[g * 16 + j * 8 + 2 * t + 1] = d[1];
+    c[(g + 8) * 16 + j * 8 + 2 * t] = d[2];
+    c[(g + 8) * 16 + j * 8 + 2 * t + 1] = d[3];
+  }
 }
 
 #define CK(call)                                                                     \
@@ -315,6 +350,56 @@ int main(int argc, char **argv) {
     printf("%s: %d of 64 wrong\n", c, bad);
     return wait ? bad != 0 : 0;
   }
-  fprintf(stderr, "usage: cuda_emu_selftest shfl|wmma|race|host_deref|oob|host_arg|divergent|config|stale|misaligned|smem|graph|streams|streams_nowait|pipeline|pipeline_nowait\n");
+  if (!strcmp(c, "divmod")) {
+    const long long hi[] = {0, 1, 255, 4294967295LL, 4294967296LL, 4294967301LL, 3LL << 40 | 7, 123456789012345LL,
+                            2147483647LL, 9000000000000000000LL};
+    const int hd[] = {1, 3, 7, 256, 65535, 2147483647, 13, 1000, 2, 81};
+    const int n = (int)(sizeof hi / sizeof hi[0]);
+    long long *di, *dq, hq[16];
+    int *dd, *dr, hr[16];
+    CK(cudaMalloc((void **)&di, sizeof hi));
+    CK(cudaMalloc((void **)&dd, sizeof hd));
+    CK(cudaMalloc((void **)&dq, sizeof hi));
+    CK(cudaMalloc((void **)&dr, sizeof hd));
+    CK(cudaMemcpy(di, hi, sizeof hi, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dd, hd, sizeof hd, cudaMemcpyHostToDevice));
+    divmod_kernel<<<1, 32>>>(di, dd, dq, dr, n);
+    CK(cudaGetLastError());
+    CK(cudaMemcpy(hq, dq, sizeof hi, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(hr, dr, sizeof hd, cudaMemcpyDeviceToHost));
+    int bad = 0;
+    for (int k = 0; k < n; k++) bad += hq[k] != hi[k] / hd[k] || hr[k] != (int)(hi[k] % hd[k]);
+    printf("divmod: %d wrong of %d\n", bad, n);
+    return bad != 0;
+  }
+  if (!strcmp(c, "mma")) {
+    __half ha[256], hb[256];
+    float got[256];
+    double worst = 0.0;
+    for (int i = 0; i < 256; i++) {
+      ha[i] = __float2half_rn((float)((i * 7) % 13) / 8.0f - 0.75f);
+      hb[i] = __float2half_rn((float)((i * 5) % 11) / 4.0f - 1.25f);
+    }
+    __half *da, *db;
+    float *dc;
+    CK(cudaMalloc((void **)&da, sizeof ha));
+    CK(cudaMalloc((void **)&db, sizeof hb));
+    CK(cudaMalloc((void **)&dc, sizeof got));
+    CK(cudaMemcpy(da, ha, sizeof ha, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(db, hb, sizeof hb, cudaMemcpyHostToDevice));
+    mma_kernel<<<1, 32>>>(da, db, dc);
+    CK(cudaGetLastError());
+    CK(cudaMemcpy(got, dc, sizeof got, cudaMemcpyDeviceToHost));
+    for (int r = 0; r < 16; r++)
+      for (int q = 0; q < 16; q++) {
+        double s = 1.0;
+        for (int k = 0; k < 16; k++) s += (double)__half2float(ha[r * 16 + k]) * (double)__half2float(hb[k * 16 + q]);
+        const double e = fabs(s - got[r * 16 + q]);
+        worst = e > worst ? e : worst;
+      }
+    printf("mma: max abs error %g\n", worst);
+    return worst > 1e-3;
+  }
+  fprintf(stderr, "usage: cuda_emu_selftest shfl|wmma|mma|divmod|race|host_deref|oob|host_arg|divergent|config|stale|misaligned|smem|graph|streams|streams_nowait|pipeline|pipeline_nowait\n");
   return 2;
 }

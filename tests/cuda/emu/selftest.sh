@@ -25,6 +25,8 @@ expect() {
 }
 expect shfl ok "shfl: 0 wrong"
 expect wmma ok "wmma: max abs error"
+expect mma ok "mma: max abs error"
+expect divmod ok "divmod: 0 wrong"
 expect config ok "config: cudaErrorInvalidConfiguration / cudaErrorInvalidConfiguration / cudaErrorInvalidConfiguration"
 expect stale ok "stale: before sync"
 expect graph ok "graph: capture ran nothing 1, replay wrong 0"
