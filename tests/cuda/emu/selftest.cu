@@ -74,6 +74,21 @@ __global__ void mma_kernel(const __half *a, const __half *b, float *c) {
     }                                                                                \
   } while (0)
 
+/* one warp of kernel k on a 16x16 A and B (fp16) into a 16x16 fp32 C, via device copies */
+static void run_16x16(void (*k)(const __half *, const __half *, float *), const __half *ha, const __half *hb,
+                      float *got) {
+  __half *da, *db;
+  float *dc;
+  CK(cudaMalloc((void **)&da, 256 * sizeof(__half)));
+  CK(cudaMalloc((void **)&db, 256 * sizeof(__half)));
+  CK(cudaMalloc((void **)&dc, 256 * sizeof(float)));
+  CK(cudaMemcpy(da, ha, 256 * sizeof(__half), cudaMemcpyHostToDevice));
+  CK(cudaMemcpy(db, hb, 256 * sizeof(__half), cudaMemcpyHostToDevice));
+  k<<<1, 32>>>(da, db, dc);
+  CK(cudaGetLastError());
+  CK(cudaMemcpy(got, dc, 256 * sizeof(float), cudaMemcpyDeviceToHost));
+}
+
 __global__ void shfl_kernel(const int *in, int *sum, int *bcast, unsigned *ballot) {
   const int t = threadIdx.x;
   int v = in[blockIdx.x * blockDim.x + t];
@@ -172,16 +187,7 @@ int main(int argc, char **argv) {
         for (int k = 0; k < 16; k++) s += (double)__half2float(ha[r * 16 + k]) * (double)__half2float(hb[q * 16 + k]);
         ref[r * 16 + q] = (float)s; /* b is column-major: element (k, q) at q*16 + k */
       }
-    __half *da, *db;
-    float *dc;
-    CK(cudaMalloc((void **)&da, sizeof ha));
-    CK(cudaMalloc((void **)&db, sizeof hb));
-    CK(cudaMalloc((void **)&dc, sizeof got));
-    CK(cudaMemcpy(da, ha, sizeof ha, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(db, hb, sizeof hb, cudaMemcpyHostToDevice));
-    wmma_kernel<<<1, 32>>>(da, db, dc);
-    CK(cudaGetLastError());
-    CK(cudaMemcpy(got, dc, sizeof got, cudaMemcpyDeviceToHost));
+    run_16x16(wmma_kernel, ha, hb, got);
     double e = 0;
     for (int i = 0; i < 256; i++) e = fmax(e, fabs((double)got[i] - ref[i]));
     printf("wmma: max abs error %.3g\n", e);
@@ -380,16 +386,7 @@ int main(int argc, char **argv) {
       ha[i] = __float2half_rn((float)((i * 7) % 13) / 8.0f - 0.75f);
       hb[i] = __float2half_rn((float)((i * 5) % 11) / 4.0f - 1.25f);
     }
-    __half *da, *db;
-    float *dc;
-    CK(cudaMalloc((void **)&da, sizeof ha));
-    CK(cudaMalloc((void **)&db, sizeof hb));
-    CK(cudaMalloc((void **)&dc, sizeof got));
-    CK(cudaMemcpy(da, ha, sizeof ha, cudaMemcpyHostToDevice));
-    CK(cudaMemcpy(db, hb, sizeof hb, cudaMemcpyHostToDevice));
-    mma_kernel<<<1, 32>>>(da, db, dc);
-    CK(cudaGetLastError());
-    CK(cudaMemcpy(got, dc, sizeof got, cudaMemcpyDeviceToHost));
+    run_16x16(mma_kernel, ha, hb, got);
     for (int r = 0; r < 16; r++)
       for (int q = 0; q < 16; q++) {
         double s = 1.0;
