@@ -1173,10 +1173,9 @@ template <typename T, int BN>
 void tc_v2_io(bool bv, dim3 grid, cudaStream_t st, const conv_args &a) {
   if (a.v3) {
     if constexpr (BN == 128) {
-      if (a.v4) { /* 256-row tiles: grid.x counts them (the caller's counts 128-row ones) */
-        const dim3 g4((unsigned)((a.g.m + 255) / 256), grid.y, 1);
-        if (a.o16) tc_v3_launch<T, 128, false, true, 256>(g4, st, a);
-        else tc_v3_launch<T, 128, false, false, 256>(g4, st, a);
+      if (a.v4) { /* 256-row tiles (the caller's grid counts them) */
+        if (a.o16) tc_v3_launch<T, 128, false, true, 256>(grid, st, a);
+        else tc_v3_launch<T, 128, false, false, 256>(grid, st, a);
         return;
       }
     }
@@ -1423,8 +1422,9 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
       /* out_vec stays: the scratch arena is 256-byte aligned and cout % 4 == 0 */
     }
     const bool narrow = only64 || (splits == 1 && (long long)mt * ((g.cout + 127) / 128) < sm_count());
-    const dim3 grid(mt, (unsigned)(narrow ? (g.cout + 63) / 64 : (g.cout + 127) / 128), (unsigned)splits);
-    a.v4 = a.v3 && !narrow && splits == 1 && conv_version() == 4;
+    a.v4 = a.v3 && !narrow && splits == 1 && conv_version() == 4; /* 256-row tiles */
+    const dim3 grid(a.v4 ? (unsigned)((g.m + 255) / 256) : mt, (unsigned)(narrow ? (g.cout + 63) / 64 : (g.cout + 127) / 128),
+                    (unsigned)splits);
     const int had_err = cx_cuda_has_error(); /* the launchers record their own failures */
     if (p == CX_PREC_FP32) {
       if (narrow) fp32_v2_ab<64>(av, bv, grid, st, a);

@@ -346,17 +346,19 @@ int cx_cuda_pyramid_roi_align(const void *const p[4], int p16, const int fh[4], 
   if ((p16 || out16) && prec == CX_PREC_FP32)
     return CX_CUDA_FAIL("pyramid_roi_align: 16-bit levels or output need precision fp16 or bf16");
   if (out16 && !p16) return CX_CUDA_FAIL("pyramid_roi_align: a 16-bit output needs 16-bit levels");
-  float *of = static_cast<float *>(out);
-  if (!p16)
-    roi_align_kernel<float, float><<<blocks, 256, 0, st>>>(pyr, c, boxes, levels, img_of, rows_per_image, nb, pool, of, live);
-  else if (prec == CX_PREC_FP16 && out16)
-    roi_align_kernel<__half, __half><<<blocks, 256, 0, st>>>(pyr, c, boxes, levels, img_of, rows_per_image, nb, pool, static_cast<__half *>(out), live);
-  else if (prec == CX_PREC_FP16)
-    roi_align_kernel<__half, float><<<blocks, 256, 0, st>>>(pyr, c, boxes, levels, img_of, rows_per_image, nb, pool, of, live);
-  else if (out16)
-    roi_align_kernel<__nv_bfloat16, __nv_bfloat16><<<blocks, 256, 0, st>>>(pyr, c, boxes, levels, img_of, rows_per_image, nb, pool, static_cast<__nv_bfloat16 *>(out), live);
-  else
-    roi_align_kernel<__nv_bfloat16, float><<<blocks, 256, 0, st>>>(pyr, c, boxes, levels, img_of, rows_per_image, nb, pool, of, live);
+  /* F: the levels' element type; the output is F too (out16) or fp32 */
+  auto launch = [&](auto f_tag, bool o16) {
+    using F = decltype(f_tag);
+    if (o16)
+      roi_align_kernel<F, F><<<blocks, 256, 0, st>>>(pyr, c, boxes, levels, img_of, rows_per_image, nb, pool,
+                                                     static_cast<F *>(out), live);
+    else
+      roi_align_kernel<F, float><<<blocks, 256, 0, st>>>(pyr, c, boxes, levels, img_of, rows_per_image, nb, pool,
+                                                         static_cast<float *>(out), live);
+  };
+  if (!p16) launch(float{}, false);
+  else if (prec == CX_PREC_FP16) launch(__half{}, out16 != 0);
+  else launch(__nv_bfloat16{}, out16 != 0);
   CX_CUDA_LAUNCH_CHECK();
   return 0;
 }

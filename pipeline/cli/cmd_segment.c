@@ -209,37 +209,54 @@ static void report_job(run_ctx *rc, job *jb) {
   cx_rgb_image_free(&jb->img);
 }
 
-static int write_outputs(run_ctx *rc, job *jb, const cx_detections *d, const cx_timings *t, int batch,
-                         cx_err *e) {
-  double t0 = now_ms();
-  size_t dlen = strlen(rc->out_dir) + strlen(jb->stem) + 32;
-  char *json_path = malloc(dlen), *png_path = malloc(dlen);
+/* DIR/<stem>.overlay.png: the image with masks, boxes and captions */
+static int write_overlay(run_ctx *rc, const job *jb, const cx_detections *d, const char *png_path, cx_err *e) {
   char **labels = calloc((size_t)(d->count ? d->count : 1), sizeof *labels);
-  uint8_t *canvas = rc->no_overlay ? NULL : malloc((size_t)jb->img.width * jb->img.height * 3);
+  uint8_t *canvas = malloc((size_t)jb->img.width * jb->img.height * 3);
   int ret = -1;
-  if (!json_path || !png_path || !labels || (!canvas && !rc->no_overlay)) {
+  if (!labels || !canvas) {
     cx_fail(e, "out of memory");
     goto done;
   }
-  snprintf(json_path, dlen, "%s/%s.json", rc->out_dir, jb->stem);
-  snprintf(png_path, dlen, "%s/%s.overlay.png", rc->out_dir, jb->stem);
   for (int i = 0; i < d->count; i++) {
     const char *name = cx_model_class_name(rc->model, d->class_ids[i]);
     char buf[256];
     snprintf(buf, sizeof buf, "%s %.3f", name ? name : "?", (double)d->scores[i]);
     labels[i] = strdup(buf);
   }
+  memcpy(canvas, jb->img.rgb, (size_t)jb->img.width * jb->img.height * 3);
+  if (!cx_overlay_draw(canvas, jb->img.width, jb->img.height, d, (const char *const *)labels, e) &&
+      !cx_png_write_fast(png_path, jb->img.width, jb->img.height, 3, canvas, e))
+    ret = 0;
+done:
+  if (labels)
+    for (int i = 0; i < d->count; i++) free(labels[i]);
+  free(labels);
+  free(canvas);
+  return ret;
+}
+
+static int write_outputs(run_ctx *rc, job *jb, const cx_detections *d, const cx_timings *t, int batch,
+                         cx_err *e) {
+  double t0 = now_ms();
+  size_t dlen = strlen(rc->out_dir) + strlen(jb->stem) + 32;
+  char *json_path = malloc(dlen), *png_path = malloc(dlen);
+  int ret = -1, png_written = 0;
+  if (!json_path || !png_path) {
+    cx_fail(e, "out of memory");
+    goto done;
+  }
+  snprintf(json_path, dlen, "%s/%s.json", rc->out_dir, jb->stem);
+  snprintf(png_path, dlen, "%s/%s.overlay.png", rc->out_dir, jb->stem);
   if (!rc->no_overlay) {
-    memcpy(canvas, jb->img.rgb, (size_t)jb->img.width * jb->img.height * 3);
-    if (cx_overlay_draw(canvas, jb->img.width, jb->img.height, d, (const char *const *)labels, e)) goto done;
-    if (cx_png_write_fast(png_path, jb->img.width, jb->img.height, 3, canvas, e)) goto done;
+    if (write_overlay(rc, jb, d, png_path, e)) goto done;
+    png_written = 1;
   }
 
   char *jbuf = NULL;
   size_t jlen = 0;
   FILE *mf = open_memstream(&jbuf, &jlen);
   if (!mf) {
-    if (!rc->no_overlay) unlink(png_path);
     cx_fail(e, "out of memory");
     goto done;
   }
@@ -256,16 +273,12 @@ static int write_outputs(run_ctx *rc, job *jb, const cx_detections *d, const cx_
   fclose(mf);
   if (jrc || cx_write_file_atomic(json_path, jbuf, jlen, e)) {
     free(jbuf);
-    if (!rc->no_overlay) unlink(png_path); /* no half set of outputs */
     goto done;
   }
   free(jbuf);
   ret = 0;
 done:
-  if (labels)
-    for (int i = 0; i < d->count; i++) free(labels[i]);
-  free(labels);
-  free(canvas);
+  if (ret && png_written) unlink(png_path); /* no half set of outputs: only what this call wrote */
   free(json_path);
   free(png_path);
   return ret;

@@ -282,22 +282,37 @@ static int decode_webp(const uint8_t *buf, size_t len, cx_rgb_image *out, cx_err
 
 /* ---------------------------------------------------------------------------------- */
 
+const char *cx_image_format(const uint8_t *buf, size_t len) {
+  static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (!buf) return NULL;
+  if (len >= 8 && !memcmp(buf, png_sig, 8)) return "png";
+  if (len >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF) return "jpeg";
+  if (len >= 12 && !memcmp(buf, "RIFF", 4) && !memcmp(buf + 8, "WEBP", 4)) return "webp";
+  return NULL;
+}
+
+int cx_image_webp_supported(void) {
+#ifdef CX_HAVE_WEBP
+  return 1;
+#else
+  return 0;
+#endif
+}
+
 int cx_image_decode(const uint8_t *buf, size_t len, cx_rgb_image *out, cx_err *e) {
   out->width = out->height = 0;
   out->rgb = NULL;
   if (!buf || len == 0) return cx_fail(e, "image data is empty");
-  static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  if (len >= 8 && !memcmp(buf, png_sig, 8)) return decode_png(buf, len, out, e);
-  if (len >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF) return decode_jpeg(buf, len, out, e);
-  if (len >= 12 && !memcmp(buf, "RIFF", 4) && !memcmp(buf + 8, "WEBP", 4)) {
+  const char *f = cx_image_format(buf, len);
+  if (!f) return cx_fail(e, "not a PNG, JPEG or WebP image (unrecognised file signature)");
+  if (!strcmp(f, "png")) return decode_png(buf, len, out, e);
+  if (!strcmp(f, "jpeg")) return decode_jpeg(buf, len, out, e);
 #ifdef CX_HAVE_WEBP
-    return decode_webp(buf, len, out, e);
+  return decode_webp(buf, len, out, e);
 #else
-    return cx_fail(e, "WebP image, but this build has no WebP support (libwebp-dev was not found at build "
-                      "time, or CTXDIFF_WEBP=OFF): convert it to PNG or JPEG, or rebuild with libwebp-dev");
+  return cx_fail(e, "WebP image, but this build has no WebP support (libwebp-dev was not found at build "
+                    "time, or CTXDIFF_WEBP=OFF): convert it to PNG or JPEG, or rebuild with libwebp-dev");
 #endif
-  }
-  return cx_fail(e, "not a PNG, JPEG or WebP image (unrecognised file signature)");
 }
 
 static int read_file(const char *path, uint8_t **out, size_t *out_len, cx_err *e) {

@@ -24,6 +24,10 @@ void cx_rgb_image_free(cx_rgb_image *im);
 int cx_image_load(const char *path, cx_rgb_image *out, cx_err *e);
 /* Decodes a PNG, JPEG or WebP held in memory (HTTP answers, fuzzing). */
 int cx_image_decode(const uint8_t *buf, size_t len, cx_rgb_image *out, cx_err *e);
+/* The format cx_image_decode sees in buf's signature: "png", "jpeg", "webp", or NULL. */
+const char *cx_image_format(const uint8_t *buf, size_t len);
+/* Whether this build decodes WebP (libwebp found at build time). */
+int cx_image_webp_supported(void);
 
 /* tEXt chunks to write: key/value pairs, e.g. {"parameters", "..."}. */
 typedef struct cx_png_text {

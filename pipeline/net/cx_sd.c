@@ -448,23 +448,18 @@ int cx_sd_decode_image(const char *b64, const char *infotext, cx_sd_image *out, 
   uint8_t *bytes = NULL;
   size_t n = 0;
   if (cx_b64_decode(b64, strlen(b64), &bytes, &n, e)) return cx_failctx(e, "SD answer image");
-  if (n >= 8 && !memcmp(bytes, "\x89PNG\r\n\x1a\n", 8)) {
-    snprintf(out->format, sizeof out->format, "png");
-  } else if (n >= 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF) {
-    snprintf(out->format, sizeof out->format, "jpeg");
-  } else if (n >= 12 && !memcmp(bytes, "RIFF", 4) && !memcmp(bytes + 8, "WEBP", 4)) {
-#ifdef CX_HAVE_WEBP
-    snprintf(out->format, sizeof out->format, "webp");
-#else
+  const char *fmt = cx_image_format(bytes, n);
+  if (!fmt) {
+    free(bytes);
+    return cx_fail(e, "the SD server answered an image that is neither PNG, JPEG nor WebP (%zu bytes)", n);
+  }
+  if (!strcmp(fmt, "webp") && !cx_image_webp_supported()) {
     free(bytes);
     return cx_fail(e, "the SD server answered a WebP image, but this build has no WebP support (libwebp-dev was "
                       "not found at build time, or CTXDIFF_WEBP=OFF): set the file format for images (samples_format) to png in the "
                       "web UI's settings, or rebuild with libwebp-dev");
-#endif
-  } else {
-    free(bytes);
-    return cx_fail(e, "the SD server answered an image that is neither PNG, JPEG nor WebP (%zu bytes)", n);
   }
+  snprintf(out->format, sizeof out->format, "%s", fmt);
   if (cx_image_decode(bytes, n, &out->image, e)) {
     free(bytes);
     return cx_failctx(e, "decoding the SD server's %s answer", out->format);
