@@ -67,7 +67,7 @@ static int parse_list(const char *s, int *out, int max, int lo, int hi) {
 }
 
 static void usage(void) {
-  printf("usage: ctxdiff bench [--device cpu|cuda] [--precision fp32|fp16|bf16] [--backbone resnet101|resnet50|both] [--size N[,N...]]\n"
+  printf("usage: ctxdiff bench [--device cpu|cuda|cuda:N] [--precision fp32|fp16|bf16] [--backbone resnet101|resnet50|both] [--size N[,N...]]\n"
          "                    [--batch B[,B...]] [--iters N] [--warmup N] [--num-classes N] [--set NAME=VALUE]...\n"
          "                    [--gemm blas|own] [--conv winograd4|winograd2|im2col]\n\n"
          "Times the whole segmentation (preprocessing through full-size masks) on synthetic weights\n"
@@ -99,7 +99,9 @@ int cx_cmd_bench(int argc, char **argv) {
     if (!v) { fprintf(stderr, "ctxdiff bench: option '%s' needs a value (see --help)\n", a); return 2; }
     i++;
     if (!strcmp(a, "--device")) {
-      if (strcmp(v, "cpu") && strcmp(v, "cuda")) { fprintf(stderr, "ctxdiff bench: unknown device '%s' (cpu or cuda; pick the GPU with CUDA_VISIBLE_DEVICES=N)\n", v); return 2; }
+      int idx;
+      cx_err de;
+      if (cx_device_parse(v, &idx, &de) < 0) { fprintf(stderr, "ctxdiff bench: --device: %s\n", de.msg); return 2; }
       device = v;
     } else if (!strcmp(a, "--precision")) {
       if (strcmp(v, "fp32") && strcmp(v, "fp16") && strcmp(v, "bf16")) { fprintf(stderr, "ctxdiff bench: --precision must be fp32, fp16 or bf16\n"); return 2; }
@@ -136,7 +138,9 @@ int cx_cmd_bench(int argc, char **argv) {
       return 2;
     }
   }
-  const int cuda = !strcmp(device, "cuda");
+  int cuda_index;
+  cx_err pe;
+  const int cuda = cx_device_parse(device, &cuda_index, &pe) == 1;
   if (precision && !cuda && strcmp(precision, "fp32")) {
     fprintf(stderr, "ctxdiff bench: --precision %s needs --device cuda (the CPU path is fp32)\n", precision);
     return 2;
@@ -174,8 +178,8 @@ int cx_cmd_bench(int argc, char **argv) {
         fprintf(stderr, "ctxdiff bench: %s\n", e.msg);
         return 1;
       }
-      if (cuda && cx_model_set_device(m, "cuda", precision ? precision : "fp32", &e)) {
-        fprintf(stderr, "ctxdiff bench: --device cuda: %s\n", e.msg);
+      if (cuda && cx_model_set_device(m, device, precision ? precision : "fp32", &e)) {
+        fprintf(stderr, "ctxdiff bench: --device %s: %s\n", device, e.msg);
         cx_model_free(m);
         return 1;
       }

@@ -153,9 +153,9 @@ int main(int argc, char **argv) {
       {"res5 1x1 2048->512 @32", 1, 32, 32, 2048, 512, 1, 1, 0},
       {"res5 1x1 512->2048 @32", 1, 32, 32, 512, 2048, 1, 1, 0},
   };
-  printf("\n%-34s %7s | %8s %8s | %8s %8s | %8s %8s | %8s %8s %8s %8s | %8s %8s | %8s %6s   (TFLOP/s)\n",
+  printf("\n%-34s %7s | %8s %8s | %8s %8s | %8s %8s | %8s %8s %8s %8s %8s | %8s %8s | %8s %6s   (TFLOP/s)\n",
          "conv (implicit GEMM)", "GFLOP", "f32 v1", "f32 v2", "f16 v1", "f16 v2", "bf16 v1", "bf16 v2", "f16 w16",
-         "a16 v2", "a16 auto", "a16 v4", "cublas32", "cublas16", "f32 wino", "vs v2");
+         "a16 v2", "a16 auto", "a16 v4", "a16 v5", "cublas32", "cublas16", "f32 wino", "vs v2");
   for (const conv_case &c : cases) {
     long long M, N, K;
     cx_conv2d_desc d = case_desc(c, &M, &N, &K);
@@ -175,7 +175,7 @@ int main(int argc, char **argv) {
       }
     }
     /* fp16 v2 reading weights converted once to 16 bits (what fp16 models run) */
-    float ms_w16, ms_a16 = -1.0f, ms_a16v2 = -1.0f, ms_a16v4 = -1.0f;
+    float ms_w16, ms_a16 = -1.0f, ms_a16v2 = -1.0f, ms_a16v4 = -1.0f, ms_a16v5 = -1.0f;
     {
       float *hk = host_random((size_t)K * N, 0.05f);
       void *k16 = cx_cuda_weights16_upload(CX_PREC_FP16, hk, (size_t)K * N);
@@ -198,6 +198,10 @@ int main(int argc, char **argv) {
         ms_a16v2 = time_ms([&] { cx_cuda_conv2d_io(&d16, x16, 1, c.n, c.h, c.w, y16, 1, NULL, 1); });
         cx_cuda_set_conv_version(4); /* v4's 256 x 128 tiles where unsplit 128-wide v3 runs */
         ms_a16v4 = time_ms([&] { cx_cuda_conv2d_io(&d16, x16, 1, c.n, c.h, c.w, y16, 1, NULL, 1); });
+        if (cx_cuda_conv_wgmma_available()) { /* v5's wgmma kernel there instead (sm_90a build, 9.0 device) */
+          cx_cuda_set_conv_version(5);
+          ms_a16v5 = time_ms([&] { cx_cuda_conv2d_io(&d16, x16, 1, c.n, c.h, c.w, y16, 1, NULL, 1); });
+        }
         cx_cuda_free(x16);
         cx_cuda_free(y16);
       }
@@ -246,14 +250,14 @@ int main(int argc, char **argv) {
     }
     printf("%-34s %7.2f |", c.name, gflop);
     for (int p = 0; p < 3; p++) printf(" %8.2f %8.2f |", gflop / ms[p][0], gflop / ms[p][1]);
-    printf(" %8.2f %8.2f %8.2f %8.2f |", gflop / ms_w16, ms_a16v2 > 0 ? gflop / ms_a16v2 : 0.0,
-           ms_a16 > 0 ? gflop / ms_a16 : 0.0, ms_a16v4 > 0 ? gflop / ms_a16v4 : 0.0);
+    printf(" %8.2f %8.2f %8.2f %8.2f %8.2f |", gflop / ms_w16, ms_a16v2 > 0 ? gflop / ms_a16v2 : 0.0,
+           ms_a16 > 0 ? gflop / ms_a16 : 0.0, ms_a16v4 > 0 ? gflop / ms_a16v4 : 0.0, ms_a16v5 > 0 ? gflop / ms_a16v5 : 0.0);
     printf(" %8.2f %8.2f |", ms_blas32 > 0 ? gflop / ms_blas32 : 0.0, ms_blas16 > 0 ? gflop / ms_blas16 : 0.0);
     if (ms_wino > 0) printf(" %8.2f %5.2fx\n", gflop / ms_wino, ms[0][1] / ms_wino);
     else printf(" %8s %6s\n", "-", "-");
     printf("%-34s %7s |", "", "");
     for (int p = 0; p < 3; p++) printf(" %6.3fms %6.3fms |", ms[p][0], ms[p][1]);
-    printf(" %6.3fms %6.3fms %6.3fms %6.3fms |", ms_w16, ms_a16v2, ms_a16, ms_a16v4);
+    printf(" %6.3fms %6.3fms %6.3fms %6.3fms %6.3fms |", ms_w16, ms_a16v2, ms_a16, ms_a16v4, ms_a16v5);
     printf(" %6.3fms %6.3fms |", ms_blas32, ms_blas16);
     if (ms_wino > 0) printf(" %6.3fms\n", ms_wino);
     else printf("\n");
@@ -314,6 +318,16 @@ int main(int argc, char **argv) {
     printf("%-44s %10.3f\n", "topk 261888 -> 6000", time_ms([&] { be->topk_stable(s, n, k, idx, NULL); }));
     cx_cuda_free(s);
     cx_cuda_free(idx);
+    /* a batch of 8: eight sorts (before 2026-11-28) vs one segmented sort */
+    float *s8 = dev_random((size_t)8 * n, 1.0f);
+    int *idx8 = (int *)cx_cuda_malloc((size_t)8 * k * sizeof(int));
+    printf("%-44s %10.3f\n", "topk 8 x (261888 -> 6000), one at a time", time_ms([&] {
+             for (int b = 0; b < 8; b++) be->topk_stable(s8 + (size_t)b * n, n, k, idx8 + (size_t)b * k, NULL);
+           }));
+    printf("%-44s %10.3f\n", "topk 8 x (261888 -> 6000), one sort",
+           time_ms([&] { cx_cuda_topk_stable_seg(s8, 8, n, k, idx8); }));
+    cx_cuda_free(s8);
+    cx_cuda_free(idx8);
   }
   {
     const int n = 6000;
@@ -324,6 +338,19 @@ int main(int argc, char **argv) {
     cx_cuda_free(b);
     cx_cuda_free(s);
     cx_cuda_free(sel);
+    /* the proposal layer of a batch of 8, no sync: one image at a time vs batched */
+    float *b8 = dev_random((size_t)8 * n * 4, 0.5f), *s8 = dev_random((size_t)8 * n, 1.0f);
+    int *sel8 = (int *)cx_cuda_malloc((size_t)8 * 1000 * sizeof(int)), *cnt8 = (int *)cx_cuda_malloc(8 * sizeof(int));
+    printf("%-44s %10.3f\n", "nms 8 x (6000 -> 1000), one at a time", time_ms([&] {
+             for (int i = 0; i < 8; i++)
+               cx_cuda_nms_dev(b8 + (size_t)i * n * 4, s8 + (size_t)i * n, n, 1000, 0.7f, sel8 + i * 1000, cnt8 + i);
+           }));
+    printf("%-44s %10.3f\n", "nms 8 x (6000 -> 1000), batched",
+           time_ms([&] { cx_cuda_nms_batched_dev(b8, s8, 8, n, 1000, 0.7f, sel8, cnt8); }));
+    cx_cuda_free(b8);
+    cx_cuda_free(s8);
+    cx_cuda_free(sel8);
+    cx_cuda_free(cnt8);
   }
   {
     float *f = dev_random((size_t)256 * 256 * 256, 1.0f), *b = dev_random(4000, 0.5f);

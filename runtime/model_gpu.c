@@ -2,7 +2,8 @@
  * and with the same ops as the CPU graph (model.c, the reference), on device memory.
  *
  *   host:   molding (cx_mold_image, as the CPU path), one upload of the molded batch
- *   device: ResNet + FPN (implicit-GEMM convs), RPN, proposals (top-k + TF NMS per image),
+ *   device: ResNet + FPN (implicit-GEMM convs), RPN, proposals (top-k + TF NMS of every image,
+ *           all images in the same launches: a segmented sort, one scan block per image),
  *           PyramidROIAlign of all ROIs of all images in one launch, classifier, detection
  *           layer (argmax, refine, clip, per-class NMS, top-k: graph_glue.cu), mask head on
  *           the valid detections of all images packed together
@@ -13,7 +14,7 @@
  *           planes instead and unmolds with model.c's cx_unmold, exactly the CPU code.
  *
  * Host round trips: none inside the network. The proposal NMS counts and the detection counts
- * stay on the device: cx_cuda_nms_dev -> cx_cuda_gather_rois_dev, and mask_pack's total ->
+ * stay on the device: cx_cuda_nms_batched_dev -> cx_cuda_gather_rois_dev, and mask_pack's total ->
  * the mask head, whose launches cover every possible detection row (n *
  * DETECTION_MAX_INSTANCES) and compute the first `total` only (the *_live kernels: whole
  * tiles past it return at once). The first wait reads the final detections; the unmold then
@@ -331,14 +332,14 @@ void cx_gpu_detach(cx_model *m) {
   m->gpu = NULL;
 }
 
-int cx_gpu_attach(cx_model *m, const char *precision, cx_err *e) {
+int cx_gpu_attach(cx_model *m, const char *precision, int device_index, cx_err *e) {
   cx_precision prec;
   if (!precision || !strcmp(precision, "fp32")) prec = CX_PREC_FP32;
   else if (!strcmp(precision, "fp16")) prec = CX_PREC_FP16;
   else if (!strcmp(precision, "bf16")) prec = CX_PREC_BF16;
   else return cx_fail(e, "unknown precision '%s' (fp32, fp16 or bf16)", precision);
-  if (cx_cuda_device_count() <= 0) return cx_fail(e, "no CUDA device (no GPU or no driver on this machine)");
-  if (cx_cuda_init(0)) return cuda_fail(e, "device 0");
+  if (cx_gpu_available(device_index, e)) return -1;
+  if (cx_cuda_init(device_index)) return cuda_fail(e, "device");
   cx_gpu_model *g = calloc(1, sizeof *g);
   if (!g) return cx_fail(e, "out of memory");
   g->prec = prec;
@@ -463,12 +464,12 @@ static int plan_make(cx_model *m, int n, int H, int W, cx_err *e) {
   DALLOC(p->rpn_logits, (size_t)n * A * 2);
   DALLOC(p->rpn_probs, (size_t)n * A * 2);
   DALLOC(p->rpn_bbox, (size_t)n * A * 4);
-  DALLOC(p->scores, A);
-  DALLOC(p->topk, K);
-  DALLOC(p->pre_boxes, (size_t)K * 4);
-  DALLOC(p->pre_deltas, (size_t)K * 4);
-  DALLOC(p->pre_scores, K);
-  DALLOC(p->sel, MAXZ(R, 1));
+  DALLOC(p->scores, (size_t)n * A);
+  DALLOC(p->topk, (size_t)n * K);
+  DALLOC(p->pre_boxes, (size_t)n * K * 4);
+  DALLOC(p->pre_deltas, (size_t)n * K * 4);
+  DALLOC(p->pre_scores, (size_t)n * K);
+  DALLOC(p->sel, (size_t)n * MAXZ(R, 1));
   DALLOC(p->kept_dev, n);
   DALLOC(p->rois, nR * 4);
   DALLOC(p->levels, MAXZ(nR, mrows));
@@ -636,25 +637,27 @@ static void rpn(cx_model *m, const cx_backend *be) {
   be->softmax_rows(p->rpn_logits, (size_t)p->n * A, 2, p->rpn_probs);
 }
 
-/* ProposalLayer for image b; no wait: the NMS count goes from nms_dev to gather_rois_dev on
- * the device (kept_dev[b]). */
-static void proposals(cx_model *m, const cx_backend *be, int b) {
+/* ProposalLayer for all images of the batch in the same launches (model.c runs it per image:
+ * the same top-k, decoding, clipping and NMS per image, so the same ROIs): one segmented sort
+ * for the top-k, one NMS whose scans run one block per image. No wait: the NMS counts go from
+ * nms_batched_dev to gather_rois_dev on the device (kept_dev[b]). */
+static void proposals(cx_model *m, const cx_backend *be) {
   gplan *p = &m->gpu->plan;
   const cx_config *c = &m->cfg;
-  const int A = (int)p->A, R = c->POST_NMS_ROIS_INFERENCE;
-  const float *probs = p->rpn_probs + (size_t)b * A * 2, *bbox = p->rpn_bbox + (size_t)b * A * 4;
-  cx_cuda_column(probs, A, 2, 1, p->scores);
-  int K = be->topk_stable(p->scores, A, p->K, p->topk, NULL);
+  const int A = (int)p->A, R = c->POST_NMS_ROIS_INFERENCE, n = p->n;
+  cx_cuda_column(p->rpn_probs, n * A, 2, 1, p->scores);
+  const int K = cx_cuda_topk_stable_seg(p->scores, n, A, p->K, p->topk);
   if (K < 0) return; /* error recorded */
   float sd[4];
   for (int j = 0; j < 4; j++) sd[j] = (float)c->RPN_BBOX_STD_DEV[j];
-  cx_cuda_gather_proposals(p->topk, K, p->scores, bbox, p->anchors, sd, p->pre_scores, p->pre_deltas, p->pre_boxes);
-  be->apply_box_deltas(p->pre_boxes, p->pre_deltas, K, p->pre_boxes);
+  cx_cuda_gather_proposals(p->topk, n, K, A, p->scores, p->rpn_bbox, p->anchors, sd, p->pre_scores, p->pre_deltas,
+                           p->pre_boxes);
+  be->apply_box_deltas(p->pre_boxes, p->pre_deltas, n * K, p->pre_boxes);
   const float unit[4] = {0, 0, 1, 1};
-  be->clip_boxes(p->pre_boxes, K, unit);
-  if (cx_cuda_nms_dev(p->pre_boxes, p->pre_scores, K, R, (float)c->RPN_NMS_THRESHOLD, p->sel, p->kept_dev + b))
+  be->clip_boxes(p->pre_boxes, n * K, unit);
+  if (cx_cuda_nms_batched_dev(p->pre_boxes, p->pre_scores, n, K, R, (float)c->RPN_NMS_THRESHOLD, p->sel, p->kept_dev))
     return;
-  cx_cuda_gather_rois_dev(p->pre_boxes, p->sel, p->kept_dev + b, R, p->rois + (size_t)b * R * 4);
+  cx_cuda_gather_rois_dev(p->pre_boxes, K, p->sel, p->kept_dev, n, R, p->rois);
 }
 
 static const void *const *levels_of(const gplan *p) { return (const void *const *)p->P; }
@@ -859,12 +862,11 @@ static const char *const STAGE_NAME[NSTAGE] = {"backbone/FPN", "RPN/proposals", 
 
 /* The work of graph stage s (queued, never waits). */
 static void stage_work(cx_model *m, const cx_backend *be, int s) {
-  gplan *p = &m->gpu->plan;
   if (s == 0) {
     backbone_fpn(m, be);
   } else if (s == 1) {
     rpn(m, be);
-    for (int b = 0; b < p->n && !cx_cuda_last_error(); b++) proposals(m, be, b);
+    if (!cx_cuda_last_error()) proposals(m, be);
   } else if (s == 2) {
     classifier(m, be);
     detection(m, be);
@@ -898,7 +900,7 @@ static int stage_run(cx_model *m, const cx_backend *be, int s, int graphs, cx_er
 
 /* The conv kernel choice in force (version, Winograd on/off, split-K): part of the graph key. */
 static int conv_key(void) {
-  return (cx_cuda_splitk() * 3 + cx_cuda_conv_version()) * 2 + (cx_cuda_winograd_on() != 0);
+  return (cx_cuda_splitk() * 8 + cx_cuda_conv_version()) * 2 + (cx_cuda_winograd_on() != 0);
 }
 
 /* Whether this batch replays (or captures) the slot's stage graphs: not on the slot's first
@@ -936,8 +938,12 @@ static int queued_fail(cx_gpu_model *g, cx_err *e, const char *what) {
 
 int cx_gpu_pending(const cx_model *m) { return m->gpu ? m->gpu->npending : 0; }
 
-int cx_gpu_available(cx_err *e) {
-  if (cx_cuda_device_count() <= 0) return cx_fail(e, "no CUDA device (no GPU or no driver on this machine)");
+int cx_gpu_available(int device_index, cx_err *e) {
+  const int n = cx_cuda_device_count();
+  if (n <= 0) return cx_fail(e, "no CUDA device (no GPU or no driver on this machine)");
+  if (device_index >= n)
+    return cx_fail(e, "no CUDA device %d: %d device(s) visible (numbered from 0 as CUDA_VISIBLE_DEVICES orders them)",
+                   device_index, n);
   return 0;
 }
 

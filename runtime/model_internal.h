@@ -86,14 +86,14 @@ void cx_norm_window(const int win_px[4], int H, int W, float win[4]);
 
 /* GPU state of a model (model_gpu.c, CUDA builds): device weights, buffers, graph. */
 typedef struct cx_gpu_model cx_gpu_model;
-int cx_gpu_attach(cx_model *m, const char *precision, cx_err *e);
+int cx_gpu_attach(cx_model *m, const char *precision, int device_index, cx_err *e);
 void cx_gpu_detach(cx_model *m);
 int cx_gpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e);
 /* cx_detect_submit / _collect / _pending on the GPU (model_gpu.c) */
 int cx_gpu_submit(cx_model *m, const cx_image *images, int n, cx_err *e);
 int cx_gpu_collect(cx_model *m, int n, cx_detections *out, cx_err *e);
 int cx_gpu_pending(const cx_model *m);
-int cx_gpu_available(cx_err *e); /* 0 when a CUDA device can be used, else why not */
+int cx_gpu_available(int device_index, cx_err *e); /* 0 when CUDA device N can be used, else why not */
 
 /* A batch submitted on the CPU: computed in cx_detect_submit, kept until collected. */
 typedef struct cx_cpu_batch {

@@ -285,32 +285,52 @@ void cx_model_set_dump_dir(cx_model *m, const char *dir) {
 int cx_model_set_device(cx_model *m, const char *device, const char *precision, cx_err *e) {
   if (cx_detect_pending(m))
     return cx_fail(e, "%d submitted batch(es) not collected: collect them before changing the device", cx_detect_pending(m));
-  if (!strcmp(device, "cpu")) {
+  int idx;
+  const int kind = cx_device_parse(device, &idx, e);
+  if (kind < 0) return -1;
+  if (kind == 0) {
     if (precision && strcmp(precision, "fp32"))
       return cx_fail(e, "the CPU path computes in float32 only (precision '%s' needs --device cuda)", precision);
     if (m->gpu) cx_gpu_detach(m);
     return 0;
   }
-  if (!strcmp(device, "cuda")) {
-    if (m->gpu) cx_gpu_detach(m);
-    return cx_gpu_attach(m, precision ? precision : "fp32", e);
+  if (m->gpu) cx_gpu_detach(m);
+  return cx_gpu_attach(m, precision ? precision : "fp32", idx, e);
+}
+
+int cx_device_parse(const char *device, int *cuda_index, cx_err *e) {
+  *cuda_index = -1;
+  if (device && !strcmp(device, "cpu")) return 0;
+  if (device && !strcmp(device, "cuda")) {
+    *cuda_index = 0;
+    return 1;
   }
-  return cx_fail(e, "unknown device '%s' (cpu or cuda; pick the GPU with CUDA_VISIBLE_DEVICES=N)", device);
+  if (device && !strncmp(device, "cuda:", 5) && device[5] >= '0' && device[5] <= '9') {
+    char *end;
+    const long v = strtol(device + 5, &end, 10);
+    if (!*end && v >= 0 && v < 1024) {
+      *cuda_index = (int)v;
+      return 1;
+    }
+  }
+  return cx_fail(e, "unknown device '%s' (cpu, cuda or cuda:N for GPU N)", device ? device : "(null)");
 }
 
 const char *cx_model_device(const cx_model *m) { return m->gpu ? "cuda" : "cpu"; }
 
 int cx_device_check(const char *device, cx_err *e) {
-  if (!strcmp(device, "cpu")) return 0;
-  if (!strcmp(device, "cuda")) return cx_gpu_available(e);
-  return cx_fail(e, "unknown device '%s' (cpu or cuda; pick the GPU with CUDA_VISIBLE_DEVICES=N)", device);
+  int idx;
+  const int kind = cx_device_parse(device, &idx, e);
+  if (kind <= 0) return kind;
+  return cx_gpu_available(idx, e);
 }
 
 #ifndef CTXDIFF_HAVE_CUDA
 /* Builds without the CUDA backend: the GPU path reports that it is absent. */
-int cx_gpu_attach(cx_model *m, const char *precision, cx_err *e) {
+int cx_gpu_attach(cx_model *m, const char *precision, int device_index, cx_err *e) {
   (void)m;
   (void)precision;
+  (void)device_index;
   return cx_fail(e, "this build has no CUDA backend (rebuild with nvcc on the PATH, -DCTXDIFF_CUDA=ON)");
 }
 void cx_gpu_detach(cx_model *m) { m->gpu = NULL; }
@@ -330,7 +350,8 @@ int cx_gpu_pending(const cx_model *m) {
   (void)m;
   return 0;
 }
-int cx_gpu_available(cx_err *e) {
+int cx_gpu_available(int device_index, cx_err *e) {
+  (void)device_index;
   return cx_fail(e, "this build has no CUDA backend (rebuild with nvcc on the PATH, -DCTXDIFF_CUDA=ON)");
 }
 #endif

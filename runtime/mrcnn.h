@@ -50,14 +50,18 @@ const cx_config *cx_model_config(const cx_model *m);
 const char *cx_model_class_name(const cx_model *m, int class_id); /* NULL when unknown */
 const cx_timings *cx_model_timings(const cx_model *m);
 
-/* Where cx_detect runs: "cpu" (default) or "cuda" (builds with the CUDA backend and a GPU;
- * precision "fp32" (strict, the reference path), "fp16" or "bf16"). Errors name what is
- * missing ("no CUDA device", "this build has no CUDA backend"). */
+/* Where cx_detect runs: "cpu" (default), "cuda" (GPU 0) or "cuda:N" (GPU N, as numbered by
+ * CUDA_VISIBLE_DEVICES) in builds with the CUDA backend; precision "fp32" (strict, the reference
+ * path), "fp16" or "bf16". One GPU per process: a second model may not attach to another one.
+ * Errors name what is missing ("no CUDA device", "this build has no CUDA backend"). */
 int cx_model_set_device(cx_model *m, const char *device, const char *precision, cx_err *e);
 const char *cx_model_device(const cx_model *m);
-/* Whether `device` ("cpu" or "cuda") can be used on this machine and build, without a model:
- * 0, or -1 with the reason (for failing early, before hours of other work). */
+/* Whether `device` ("cpu", "cuda" or "cuda:N") can be used on this machine and build, without a
+ * model: 0, or -1 with the reason (for failing early, before hours of other work). */
 int cx_device_check(const char *device, cx_err *e);
+/* Parses a device name: 0 for "cpu" (*cuda_index -1), 1 for "cuda" (0) or "cuda:N" (N), -1 with
+ * the reason in e otherwise. Checks the syntax only. */
+int cx_device_parse(const char *device, int *cuda_index, cx_err *e);
 
 /* FLOPs (2 x multiply-adds of the convolutions, dense layers and the mask deconvolution) of one
  * cx_detect call on n images molded to H x W with mask_rows detections through the mask head

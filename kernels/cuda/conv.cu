@@ -941,6 +941,17 @@ __global__ void __launch_bounds__(H_THREADS, 2)
  * "the tile about to be used has landed". */
 constexpr int V3_STAGES = 3;
 
+/* The first S-1 tiles of a cp.async pipeline, one commit group each (empty past the last tile,
+ * so that "all but the newest S-2 groups" always means "the tile about to be used"). */
+template <int S, class F>
+__device__ inline void pipe_prologue(F &issue, int nk) {
+#pragma unroll
+  for (int s = 0; s < S - 1; s++) {
+    if (s < nk) issue(s);
+    __pipeline_commit();
+  }
+}
+
 /* BM 128: v2's tile and warps (8 warps of (128/WARPS_M) x 32). BM 256 (v4, BN 128 only): 8
  * warps of 64 x 64, so each A fragment feeds 8 MMAs instead of 4 and each B fragment 4: a
  * third less shared-memory traffic per MMA (v2/v3's 12 ldmatrix per 32 HMMA per warp and
@@ -1028,11 +1039,7 @@ __global__ void __launch_bounds__(H_THREADS, v3_tile<BN, BM>::MIN_BLOCKS)
   tc_acc<T, v3::FM, v3::WN, LDB> acc;
   acc.zero();
 
-#pragma unroll
-  for (int s = 0; s < V3_STAGES - 1; s++) {
-    if (s < nk) issue(s);
-    __pipeline_commit();
-  }
+  pipe_prologue<V3_STAGES>(issue, nk);
   for (int kt = 0; kt < nk; kt++) {
     __pipeline_wait_prior(V3_STAGES - 2); /* this thread's copies of tile kt have landed */
     __syncthreads(); /* everyone's have; and everyone is done with tile kt-1's stage */
@@ -1051,20 +1058,152 @@ __global__ void __launch_bounds__(H_THREADS, v3_tile<BN, BM>::MIN_BLOCKS)
                                           wm, wn, t % 32, bias, res, relu, y, true);
 }
 
+/* ---- v5 fp16 / bf16: wgmma (sm_90a) ------------------------------------------------------ */
+/* Where unsplit 128-wide v3 runs (16-bit activations and weights, cin % 16 == 0, cout % 8 == 0)
+ * on an sm_90 device with the sm_90a build: the block's two warpgroups each multiply a 64 x 128
+ * slice with wgmma.mma_async m64n128k16 straight from shared memory, so no ldmatrix traffic and
+ * no fragment registers (v2/v3 spend about as many shared-memory cycles on ldmatrix as on the
+ * MMAs, see v4), and the MMAs run at the Hopper tensor-core rate that mma.sync only reaches ~2/3
+ * of. Operands stay in the 128-byte-swizzle layouts of the PTX ISA's matrix descriptors:
+ *   A (K-major): 128 rows of 64 k (128 bytes), 8-row atoms of 1024 bytes (SBO), row r's
+ *     16-byte chunk j (k 8j..8j+7) at (r/8)*1024 + (r%8)*128 + (j ^ r%8)*16; warpgroup w's
+ *     64 rows start at w*8192, the k16 step s at +32s (inside the swizzled row, base offset 0);
+ *   B (N-major, the weights' [k][cout] as they are, imm-trans-b): per 64-column half h
+ *     (LBO 8192), 64 k rows of 128 bytes in 8-row atoms (SBO 1024): k row kb's chunk j
+ *     (columns 8j..) at h*8192 + (kb/8)*1024 + (kb%8)*128 + (j ^ kb%8)*16; k16 step s at +2048s.
+ * Both fill by cp.async (16-byte chunks, zero-fill for the padding and the K tail: the v3
+ * gather with 8-channel chunks) in V5_STAGES stages of 32 KB; each thread makes its copies
+ * visible to the async proxy (fence.proxy.async) before the barrier that precedes the MMAs.
+ * The MMAs of a k-tile are waited for before the next barrier, so the stage refilled after it
+ * (the previous tile's) is free. fp32 accumulators in the ISA's m64nNk16 fragment: thread l
+ * of warp w of warpgroup g holds rows 64g + 16w + l/4 (+8) and column pairs 8j + 2(l%4); the
+ * epilogue stages them as a 128 x 128 fp32 tile in the freed stages and stores float4s along
+ * rows (store_out4: store_out's order; straight from the fragments a warp would write 16-byte
+ * pieces of 8 rows, half-used sectors on the memory-bound 1x1 convs). 256 threads, 99 KB of
+ * dynamic shared memory, 2 blocks per SM. Validated on the CPU emulator, which implements the
+ * descriptors, layouts and fragments from the ISA's tables (tests/cuda/emu/emu.cpp wg_elem). */
+constexpr int V5_BM = 128, V5_BN = 128, V5_BK = 64, V5_STAGES = 3;
+constexpr int V5_A_BYTES = V5_BM * V5_BK * 2, V5_B_BYTES = V5_BK * V5_BN * 2;
+constexpr int V5_STAGE_BYTES = V5_A_BYTES + V5_B_BYTES;
+constexpr int V5_SMEM_BYTES = V5_STAGES * V5_STAGE_BYTES + V5_BM * 16 + 1024; /* + row info + alignment */
+constexpr int V5_LDC = V5_BN + 4; /* the epilogue's fp32 tile, in the stages */
+static_assert(V5_STAGE_BYTES % 1024 == 0, "swizzle atoms start on 1024-byte boundaries");
+static_assert(V5_BM * V5_LDC * 4 <= V5_STAGES * V5_STAGE_BYTES, "epilogue tile fits the stages");
+
+/* wgmma matrix descriptor: start address, leading and stride byte offsets (each >> 4), 128-byte
+ * swizzle (mode 1), base offset 0 */
+__device__ inline unsigned long long wg_desc(unsigned addr, unsigned lbo, unsigned sbo) {
+  return (unsigned long long)((addr & 0x3ffffu) >> 4) | ((unsigned long long)((lbo & 0x3ffffu) >> 4) << 16) |
+         ((unsigned long long)((sbo & 0x3ffffu) >> 4) << 32) | (1ull << 62);
+}
+
+template <typename T, bool O16>
+__global__ void __launch_bounds__(H_THREADS, 2)
+    conv_wg_v5_kernel(const unsigned short *__restrict__ x, const unsigned short *__restrict__ wt,
+                      const float *__restrict__ bias, const atype<O16> *__restrict__ res, atype<O16> *__restrict__ y,
+                      conv_geom g, int relu) {
+  extern __shared__ uint4 v5_smem_raw[];
+  /* the swizzle pattern repeats from 1024-byte boundaries of the shared address space */
+  unsigned char *raw = reinterpret_cast<unsigned char *>(v5_smem_raw);
+  unsigned char *sm = raw + ((1024u - (smem_u32(raw) & 1023u)) & 1023u);
+  long long *row_off = reinterpret_cast<long long *>(sm + V5_STAGES * V5_STAGE_BYTES);
+  int2 *row_yx = reinterpret_cast<int2 *>(sm + V5_STAGES * V5_STAGE_BYTES + V5_BM * 8);
+  const long long m0 = (long long)blockIdx.x * V5_BM;
+  if (tile_dead(g, m0)) return;
+  const int n0 = blockIdx.y * V5_BN;
+  const int t = threadIdx.x, wg = t / 128;
+  for (int r = t; r < V5_BM; r += H_THREADS) {
+    const arow a = row_info(g, m0 + r);
+    row_off[r] = a.off;
+    row_yx[r] = make_int2(a.iy0, a.ix0);
+  }
+  /* A loader: chunk a_j (k 8a_j..+7 of every tile: 8 channels of one pixel) of rows a_r0 + 32q */
+  const int a_j = t % 8, a_r0 = t / 8;
+  kpos ap = kpos_of(g, a_j * 8);
+  const int nk = (g.k + V5_BK - 1) / V5_BK;
+  __syncthreads(); /* row info */
+
+  auto issue = [&](int it) {
+    const int kk0 = it * V5_BK;
+    unsigned char *st = sm + (it % V5_STAGES) * V5_STAGE_BYTES;
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+      const int r = a_r0 + 32 * q;
+      const int iy = row_yx[r].x + ap.ky, ix = row_yx[r].y + ap.kx;
+      const bool ok = kk0 + a_j * 8 < g.k && (unsigned)iy < (unsigned)g.h && (unsigned)ix < (unsigned)g.w;
+      __pipeline_memcpy_async(st + (r / 8) * 1024 + (r % 8) * 128 + ((a_j ^ (r % 8)) * 16),
+                              x + (ok ? row_off[r] + ap.off : 0), 16, ok ? 0 : 16);
+    }
+    kpos_advance(g, ap, V5_BK);
+#pragma unroll
+    for (int q = 0; q < 4; q++) { /* B: chunk cj (columns 8cj..) of k row kb */
+      const int c = t + H_THREADS * q, kb = c / 16, cj = c % 16, h = cj / 8, j = cj % 8;
+      const int kk = kk0 + kb, nn = n0 + cj * 8;
+      const bool ok = kk < g.k && nn < g.cout;
+      __pipeline_memcpy_async(st + V5_A_BYTES + h * 8192 + (kb / 8) * 1024 + (kb % 8) * 128 + ((j ^ (kb % 8)) * 16),
+                              wt + (ok ? kk * g.cout + nn : 0), 16, ok ? 0 : 16);
+    }
+  };
+
+  float d[64];
+#pragma unroll
+  for (int i = 0; i < 64; i++) d[i] = 0.0f;
+  pipe_prologue<V5_STAGES>(issue, nk);
+  for (int kt = 0; kt < nk; kt++) {
+    __pipeline_wait_prior(V5_STAGES - 2); /* this thread's copies of tile kt have landed */
+    fence_proxy_async();                  /* ... and are visible to the wgmma operand reads */
+    __syncthreads();                      /* everyone's are; tile kt-1's MMAs are all done */
+    const unsigned st = smem_u32(sm + (kt % V5_STAGES) * V5_STAGE_BYTES);
+    wg_fence();
+#pragma unroll
+    for (int s = 0; s < V5_BK / 16; s++)
+      wg_mma_n128<T>(d, wg_desc(st + wg * 8192 + s * 32, 16, 1024), wg_desc(st + V5_A_BYTES + s * 2048, 8192, 1024));
+    wg_commit();
+    if (kt + V5_STAGES - 1 < nk) issue(kt + V5_STAGES - 1); /* into tile kt-1's stage */
+    __pipeline_commit();
+    wg_wait<0>();
+  }
+
+  /* epilogue: the fragments to a 128 x 128 fp32 tile in the (now free) stages, then row-contiguous
+   * float4s through v2/v3's store_out4 / store_out4_16 (coalesced stores, the same order) */
+  __syncthreads();
+  float *cs = reinterpret_cast<float *>(sm);
+  const int w = (t % 128) / 32, l = t % 32;
+#pragma unroll
+  for (int i = 0; i < 64; i += 2) {
+    const int r = 64 * wg + 16 * w + l / 4 + 8 * ((i / 2) % 2), c = 8 * (i / 4) + 2 * (l % 4);
+    *reinterpret_cast<float2 *>(cs + r * V5_LDC + c) = make_float2(d[i], d[i + 1]);
+  }
+  __syncthreads();
+  for (int q = t; q < V5_BM * (V5_BN / 4); q += H_THREADS) {
+    const int r = q / (V5_BN / 4), c = (q % (V5_BN / 4)) * 4;
+    const float4 v = *reinterpret_cast<const float4 *>(cs + r * V5_LDC + c);
+    if constexpr (O16) store_out4_16<T>(g, m0 + r, n0 + c, v, bias, res, relu, y);
+    else store_out4(g, m0 + r, n0 + c, v, bias, res, relu, y, true);
+  }
+}
+
 /* ---- version choice ------------------------------------------------------------------ */
-int g_conv_version = -1; /* -1: CTXDIFF_CUDA_CONV not read yet; then 0 auto, 1 v1, 2 v2, 4 auto + v4 tiles */
+int g_conv_version = -1; /* -1: CTXDIFF_CUDA_CONV not read yet; then 0 auto, 1 v1, 2 v2, 4 auto + v4 tiles,
+                            5 auto + v5 (wgmma) where it runs */
 
 int conv_version() {
   if (g_conv_version < 0) {
     const char *e = getenv("CTXDIFF_CUDA_CONV");
-    g_conv_version = (e && !strcmp(e, "v1")) ? 1 : (e && !strcmp(e, "v2")) ? 2 : (e && !strcmp(e, "v4")) ? 4 : 0;
+    g_conv_version = (e && !strcmp(e, "v1"))   ? 1
+                     : (e && !strcmp(e, "v2")) ? 2
+                     : (e && !strcmp(e, "v4")) ? 4
+                     : (e && !strcmp(e, "v5")) ? 5
+                                               : 0;
   }
   return g_conv_version;
 }
 
-int g_sm_count = 0; /* multiprocessors of the current device, read once */
+int g_sm_count = 0;      /* multiprocessors of the current device, read once */
+int g_sm_count_hint = 0; /* > 0: cx_cuda_set_sm_count_hint's value instead */
 
 int sm_count() {
+  if (g_sm_count_hint > 0) return g_sm_count_hint;
   if (g_sm_count <= 0) {
     int dev = 0, n = 0;
     if (cudaGetDevice(&dev) == cudaSuccess && cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
@@ -1079,6 +1218,27 @@ int sm_count() {
 }
 
 bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+/* Whether the v5 (wgmma) kernel can run: its instructions exist only in sm_90a machine code
+ * (CTXDIFF_CUDA_SM90A: the build's CUDA architectures include 90a), which only a compute
+ * capability 9.0 device (H100/H200) loads. Elsewhere v5 requests run v3. The emulator has it. */
+bool wgmma_ok() {
+#if defined(CTXDIFF_CUDA_EMU)
+  return true;
+#elif defined(CTXDIFF_CUDA_SM90A)
+  static int ok = -1; /* one device per process */
+  if (ok < 0) {
+    int dev = 0, major = 0, minor = 0;
+    ok = cudaGetDevice(&dev) == cudaSuccess &&
+         cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+         cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 && minor == 0;
+    if (!ok) (void)cudaGetLastError();
+  }
+  return ok != 0;
+#else
+  return false;
+#endif
+}
 
 /* Auto choice. v2's 128-row tile and its pipeline prologue only pay when there are at least
  * two row tiles (M >= 256; below that the GEMM is a few MFLOP and v1's 64-row tiles spread it
@@ -1108,6 +1268,7 @@ struct conv_args {
   bool a16, o16;
   bool v3; /* the cp.async kernel (16-bit operands, see conv_tc_v3_kernel) */
   bool v4; /* ... with 256 x 128 tiles and 64 x 64 warp tiles (CTXDIFF_CUDA_CONV=v4, unsplit, 128-wide) */
+  bool v5; /* the wgmma kernel where unsplit 128-wide v3 runs (CTXDIFF_CUDA_CONV=v5, sm_90a) */
 };
 
 template <int BN, bool AV, bool BV, bool KS>
@@ -1165,6 +1326,23 @@ void tc_v3_launch(dim3 grid, cudaStream_t st, const conv_args &a) {
       static_cast<const atype<O16> *>(a.res), static_cast<atype<O16> *>(a.y), a.g, a.relu, a.zs);
 }
 
+template <typename T, bool O16>
+void tc_v5_launch(dim3 grid, cudaStream_t st, const conv_args &a) {
+  static bool attr_set = false; /* once per instantiation (and device: one device per process) */
+  if (!attr_set) {
+    void (*kernel)(const unsigned short *, const unsigned short *, const float *, const atype<O16> *, atype<O16> *,
+                   conv_geom, int) = conv_wg_v5_kernel<T, O16>;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, V5_SMEM_BYTES) != cudaSuccess) {
+      CX_CUDA_FAIL("conv2d: setting %d bytes of dynamic shared memory for the v5 kernel failed", V5_SMEM_BYTES);
+      return;
+    }
+    attr_set = true;
+  }
+  conv_wg_v5_kernel<T, O16><<<grid, H_THREADS, V5_SMEM_BYTES, st>>>(
+      static_cast<const unsigned short *>(a.x), static_cast<const unsigned short *>(a.wt), a.bias,
+      static_cast<const atype<O16> *>(a.res), static_cast<atype<O16> *>(a.y), a.g, a.relu);
+}
+
 /* 16-bit activations: v3 where its conditions hold (a.v3), else the v2 variants with vector A
  * gathers and 16-bit weights (the launcher checks); vector B and outputs, except 16-bit input to
  * an fp32 output with cout % 4 != 0 (64-wide only: the 128-wide scalar-B 16-bit-weight tile
@@ -1173,6 +1351,11 @@ template <typename T, int BN>
 void tc_v2_io(bool bv, dim3 grid, cudaStream_t st, const conv_args &a) {
   if (a.v3) {
     if constexpr (BN == 128) {
+      if (a.v5) {
+        if (a.o16) tc_v5_launch<T, true>(grid, st, a);
+        else tc_v5_launch<T, false>(grid, st, a);
+        return;
+      }
       if (a.v4) { /* 256-row tiles (the caller's grid counts them) */
         if (a.o16) tc_v3_launch<T, 128, false, true, 256>(grid, st, a);
         else tc_v3_launch<T, 128, false, false, 256>(grid, st, a);
@@ -1318,7 +1501,9 @@ int cx_cuda_from16(const void *src, float *dst, size_t n) {
   return 0;
 }
 
-void cx_cuda_set_conv_version(int v) { g_conv_version = (v == 1 || v == 2 || v == 4) ? v : 0; }
+void cx_cuda_set_conv_version(int v) { g_conv_version = (v == 1 || v == 2 || v == 4 || v == 5) ? v : 0; }
+int cx_cuda_conv_wgmma_available(void) { return wgmma_ok() ? 1 : 0; }
+void cx_cuda_set_sm_count_hint(int n) { g_sm_count_hint = n > 0 ? n : 0; }
 int cx_cuda_conv_version(void) { return conv_version(); }
 void cx_cuda_set_splitk(int s) { g_splitk = s == 1 ? 1 : (s >= 2 && s <= 64) ? s : 0; }
 int cx_cuda_splitk(void) { return splitk_setting(); }
@@ -1392,7 +1577,7 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
     const bool av16 = g.cin % 16 == 0 && aligned16(x); /* tensor-core loader: 16-channel runs */
     const bool bv = g.cout % 4 == 0 && (w16 ? ((uintptr_t)wt & 7) == 0 : aligned16(wt));
     const int ov = g.cout % 4 == 0 && aligned16(y) && (!residual || aligned16(residual)) && (!bias || aligned16(bias));
-    conv_args a = {x, wt, bias, residual, y, g, relu, ov, {0, 0, 0, 0}, x16, y16, false, false};
+    conv_args a = {x, wt, bias, residual, y, g, relu, ov, {0, 0, 0, 0}, x16, y16, false, false, false};
     /* v3 (cp.async) for 16-bit activations and weights in 8-column B chunks; CTXDIFF_CUDA_CONV=v2
      * keeps v2 (A/B) */
     a.v3 = x16 && w16 && ov && g.cout % 8 == 0 && ((uintptr_t)wt & 15) == 0 && conv_version() != 2;
@@ -1423,6 +1608,7 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
     }
     const bool narrow = only64 || (splits == 1 && (long long)mt * ((g.cout + 127) / 128) < sm_count());
     a.v4 = a.v3 && !narrow && splits == 1 && conv_version() == 4; /* 256-row tiles */
+    a.v5 = a.v3 && !narrow && splits == 1 && conv_version() == 5 && wgmma_ok(); /* 128 x 128, wgmma */
     const dim3 grid(a.v4 ? (unsigned)((g.m + 255) / 256) : mt, (unsigned)(narrow ? (g.cout + 63) / 64 : (g.cout + 127) / 128),
                     (unsigned)splits);
     const int had_err = cx_cuda_has_error(); /* the launchers record their own failures */
@@ -1509,7 +1695,7 @@ int cx_cuda_gemm_f32_batched(const float *A, long long sA, const float *B, long 
     const bool av = K % 4 == 0 && sA % 4 == 0 && aligned16(A);
     const bool bv = N % 4 == 0 && sB % 4 == 0 && aligned16(B);
     const int ov = N % 4 == 0 && sC % 4 == 0 && aligned16(C);
-    const conv_args a = {A, B, nullptr, nullptr, C, g, 0, ov, zs, false, false, false, false};
+    const conv_args a = {A, B, nullptr, nullptr, C, g, 0, ov, zs, false, false, false, false, false};
     const unsigned mt = (unsigned)((M + 127) / 128);
     const bool narrow = N <= 64 || (long long)mt * ((N + 127) / 128) * batch < sm_count();
     const dim3 grid(mt, (unsigned)(narrow ? (N + 63) / 64 : (N + 127) / 128), (unsigned)batch);

@@ -156,9 +156,15 @@ int cx_cuda_device_count(void) {
 }
 
 int cx_cuda_init(int device) {
+  /* the kernels cache per-device facts (SM count, the wgmma check, shared-memory attributes) */
+  static int in_use = -1;
+  if (in_use >= 0 && device != in_use)
+    return CX_CUDA_FAIL("this process already uses CUDA device %d; one GPU per process (run another process for "
+                        "device %d)", in_use, device);
   int n = cx_cuda_device_count();
   if (device < 0 || device >= n) return CX_CUDA_FAIL("CUDA device %d requested but %d device(s) present", device, n);
   CX_CUDA_CHECK(cudaSetDevice(device));
+  in_use = device;
   cudaDeviceProp p;
   CX_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
   snprintf(g_name, sizeof g_name, "%s (sm_%d%d, %d SMs, %.1f GiB)", p.name, p.major, p.minor, p.multiProcessorCount,

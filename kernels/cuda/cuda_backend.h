@@ -66,11 +66,19 @@ const char *cx_precision_name(cx_precision p);
  * rounded while staging, with half the weight traffic. Synchronous. */
 void *cx_cuda_weights16_upload(cx_precision p, const float *host, size_t count);
 /* Which conv2d/dense kernels run (A/B timing, diagnosis; see kernels/cuda/conv.cu). Until it is
- * called, CTXDIFF_CUDA_CONV=v1|v2|v4 gives the initial value (read at the first conv). */
+ * called, CTXDIFF_CUDA_CONV=v1|v2|v4|v5 gives the initial value (read at the first conv). */
 /* 0 auto (default; v3, cp.async, for 16-bit activations and weights), 1 v1 only, 2 v2 wherever
- * valid, 4 auto with v3's 256 x 128 tiles of 64 x 64 warp tiles where 128-wide unsplit tiles run */
+ * valid, 4 auto with v3's 256 x 128 tiles of 64 x 64 warp tiles where 128-wide unsplit tiles run,
+ * 5 auto with the wgmma kernel there (sm_90a build on a compute capability 9.0 device, else as 0) */
 void cx_cuda_set_conv_version(int v);
-int cx_cuda_conv_version(void); /* the setting in force (0, 1, 2 or 4) */
+int cx_cuda_conv_version(void); /* the setting in force (0, 1, 2, 4 or 5) */
+/* 1 when the v5 (wgmma) conv kernel can run here: sm_90a machine code in this build and an
+ * H100/H200-class device (compute capability 9.0); always 1 in the CPU emulator. */
+int cx_cuda_conv_wgmma_available(void);
+/* The SM count the conv tile and split-K choices assume (n > 0), or the device's again (0):
+ * lets `ctxdiff validate` run its "v4/v5 forced" shapes on those kernels on any GPU (with the
+ * device's 132 SMs they would take the narrow 64-wide tiles instead). Not for production use. */
+void cx_cuda_set_sm_count_hint(int n);
 /* Split-K for v2 GEMMs whose output tiles would leave SMs idle (conv.cu, pick_splits): slices of
  * K computed by separate blocks into fp32 partials in the scratch arena, then added in k order
  * with the epilogue. 0 auto (default), 1 off, s >= 2 forces s slices wherever v2 runs and K has
@@ -157,17 +165,30 @@ unsigned cx_cuda_scratch_generation(void);
  * (device memory), nothing is read back (nms.cu). 0, or -1 (error recorded). */
 int cx_cuda_nms_dev(const float *boxes, const float *scores, int n, int max_out, float iou_threshold, int *sel_out,
                     int *count_dev);
+/* nms_dev for nimg images at once (a batch's proposal layer): boxes [nimg][n][4], scores
+ * [nimg][n]; image b's selections (indices within the image) at sel_out + b*max_out, its count
+ * at count_dev[b]. The same selections as nimg separate calls. */
+int cx_cuda_nms_batched_dev(const float *boxes, const float *scores, int nimg, int n, int max_out, float iou_threshold,
+                            int *sel_out, int *count_dev);
+/* The table's topk_stable for nseg images' scores [nseg][n] in one sort: idx_out [nseg][k]
+ * (indices within each image). Returns min(k, n), or -1. */
+int cx_cuda_topk_stable_seg(const float *scores, int nseg, int n, int k, int *idx_out);
 
 /* Graph glue (graph_glue.cu): the host loops of runtime/model.c as device kernels, for the
  * GPU graph (runtime/model_gpu.c). All pointers are device memory except sd[4], p[4], fh[4],
  * fw[4] (host arrays passed by value); all launch on the stream without synchronising and
  * return 0, or -1 with cx_cuda_last_error() set. See graph_glue.cu for each one's loop. */
 int cx_cuda_column(const float *x, int rows, int stride, int col, float *y);
-int cx_cuda_gather_proposals(const int *topk, int k, const float *scores, const float *bbox, const float *anchors,
-                             const float sd[4], float *pre_scores, float *pre_deltas, float *pre_boxes);
-int cx_cuda_gather_rois(const float *boxes, const int *sel, int kept, int r, float *rois);
-/* As gather_rois with the count read from device memory (*kept_dev, from cx_cuda_nms_dev). */
-int cx_cuda_gather_rois_dev(const float *boxes, const int *sel, const int *kept_dev, int r, float *rois);
+/* nimg images' top-k anchors (topk [nimg][k] from cx_cuda_topk_stable_seg; scores [nimg][a], bbox
+ * [nimg][a][4], anchors [a][4] shared) -> pre_scores [nimg*k], pre_deltas (times sd), pre_boxes */
+int cx_cuda_gather_proposals(const int *topk, int nimg, int k, int a, const float *scores, const float *bbox,
+                             const float *anchors, const float sd[4], float *pre_scores, float *pre_deltas,
+                             float *pre_boxes);
+/* ProposalLayer's last step for nimg images: rois [nimg][r][4], image b's row q = its box
+ * sel[b][q] (boxes nb rows per image) for q below its count kept_dev[b] (device memory, from
+ * cx_cuda_nms_batched_dev), zero rows after. */
+int cx_cuda_gather_rois_dev(const float *boxes, int nb, const int *sel, const int *kept_dev, int nimg, int r,
+                            float *rois);
 /* clip_boxes of n images' [r, 4] row groups, image b to windows[b*4 .. b*4+3] (device memory,
  * so that a captured graph reads each call's windows): exactly clip_boxes' arithmetic. */
 int cx_cuda_clip_boxes_windows(float *boxes, int n, int r, const float *windows);

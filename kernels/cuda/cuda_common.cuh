@@ -99,6 +99,10 @@ int cx_cuda_clip_boxes(float *boxes, int nb, const float window[4]);
  * memory of cx_cuda_sort_ws(n) bytes, 256-byte aligned (callers carve it from the scratch). */
 size_t cx_cuda_sort_ws(int n);
 int cx_cuda_sort_desc_stable(const float *scores, int n, int k, int *idx_out, void *ws);
+/* The same for nseg segments of n scores each ([nseg][n] -> [nseg][k] indices within each
+ * segment) in one sort; ws of cx_cuda_sort_seg_ws(nseg, n) bytes. */
+size_t cx_cuda_sort_seg_ws(int nseg, int n);
+int cx_cuda_sort_desc_stable_seg(const float *scores, int nseg, int n, int k, int *idx_out, void *ws);
 static inline size_t cx_align256(size_t v) { return (v + 255u) & ~(size_t)255u; }
 /* topk.cu / nms.cu return the count, or -1 */
 int cx_cuda_topk_stable(const float *scores, int n, int k, int *idx_out);

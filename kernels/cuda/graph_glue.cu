@@ -2,10 +2,11 @@
  * (runtime/model.c) in the GPU graph (runtime/model_gpu.c). Each is the loop of model.c it
  * names, element for element, on device memory; none synchronises the stream.
  *
- *   column         proposals(): scores[i] = rpn_probs[b][i][1] (a strided column copy)
- *   gather_props   proposals(): top-k gather of scores, deltas * RPN_BBOX_STD_DEV, anchors
- *   gather_rois    proposals(): rois[i] = boxes[sel[i]] for i < kept, zero rows after (kept
- *                  from the host, or from device memory: the NMS count never leaves the GPU)
+ *   column         proposals(): scores[i] = rpn_probs[i][1] (a strided column copy)
+ *   gather_props   proposals(): top-k gather of scores, deltas * RPN_BBOX_STD_DEV, anchors,
+ *                  for every image of the batch at once
+ *   gather_rois    proposals(): rois[b][i] = boxes[b][sel[b][i]] for i < kept[b], zero rows
+ *                  after (kept from device memory: the NMS counts never leave the GPU)
  *   clip_windows   detection(): clip_boxes of each image's rows to its window, the windows
  *                  read from device memory so that a captured graph sees each call's images
  *   roi_align      roi_align(): PyramidROIAlign for boxes of every image in one launch; each
@@ -43,27 +44,37 @@ __global__ void column_kernel(const float *__restrict__ x, int rows, int stride,
     y[i] = x[(size_t)i * stride + col];
 }
 
-__global__ void gather_props_kernel(const int *__restrict__ topk, int k, const float *__restrict__ scores,
-                                    const float *__restrict__ bbox, const float *__restrict__ anchors, float sd0,
-                                    float sd1, float sd2, float sd3, float *__restrict__ pre_scores,
-                                    float *__restrict__ pre_deltas, float *__restrict__ pre_boxes) {
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < k; i += gridDim.x * blockDim.x) {
-    const size_t ix = (size_t)topk[i];
+/* nimg images: topk [nimg][k] (anchor indices), scores [nimg][a], bbox [nimg][a][4]; the anchors
+ * are the same for every image */
+__global__ void gather_props_kernel(const int *__restrict__ topk, int nimg, int k, int a,
+                                    const float *__restrict__ scores, const float *__restrict__ bbox,
+                                    const float *__restrict__ anchors, float sd0, float sd1, float sd2, float sd3,
+                                    float *__restrict__ pre_scores, float *__restrict__ pre_deltas,
+                                    float *__restrict__ pre_boxes) {
+  const long long total = (long long)nimg * k;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    const size_t ax = (size_t)topk[i], ix = (size_t)(i / k) * a + ax;
     pre_scores[i] = scores[ix];
     pre_deltas[i * 4 + 0] = bbox[ix * 4 + 0] * sd0;
     pre_deltas[i * 4 + 1] = bbox[ix * 4 + 1] * sd1;
     pre_deltas[i * 4 + 2] = bbox[ix * 4 + 2] * sd2;
     pre_deltas[i * 4 + 3] = bbox[ix * 4 + 3] * sd3;
-    for (int j = 0; j < 4; j++) pre_boxes[i * 4 + j] = anchors[ix * 4 + j];
+    for (int j = 0; j < 4; j++) pre_boxes[i * 4 + j] = anchors[ax * 4 + j];
   }
 }
 
-/* kept_dev != NULL: the count is read from device memory (kept is then ignored) */
-__global__ void gather_rois_kernel(const float *__restrict__ boxes, const int *__restrict__ sel, int kept,
-                                   const int *__restrict__ kept_dev, int r, float *__restrict__ rois) {
-  if (kept_dev) kept = *kept_dev;
-  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < r; i += gridDim.x * blockDim.x)
-    for (int j = 0; j < 4; j++) rois[i * 4 + j] = i < kept ? boxes[(size_t)sel[i] * 4 + j] : 0.0f;
+/* nimg images: rois [nimg][r][4], row q of image b = boxes[b][sel[b][q]] (boxes nb rows per image,
+ * sel r per image) for q < its count kept_dev[b] (device memory), zeros after */
+__global__ void gather_rois_kernel(const float *__restrict__ boxes, int nb, const int *__restrict__ sel,
+                                   const int *__restrict__ kept_dev, int nimg, int r, float *__restrict__ rois) {
+  const long long total = (long long)nimg * r;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    const long long b = i / r, q = i - b * r;
+    const int kb = kept_dev[b];
+    for (int j = 0; j < 4; j++) rois[i * 4 + j] = q < kb ? boxes[((size_t)b * nb + (size_t)sel[i]) * 4 + j] : 0.0f;
+  }
 }
 
 /* boxes.cu's clampf: min then max (tf.minimum / tf.maximum order), exact */
@@ -295,26 +306,21 @@ int cx_cuda_column(const float *x, int rows, int stride, int col, float *y) {
   return 0;
 }
 
-int cx_cuda_gather_proposals(const int *topk, int k, const float *scores, const float *bbox, const float *anchors,
-                             const float sd[4], float *pre_scores, float *pre_deltas, float *pre_boxes) {
-  if (k <= 0) return 0;
-  gather_props_kernel<<<cx_blocks((size_t)k, 256), 256, 0, cx_cuda_stream()>>>(
-      topk, k, scores, bbox, anchors, sd[0], sd[1], sd[2], sd[3], pre_scores, pre_deltas, pre_boxes);
+int cx_cuda_gather_proposals(const int *topk, int nimg, int k, int a, const float *scores, const float *bbox,
+                             const float *anchors, const float sd[4], float *pre_scores, float *pre_deltas,
+                             float *pre_boxes) {
+  if (nimg <= 0 || k <= 0) return 0;
+  gather_props_kernel<<<cx_blocks((size_t)nimg * k, 256), 256, 0, cx_cuda_stream()>>>(
+      topk, nimg, k, a, scores, bbox, anchors, sd[0], sd[1], sd[2], sd[3], pre_scores, pre_deltas, pre_boxes);
   CX_CUDA_LAUNCH_CHECK();
   return 0;
 }
 
-int cx_cuda_gather_rois(const float *boxes, const int *sel, int kept, int r, float *rois) {
-  if (r <= 0) return 0;
-  gather_rois_kernel<<<cx_blocks((size_t)r, 256), 256, 0, cx_cuda_stream()>>>(boxes, sel, kept,
-                                                                               (const int *)nullptr, r, rois);
-  CX_CUDA_LAUNCH_CHECK();
-  return 0;
-}
-
-int cx_cuda_gather_rois_dev(const float *boxes, const int *sel, const int *kept_dev, int r, float *rois) {
-  if (r <= 0) return 0;
-  gather_rois_kernel<<<cx_blocks((size_t)r, 256), 256, 0, cx_cuda_stream()>>>(boxes, sel, 0, kept_dev, r, rois);
+int cx_cuda_gather_rois_dev(const float *boxes, int nb, const int *sel, const int *kept_dev, int nimg, int r,
+                            float *rois) {
+  if (nimg <= 0 || r <= 0) return 0;
+  gather_rois_kernel<<<cx_blocks((size_t)nimg * r, 256), 256, 0, cx_cuda_stream()>>>(boxes, nb, sel, kept_dev, nimg, r,
+                                                                                      rois);
   CX_CUDA_LAUNCH_CHECK();
   return 0;
 }

@@ -16,6 +16,8 @@
  * cx_cuda_nms returns the number selected (synchronises the stream to read it), or -1 on
  * error; cx_cuda_nms_dev leaves it in device memory for the next kernels (no sync, so the
  * proposal layer can be captured into a CUDA graph).
+ * cx_cuda_nms_batched_dev runs nimg images' NMS (n candidates each) in the same launches: one
+ * segmented sort, the masks of all images (gridDim.z), one scan block per image.
  * Validated by `ctxdiff validate --device cuda` against cx_nms (exact index lists). */
 #include "cuda_common.cuh"
 
@@ -23,10 +25,14 @@ namespace {
 
 constexpr int NMS_MAX_N = 65536;
 
-__global__ void nms_gather_kernel(const float *__restrict__ boxes, const int *__restrict__ order, int n,
+/* all nimg images' n candidates: row r of image b at b*n + r; order holds indices within the image */
+__global__ void nms_gather_kernel(const float *__restrict__ boxes, const int *__restrict__ order, int nimg, int n,
                                   float4 *__restrict__ sb, float *__restrict__ area) {
-  for (int r = blockIdx.x * blockDim.x + threadIdx.x; r < n; r += gridDim.x * blockDim.x) {
-    const float *b = boxes + (size_t)order[r] * 4;
+  const long long total = (long long)nimg * n;
+  for (long long r = blockIdx.x * (long long)blockDim.x + threadIdx.x; r < total;
+       r += (long long)gridDim.x * blockDim.x) {
+    const long long img = r / n;
+    const float *b = boxes + (size_t)(img * n + order[r]) * 4;
     const float y1 = b[0], x1 = b[1], y2 = b[2], x2 = b[3];
     float4 v;
     v.x = y1 < y2 ? y1 : y2; /* ymin */
@@ -38,11 +44,15 @@ __global__ void nms_gather_kernel(const float *__restrict__ boxes, const int *__
   }
 }
 
-/* grid (nblk, nblk): blockIdx.y = row block, blockIdx.x = column block; 64 threads. */
+/* grid (nblk, nblk, nimg): blockIdx.y = row block, blockIdx.x = column block, blockIdx.z = image
+ * (its rows at z*n, its mask at z*n*nblk words); 64 threads. */
 __global__ void __launch_bounds__(64) nms_mask_kernel(const float4 *__restrict__ sb, const float *__restrict__ area,
                                                       int n, int nblk, float thr,
                                                       unsigned long long *__restrict__ mask) {
   const int rb = blockIdx.y, cb = blockIdx.x, t = threadIdx.x;
+  sb += (size_t)blockIdx.z * n;
+  area += (size_t)blockIdx.z * n;
+  mask += (size_t)blockIdx.z * n * nblk;
   const int i = rb * 64 + t;
   __shared__ float4 cbox[64];
   __shared__ float carea[64];
@@ -87,13 +97,18 @@ __global__ void __launch_bounds__(64) nms_mask_kernel(const float4 *__restrict__
  *     (selected row, later word) spread over the threads: independent loads, so the L2
  *     latency is paid about once per chunk instead of once per selection).
  * The same decisions in the same order as the one-candidate-at-a-time loop of kernels/cpu/nms.c,
- * with 2 barriers per chunk instead of 2 per selection. */
+ * with 2 barriers per chunk instead of 2 per selection. One block per image (blockIdx.x: its
+ * mask, order, selections at blockIdx.x * max_out and count), so a batch's scans run side by side. */
 constexpr int NMS_SCAN_THREADS = 256;
 
 __global__ void __launch_bounds__(NMS_SCAN_THREADS)
     nms_scan_kernel(const unsigned long long *__restrict__ mask, const int *__restrict__ order, int n, int nblk,
-                    int max_out, int *__restrict__ sel_out, int *__restrict__ count_out) {
+                    int max_out, int sel_stride, int *__restrict__ sel_out, int *__restrict__ count_out) {
   extern __shared__ unsigned long long removed[];
+  mask += (size_t)blockIdx.x * n * nblk;
+  order += (size_t)blockIdx.x * n;
+  sel_out += (size_t)blockIdx.x * sel_stride;
+  count_out += blockIdx.x;
   __shared__ int s_rows[64]; /* chunk positions selected in this chunk, in order */
   __shared__ int s_nk, s_count;
   const int t = threadIdx.x, lane = t & 31;
@@ -138,20 +153,23 @@ __global__ void __launch_bounds__(NMS_SCAN_THREADS)
   if (t == 0) *count_out = s_count;
 }
 
-/* Queues the NMS; the count lands in *count_dev. count_dev may lie in the scratch past the
- * NMS's own part (cx_cuda_nms does that): `extra` bytes are reserved there for it. */
-int nms_launch(const float *boxes, const float *scores, int n, int max_out, float iou_threshold, int *sel_out,
+/* Queues the NMS of nimg images (n candidates each: boxes [nimg][n][4], scores [nimg][n]); image
+ * b's selections (indices within the image) go to sel_out + b*max_out, its count to count_dev[b].
+ * count_dev may lie in the scratch past the NMS's own part (cx_cuda_nms does that): `extra`
+ * bytes are reserved there for it. */
+int nms_launch(const float *boxes, const float *scores, int nimg, int n, int max_out, float iou_threshold, int *sel_out,
                int *count_dev, size_t extra, unsigned char **extra_out) {
   if (n > NMS_MAX_N)
     return CX_CUDA_FAIL("nms: %d candidates exceed the CUDA kernel's limit of %d (the mask needs n*n/8 bytes)", n,
                         NMS_MAX_N);
+  if (nimg > 65535) return CX_CUDA_FAIL("nms: %d images in one launch (at most 65535)", nimg);
   const int nblk = (n + 63) / 64;
-  const size_t nn = (size_t)n;
-  const size_t sort_bytes = cx_align256(cx_cuda_sort_ws(n));
+  const size_t nn = (size_t)nimg * n;
+  const size_t sort_bytes = cx_align256(cx_cuda_sort_seg_ws(nimg, n));
   const size_t order_bytes = cx_align256(nn * sizeof(int));
   const size_t sb_bytes = cx_align256(nn * sizeof(float4));
   const size_t area_bytes = cx_align256(nn * sizeof(float));
-  const size_t mask_bytes = cx_align256(nn * (size_t)nblk * sizeof(unsigned long long));
+  const size_t mask_bytes = cx_align256(nn * (size_t)nblk * sizeof(unsigned long long)); /* per image n x nblk */
   unsigned char *p =
       (unsigned char *)cx_cuda_scratch(sort_bytes + order_bytes + sb_bytes + area_bytes + mask_bytes + extra);
   if (!p) return -1;
@@ -171,14 +189,15 @@ int nms_launch(const float *boxes, const float *scores, int n, int max_out, floa
   }
 
   const cudaStream_t st = cx_cuda_stream();
-  if (cx_cuda_sort_desc_stable(scores, n, n, order, sort_ws)) return -1;
-  nms_gather_kernel<<<cx_blocks(nn, 256), 256, 0, st>>>(boxes, order, n, sb, area);
+  if (cx_cuda_sort_desc_stable_seg(scores, nimg, n, n, order, sort_ws)) return -1;
+  nms_gather_kernel<<<cx_blocks(nn, 256), 256, 0, st>>>(boxes, order, nimg, n, sb, area);
   CX_CUDA_LAUNCH_CHECK();
-  nms_mask_kernel<<<dim3((unsigned)nblk, (unsigned)nblk), 64, 0, st>>>(sb, area, n, nblk, iou_threshold, mask);
+  nms_mask_kernel<<<dim3((unsigned)nblk, (unsigned)nblk, (unsigned)nimg), 64, 0, st>>>(sb, area, n, nblk, iou_threshold,
+                                                                                        mask);
   CX_CUDA_LAUNCH_CHECK();
   const int lim = max_out < n ? max_out : n;
-  nms_scan_kernel<<<1, NMS_SCAN_THREADS, (size_t)nblk * sizeof(unsigned long long), st>>>(mask, order, n, nblk, lim,
-                                                                                           sel_out, count_dev);
+  nms_scan_kernel<<<(unsigned)nimg, NMS_SCAN_THREADS, (size_t)nblk * sizeof(unsigned long long), st>>>(
+      mask, order, n, nblk, lim, max_out, sel_out, count_dev);
   CX_CUDA_LAUNCH_CHECK();
   return 0;
 }
@@ -187,17 +206,23 @@ int nms_launch(const float *boxes, const float *scores, int n, int max_out, floa
 
 int cx_cuda_nms_dev(const float *boxes, const float *scores, int n, int max_out, float iou_threshold, int *sel_out,
                     int *count_dev) {
+  return cx_cuda_nms_batched_dev(boxes, scores, 1, n, max_out, iou_threshold, sel_out, count_dev);
+}
+
+int cx_cuda_nms_batched_dev(const float *boxes, const float *scores, int nimg, int n, int max_out, float iou_threshold,
+                            int *sel_out, int *count_dev) {
+  if (nimg <= 0) return 0;
   if (n <= 0 || max_out <= 0) {
-    CX_CUDA_CHECK(cudaMemsetAsync(count_dev, 0, sizeof(int), cx_cuda_stream()));
+    CX_CUDA_CHECK(cudaMemsetAsync(count_dev, 0, (size_t)nimg * sizeof(int), cx_cuda_stream()));
     return 0;
   }
-  return nms_launch(boxes, scores, n, max_out, iou_threshold, sel_out, count_dev, 0, NULL);
+  return nms_launch(boxes, scores, nimg, n, max_out, iou_threshold, sel_out, count_dev, 0, NULL);
 }
 
 int cx_cuda_nms(const float *boxes, const float *scores, int n, int max_out, float iou_threshold, int *sel_out) {
   if (n <= 0 || max_out <= 0) return 0;
   unsigned char *count_at = NULL;
-  if (nms_launch(boxes, scores, n, max_out, iou_threshold, sel_out, NULL, 256, &count_at)) return -1;
+  if (nms_launch(boxes, scores, 1, n, max_out, iou_threshold, sel_out, NULL, 256, &count_at)) return -1;
   int count = 0;
   CX_CUDA_CHECK(cudaMemcpyAsync(&count, count_at, sizeof(int), cudaMemcpyDeviceToHost, cx_cuda_stream()));
   CX_CUDA_CHECK(cudaStreamSynchronize(cx_cuda_stream()));

@@ -36,7 +36,7 @@ static void usage(FILE *f) {
           "  --llm-model NAME         model (default gpt-4o); the key comes from $OPENAI_API_KEY\n"
           "  --weights FILE           Mask R-CNN weights (.safetensors from ctxdiff convert; default\n"
           "                           $CTXDIFF_WEIGHTS or ./coco.safetensors; \"synthetic[:resnet50[:N]]\" for tests)\n"
-          "  --device cpu|cuda        where segmentation runs (default cpu; cuda needs a CUDA build and a GPU)\n"
+          "  --device D               where segmentation runs: cpu (default), cuda (GPU 0) or cuda:N (CUDA build + GPU)\n"
           "  --precision P            segmentation GEMMs on cuda: fp32 (default, same detections as the CPU), fp16, bf16\n"
           "  --set NAME=VALUE         segmentation setting by matterport name (repeatable)\n"
           "  --per-instance           one inpainting step per detection instead of per class\n"
@@ -178,15 +178,17 @@ int cx_cmd_run(int argc, char **argv) {
    * after the first generation */
   if (device) snprintf(o.device, sizeof o.device, "%s", device);
   if (precision) snprintf(o.precision, sizeof o.precision, "%s", precision);
-  if (strcmp(o.device, "cpu") && strcmp(o.device, "cuda")) {
-    fprintf(stderr, "ctxdiff run: --device must be cpu or cuda, got '%s' (pick the GPU with CUDA_VISIBLE_DEVICES=N)\n", o.device);
+  int dev_index;
+  const int dev_kind = cx_device_parse(o.device, &dev_index, &e);
+  if (dev_kind < 0) {
+    fprintf(stderr, "ctxdiff run: --device: %s\n", e.msg);
     return 2;
   }
   if (o.precision[0] && strcmp(o.precision, "fp32") && strcmp(o.precision, "fp16") && strcmp(o.precision, "bf16")) {
     fprintf(stderr, "ctxdiff run: --precision must be fp32, fp16 or bf16, got '%s'\n", o.precision);
     return 2;
   }
-  if (!strcmp(o.device, "cpu") && o.precision[0] && strcmp(o.precision, "fp32")) {
+  if (dev_kind == 0 && o.precision[0] && strcmp(o.precision, "fp32")) {
     fprintf(stderr, "ctxdiff run: --precision %s needs --device cuda (the CPU path computes in fp32)\n", o.precision);
     return 2;
   }

@@ -30,7 +30,7 @@ static void segment_usage(FILE *f) {
           "COCO RLE masks) and DIR/<name>.overlay.png for each image.\n\n"
           "  --weights FILE     converted weights (.safetensors); default: $CTXDIFF_WEIGHTS, then\n"
           "                     ./coco.safetensors, else synthetic test weights (with a warning)\n"
-          "  --device cpu|cuda  where to run (default cpu; cuda needs a CUDA build and a GPU)\n"
+          "  --device D         where to run: cpu (default), cuda (GPU 0) or cuda:N (needs a CUDA build and a GPU)\n"
           "  --precision P      GEMM arithmetic on cuda: fp32 (default, strict), fp16 or bf16\n"
           "  --config FILE      JSON object of matterport settings, e.g. {\"DETECTION_MIN_CONFIDENCE\": 0.5}\n"
           "  --set NAME=VALUE   one setting, applied after --config (repeatable)\n"
@@ -470,10 +470,14 @@ int cx_cmd_segment(int argc, char **argv) {
     status = 2;
     goto out;
   }
-  if (strcmp(device, "cpu") && strcmp(device, "cuda")) {
-    fprintf(stderr, "ctxdiff segment: unknown device '%s' (cpu or cuda; pick the GPU with CUDA_VISIBLE_DEVICES=N)\n", device);
-    status = 2;
-    goto out;
+  {
+    int idx;
+    cx_err de;
+    if (cx_device_parse(device, &idx, &de) < 0) {
+      fprintf(stderr, "ctxdiff segment: --device: %s\n", de.msg);
+      status = 2;
+      goto out;
+    }
   }
 
   /* Settings: defaults, then the config file, then --set in order. */

@@ -2,7 +2,7 @@
  * R-CNN shapes and compares with the CPU backend (cx_backend_cpu(), itself validated against
  * PyTorch/NumPy/TF semantics by tests/kernels): ggml's test-backend-ops pattern.
  *
- *   ctxdiff validate [--device cuda|cpu] [--precision fp32|fp16|bf16] [--op NAME] [--seed N]
+ *   ctxdiff validate [--device cuda|cuda:N|cpu] [--precision fp32|fp16|bf16] [--op NAME] [--seed N]
  *
  * Every output buffer is poisoned (all bytes 0xFF: NaN for floats/doubles, -1 for indices,
  * 255 for u8 outputs whose valid range stays below 255) before the op runs.
@@ -105,6 +105,7 @@ static const char *d_error(vdev *v) {
 /* ---- results ---------------------------------------------------------------------------- */
 static int g_pass, g_fail;
 static cx_precision g_prec = CX_PREC_FP32;
+static const char *g_device = "cuda"; /* --device as given: cuda or cuda:N (the whole-model check) */
 
 static void report(vdev *v, const char *op, const char *shape, const char *metric, double err, double tol) {
   const char *e = d_error(v);
@@ -755,6 +756,59 @@ static void t_nms(vdev *v, int n, int max_out, float thr) {
   free(boxes), free(s), free(ref), free(got);
 }
 
+/* The proposal layer's batched forms (cuda): nimg images in one segmented top-k / one NMS
+ * launch sequence, each image against the CPU's own call on it (exact indices and counts). */
+static void t_topk_seg(vdev *v, int nimg, int n, int k) {
+  float *s = tied_scores(nimg * n, 50000);
+  const int kk = k < n ? k : n;
+  int *ref = xmalloc((size_t)nimg * kk * 4), *got = xmalloc((size_t)nimg * kk * 4), *ws = xmalloc((size_t)n * 8);
+  for (int b = 0; b < nimg; b++) CPU->topk_stable(s + (size_t)b * n, n, k, ref + (size_t)b * kk, ws);
+  free(ws);
+  float *ds = d_in(v, s, (size_t)nimg * n * 4);
+  int *di = d_out(v, (size_t)nimg * kk * 4);
+  double err = NAN;
+  if (!d_error(v)) {
+    const int kg = cx_cuda_topk_stable_seg(ds, nimg, n, k, di);
+    if (!d_fetch(v, got, di, (size_t)nimg * kk * 4)) err = kg != kk ? (double)k : mismatch_i(got, ref, (size_t)nimg * kk);
+  }
+  char shape[128];
+  snprintf(shape, sizeof shape, "%d images x %d -> %d (one sort)", nimg, n, k);
+  report(v, "topk batched", shape, "mismatch", err, 0.0);
+  free(s), free(ref), free(got);
+}
+
+static void t_nms_batched(vdev *v, int nimg, int n, int max_out, float thr) {
+  float *boxes = xmalloc((size_t)nimg * n * 16), *s = tied_scores(nimg * n, 1000);
+  for (int b = 0; b < nimg; b++) { /* each image its own clusters */
+    float *bb = nms_boxes(n);
+    memcpy(boxes + (size_t)b * n * 4, bb, (size_t)n * 16);
+    free(bb);
+  }
+  int *ref = xmalloc((size_t)nimg * max_out * 4), *got = xmalloc((size_t)nimg * max_out * 4);
+  int *cr = xmalloc((size_t)nimg * 4), *cg = xmalloc((size_t)nimg * 4);
+  void *ws = xmalloc(cx_nms_workspace(n));
+  for (int b = 0; b < nimg; b++)
+    cr[b] = CPU->nms(boxes + (size_t)b * n * 4, s + (size_t)b * n, n, max_out, thr, ref + (size_t)b * max_out, ws);
+  free(ws);
+  float *db = d_in(v, boxes, (size_t)nimg * n * 16), *ds = d_in(v, s, (size_t)nimg * n * 4);
+  int *dsel = d_out(v, (size_t)nimg * max_out * 4), *dcount = d_out(v, (size_t)nimg * 4);
+  double err = NAN;
+  int kept = 0;
+  if (!d_error(v) && !cx_cuda_nms_batched_dev(db, ds, nimg, n, max_out, thr, dsel, dcount) &&
+      !d_fetch(v, got, dsel, (size_t)nimg * max_out * 4) && !d_fetch(v, cg, dcount, (size_t)nimg * 4)) {
+    err = 0.0;
+    for (int b = 0; b < nimg; b++) {
+      kept += cg[b];
+      err += cg[b] != cr[b] ? (double)max_out
+                            : mismatch_i(got + (size_t)b * max_out, ref + (size_t)b * max_out, (size_t)cr[b]);
+    }
+  }
+  char shape[128];
+  snprintf(shape, sizeof shape, "%d images x %d -> %d thr %.1f (kept %d)", nimg, n, max_out, (double)thr, kept);
+  report(v, "nms batched", shape, "mismatch", err, 0.0);
+  free(boxes), free(s), free(ref), free(got), free(cr), free(cg);
+}
+
 static void t_resize_u8(vdev *v, int ih, int iw, int c, int oh, int ow) {
   const size_t ni = (size_t)ih * iw * c, no = (size_t)oh * ow * c;
   uint8_t *in = xmalloc(ni), *ref = xmalloc(no), *got = xmalloc(no);
@@ -940,7 +994,7 @@ static void t_model(cx_backbone bb) {
     if (cx_detect(m, ims, B, refb, &e)) { err = e.msg; goto done; }
     have_refb = 1;
   }
-  if (cx_model_set_device(m, "cuda", cx_precision_name(g_prec), &e)) { err = e.msg; goto done; }
+  if (cx_model_set_device(m, g_device, cx_precision_name(g_prec), &e)) { err = e.msg; goto done; }
   for (int r = 0; r < 2; r++) {
     if (have_got) cx_detections_free(&got, 1);
     have_got = 0;
@@ -993,11 +1047,11 @@ static int want(const char *op) { return !g_only || strstr(op, g_only) != NULL; 
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: ctxdiff validate [--device cuda|cpu] [--precision fp32|fp16|bf16] [--op NAME] [--seed N]\n"
+          "usage: ctxdiff validate [--device cuda|cuda:N|cpu] [--precision fp32|fp16|bf16] [--op NAME] [--seed N]\n"
           "                        [--model-size N] [--model-batch B] [--config KEY=VALUE]...\n"
           "  Runs every op of the backend at Mask R-CNN shapes on random inputs and compares with the\n"
           "  CPU backend; prints op, shape, metric, error, tolerance, PASS/FAIL.\n"
-          "  --device cuda (default)  the CUDA kernels (exit 77 when no CUDA device is present)\n"
+          "  --device cuda (default)  the CUDA kernels on GPU 0, cuda:N on GPU N (exit 77 when no CUDA device is present)\n"
           "  --device cpu             the CPU backend against itself (harness self-check)\n"
           "  --precision              arithmetic of the GEMM ops on CUDA (default fp32, strict, no TF32)\n"
           "  --op NAME                only ops whose name contains NAME ('model': the whole-model check only)\n"
@@ -1010,6 +1064,7 @@ static void usage(FILE *f) {
 
 int cx_cmd_validate(int argc, char **argv) {
   const char *device = "cuda";
+  int dev_index = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *val = i + 1 < argc ? argv[i + 1] : NULL;
@@ -1063,23 +1118,30 @@ int cx_cmd_validate(int argc, char **argv) {
   CPU = cx_backend_cpu();
   vdev v;
   memset(&v, 0, sizeof v);
-  if (!strcmp(device, "cuda")) {
+  cx_err de;
+  const int kind = cx_device_parse(device, &dev_index, &de);
+  if (kind < 0) {
+    fprintf(stderr, "ctxdiff validate: %s\n", de.msg);
+    return 2;
+  }
+  if (kind == 1) {
     const int ndev = cx_cuda_device_count();
     if (ndev <= 0) {
       fprintf(stderr, "ctxdiff validate: no CUDA device (no GPU or no driver on this machine) - skipped\n");
       return VAL_SKIP;
     }
-    if (cx_cuda_init(0)) {
-      fprintf(stderr, "ctxdiff validate: cannot use CUDA device 0: %s\n", cx_cuda_last_error());
+    if (cx_cuda_init(dev_index)) {
+      fprintf(stderr, "ctxdiff validate: cannot use CUDA device %d: %s\n", dev_index, cx_cuda_last_error());
       return 1;
     }
+    g_device = device;
     cx_cuda_set_precision(g_prec);
     v.name = "cuda";
     v.is_cuda = 1;
     v.be = cx_backend_cuda();
-    printf("ctxdiff validate: device cuda:0 %s, GEMM precision %s, reference cpu backend\n", cx_cuda_device_name(),
-           cx_precision_name(g_prec));
-  } else if (!strcmp(device, "cpu")) {
+    printf("ctxdiff validate: device cuda:%d %s, GEMM precision %s, reference cpu backend\n", dev_index,
+           cx_cuda_device_name(), cx_precision_name(g_prec));
+  } else {
     if (g_prec != CX_PREC_FP32) {
       fprintf(stderr, "ctxdiff validate: --precision applies to --device cuda only\n");
       return 2;
@@ -1087,9 +1149,6 @@ int cx_cmd_validate(int argc, char **argv) {
     v.name = "cpu";
     v.be = cx_backend_cpu();
     printf("ctxdiff validate: device cpu (self-check of the harness: CPU backend vs itself)\n");
-  } else {
-    fprintf(stderr, "ctxdiff validate: unknown device '%s' (cuda or cpu; pick the GPU with CUDA_VISIBLE_DEVICES=N)\n", device);
-    return 2;
   }
   printf("%-16s %-46s %-9s %10s %10s  %s\n", "op", "shape", "metric", "error", "tol", "result");
 
@@ -1136,11 +1195,26 @@ int cx_cmd_validate(int argc, char **argv) {
       /* v4 (opt-in): v3 with 256 x 128 tiles of 64 x 64 warp tiles, where unsplit 128-wide v3 runs:
        * full tiles, partial row and column tiles (M 286, cout 136), fp32 out, device-side rows */
       cx_cuda_set_conv_version(4);
+      cx_cuda_set_sm_count_hint(1); /* one SM: wide unsplit tiles on any device, so v4/v5 do run */
       conv_case(&v, "v4 forced: 3x3 SAME", 1, 64, 64, 256, 256, 3, 1, 1, 0, 1, 1, (conv_opt){.a16 = 1, .o16 = 1});
       conv_case(&v, "v4 forced: odd 3x3 SAME", 2, 13, 11, 64, 136, 3, 1, 1, 0, 1, 1, (conv_opt){.a16 = 1, .o16 = 1});
       conv_case(&v, "v4 forced: 1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, (conv_opt){.a16 = 1});
       conv_case(&v, "v4 forced: mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1,
                 (conv_opt){.live_on = 1, .live = 3, .a16 = 1, .o16 = 1});
+      /* v5 (opt-in, sm_90a): wgmma from 128-byte-swizzled shared memory on the same shapes, plus
+       * K not a multiple of its 64-wide k-tile (cin 16 x 9 = 144) and a residual */
+      if (cx_cuda_conv_wgmma_available()) {
+        cx_cuda_set_conv_version(5);
+        conv_case(&v, "v5 forced: 3x3 SAME", 1, 64, 64, 256, 256, 3, 1, 1, 0, 1, 1, (conv_opt){.a16 = 1, .o16 = 1});
+        conv_case(&v, "v5 forced: odd 3x3 SAME", 2, 13, 11, 64, 136, 3, 1, 1, 0, 1, 1, (conv_opt){.a16 = 1, .o16 = 1});
+        conv_case(&v, "v5 forced: 1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, (conv_opt){.a16 = 1});
+        conv_case(&v, "v5 forced: cin 16 3x3", 1, 24, 20, 16, 128, 3, 1, 1, 1, 0, 1, (conv_opt){.a16 = 1, .o16 = 1});
+        conv_case(&v, "v5 forced: mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1,
+                  (conv_opt){.live_on = 1, .live = 3, .a16 = 1, .o16 = 1});
+      } else {
+        printf("  (v5 forced rows skipped: the wgmma kernel needs the sm_90a build on a compute capability 9.0 GPU)\n");
+      }
+      cx_cuda_set_sm_count_hint(0);
       cx_cuda_set_conv_version(0);
       conv_case(&v, "rpn class 1x1", 2, 16, 16, 512, 6, 1, 1, 0, 0, 0, 0, (conv_opt){.a16 = 1}); /* scalar out */
       conv_case(&v, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, (conv_opt){.live_on = 1, .live = 3, .a16 = 1, .o16 = 1});
@@ -1212,6 +1286,10 @@ int cx_cmd_validate(int argc, char **argv) {
   if (want("topk")) {
     t_topk(&v, 261888, 6000);
     t_topk(&v, 1000, 100);
+    if (v.is_cuda) {
+      t_topk_seg(&v, 3, 65472, 6000); /* 3 segments: 34-bit keys */
+      t_topk_seg(&v, 8, 1000, 1000);  /* k = n: whole segments */
+    }
   }
   if (want("nms")) {
     t_nms(&v, 6000, 1000, 0.7f);
@@ -1222,6 +1300,10 @@ int cx_cmd_validate(int argc, char **argv) {
     t_nms(&v, 128, 128, 0.5f);
     t_nms(&v, 3000, 3000, 0.1f);
     t_nms(&v, 500, 10, 0.7f);
+    if (v.is_cuda) {
+      t_nms_batched(&v, 3, 6000, 1000, 0.7f);
+      t_nms_batched(&v, 5, 130, 40, 0.5f);
+    }
   }
   if (want("resize_u8")) {
     t_resize_u8(&v, 480, 640, 3, 768, 1024);

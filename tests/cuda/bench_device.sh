@@ -25,4 +25,17 @@ rc=$?
 "$CTX" bench --device tpu >/dev/null 2>"$err"
 rc=$?
 [ $rc = 2 ] && grep -q "unknown device 'tpu'" "$err" || { echo "FAIL: --device tpu: status $rc"; cat "$err"; exit 1; }
+"$CTX" bench --device cuda:x >/dev/null 2>"$err"
+rc=$?
+[ $rc = 2 ] && grep -q "unknown device 'cuda:x'" "$err" || { echo "FAIL: --device cuda:x: status $rc"; cat "$err"; exit 1; }
 echo "ok: usage errors -> 2"
+# a GPU index past the visible ones: 77 without any device, else an error naming the index
+"$CTX" bench --device cuda:7 --size 256 --iters 1 --warmup 0 >"$out" 2>"$err"
+rc=$?
+case $rc in
+  77) ;;
+  1) grep -q 'no CUDA device 7' "$err" || { echo "FAIL: --device cuda:7: unclear message"; cat "$err"; exit 1; } ;;
+  *) echo "FAIL: --device cuda:7: status $rc"; cat "$out" "$err"; exit 1 ;;
+esac
+[ -s "$out" ] && { echo "FAIL: --device cuda:7 printed a result"; exit 1; }
+echo "ok: --device cuda:7 -> $rc: $(cat "$err")"

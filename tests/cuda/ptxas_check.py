@@ -4,7 +4,7 @@
 The emulator runs the kernels' arithmetic on the CPU but cannot see what only the hardware
 enforces or punishes: registers x threads per block (a launch over 64K registers fails with
 "too many resources requested"), local-memory spills (silently slow), shared memory over the
-static 48 KB. This compiles each kernels/cuda/*.cu to sm_90 machine code with `ptxas -v`
+static 48 KB. This compiles each kernels/cuda/*.cu to sm_<arch> machine code with `ptxas -v`
 (device code only, the build's flags) and checks every entry function:
   * no spill stores or loads (a loader change that spills shows here, not as a wrong result),
     and no stack frame at all (local memory: a register array indexed at run time, or a
@@ -16,10 +16,12 @@ static 48 KB. This compiles each kernels/cuda/*.cu to sm_90 machine code with `p
   * no WMMA/ldmatrix fragment load from the generic address space (PTX `wmma.load` without
     `.shared`): nvcc emits those when it loses track of a shared-memory pointer (or, in 13.0,
     for any bf16 WMMA load), and they become per-element loads instead of LDSM. ALLOW_GENERIC
-    lists the kernels where that is accepted, with the reason.
+    lists the kernels where that is accepted, with the reason;
+  * for an arch-specific target (90a), WGMMA_KERNELS contain `wgmma.mma_async` in their PTX
+    (their wrappers compile to a trap in every other pass).
 Prints one row per kernel (the ptxas record the notes refer to) and exits 1 on a violation.
 
-usage: ptxas_check.py --nvcc NVCC --arch 90 --src DIR [--exact FILE.cu ...] [-I DIR ...] [--keep DIR]
+usage: ptxas_check.py --nvcc NVCC --arch 90a --src DIR [--exact FILE.cu ...] [-I DIR ...] [--keep DIR]
 """
 import argparse
 import os
@@ -34,6 +36,8 @@ STATIC_SMEM = 48 * 1024
 ALLOW_GENERIC = {
     "conv_tc_kernel<__nv_bfloat16": "v1, the small-GEMM baseline, stays on WMMA (bf16 WMMA loads are generic in nvcc 13.0)",
 }
+# kernels whose sm_90a PTX must contain wgmma.mma_async (conv.cu's v5)
+WGMMA_KERNELS = ("conv_wg_v5_kernel",)
 
 
 def demangle(names):
@@ -61,14 +65,15 @@ def short(name):
 
 
 def parse_ptx(text):
-    """entry name -> (maxntid product or 0 without .maxntid, generic fragment loads)."""
-    bounds, generic, cur, body = {}, {}, None, None
+    """entry name -> (maxntid product or 0 without .maxntid, generic fragment loads, wgmma.mma_async count)."""
+    bounds, generic, wg, cur, body = {}, {}, {}, None, None
     for line in text.splitlines():
         m = re.match(r"\s*(?:\.visible\s+|\.weak\s+)?\.entry\s+(\S+?)\(", line)
         if m:
             cur = body = m.group(1)
             bounds[cur] = 0
             generic[cur] = 0
+            wg[cur] = 0
             continue
         if cur is not None:
             m = re.match(r"\s*\.maxntid\s+(\d+),\s*(\d+),\s*(\d+)", line)
@@ -78,7 +83,9 @@ def parse_ptx(text):
                 cur = None
         if body is not None and re.search(r"\b(wmma\.load|ldmatrix)\.", line) and ".shared" not in line:
             generic[body] += 1
-    return {k: (bounds[k], generic[k]) for k in bounds}
+        if body is not None and "wgmma.mma_async" in line:
+            wg[body] += 1
+    return {k: (bounds[k], generic[k], wg[k]) for k in bounds}
 
 
 def parse_ptxas(log):
@@ -151,13 +158,17 @@ def main():
         mangled = sorted(res)
         for mn, dn in zip(mangled, demangle(mangled)):
             r = res[mn]
-            nt, gen = bounds.get(mn, (None, 0))
+            nt, gen, nwg = bounds.get(mn, (None, 0, 0))
             if nt is None:
                 bad.append(f"{f}: {short(dn)}: entry not found in the PTX (cannot check its launch bounds)")
                 nt = 0
             why = []
             if gen and not any(short(dn).startswith(k) for k in ALLOW_GENERIC):
                 why.append(f"{gen} fragment loads from the generic address space (not LDSM)")
+            # the wgmma kernel's instructions exist only in the arch-specific (sm_90a) pass; compiled
+            # there without them it would trap at run time
+            if a.arch.endswith("a") and any(short(dn).startswith(k) for k in WGMMA_KERNELS) and not nwg:
+                why.append("no wgmma.mma_async in its sm_%s PTX (the wgmma code was compiled out)" % a.arch)
             if r["spill_st"] or r["spill_ld"]:
                 why.append(f"spills {r['spill_st']} B stores / {r['spill_ld']} B loads")
             elif r["stack"]:

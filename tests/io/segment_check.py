@@ -234,7 +234,8 @@ for label, extra, words in [
         ("bad config value", ["--config", cfg + ".bad"], ["DETECTION_NMS_THRESHOLD"]),
         ("missing config", ["--config", os.path.join(W, "none.json")], ["none.json"]),
         ("bad batch", ["--batch", "0"], ["--batch"]),
-        ("bad device", ["--device", "tpu"], ["tpu"])]:
+        ("bad device", ["--device", "tpu"], ["tpu"]),
+        ("bad device index", ["--device", "cuda:-1"], ["cuda:-1", "cuda:N"])]:
     with open(cfg + ".bad", "w") as f:
         f.write('{"DETECTION_NMS_THRESHOLD": "high"}')
     out = os.path.join(W, "out_err")

@@ -54,6 +54,20 @@ int main(int argc, char **argv) {
   expect_fail("out-of-range setting", cx_config_set(&cfg, "DETECTION_MIN_CONFIDENCE", "1.5", &e), &e, "DETECTION_MIN_CONFIDENCE");
   expect_fail("wrong list length", cx_config_set(&cfg, "MEAN_PIXEL", "(1, 2)", &e), &e, "MEAN_PIXEL");
   expect_fail("not a number", cx_config_set(&cfg, "POST_NMS_ROIS_INFERENCE", "many", &e), &e, "POST_NMS_ROIS_INFERENCE");
+
+  /* device names: cpu, cuda (GPU 0), cuda:N; anything else refused with the accepted forms */
+  {
+    int idx = -2;
+    expect_ok("device cpu", cx_device_parse("cpu", &idx, &e) == 0 && idx == -1 ? 0 : -1, &e);
+    expect_ok("device cuda", cx_device_parse("cuda", &idx, &e) == 1 && idx == 0 ? 0 : -1, &e);
+    expect_ok("device cuda:3", cx_device_parse("cuda:3", &idx, &e) == 1 && idx == 3 ? 0 : -1, &e);
+    const char *bad[] = {"gpu", "cuda:", "cuda:-1", "cuda:1x", "cuda:99999", "CUDA", "cuda0", ""};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+      char what[64];
+      snprintf(what, sizeof what, "device '%s'", bad[i]);
+      expect_fail(what, cx_device_parse(bad[i], &idx, &e), &e, "cpu, cuda or cuda:N");
+    }
+  }
   cx_config c2 = cfg;
   expect_ok("tuple setting", cx_config_set(&c2, "RPN_ANCHOR_SCALES", "(128, 256, 512, 1024, 2048)", &e), &e);
   small_cfg(&cfg);

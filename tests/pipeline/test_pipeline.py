@@ -650,7 +650,9 @@ def run_no_servers():
     base = [ARGS.ctxdiff, "run", "--prompt", "x", "--sd-url", url, "--llm-url", llm.url + "/v1",
             "--weights", "synthetic:resnet50", "--out", out]
     p = run(base + ["--device", "tpu"], env_extra={"OPENAI_API_KEY": SECRET}, expect=2)
-    check("--device must be cpu or cuda, got 'tpu'" in p.stderr, p.stderr)
+    check("unknown device 'tpu' (cpu, cuda or cuda:N for GPU N)" in p.stderr, p.stderr)
+    p = run(base + ["--device", "cuda:"], env_extra={"OPENAI_API_KEY": SECRET}, expect=2)
+    check("unknown device 'cuda:'" in p.stderr, p.stderr)
     p = run(base + ["--precision", "fp16"], env_extra={"OPENAI_API_KEY": SECRET}, expect=2)
     check("--precision fp16 needs --device cuda" in p.stderr, p.stderr)
     p = run(base + ["--device", "cuda"], env_extra={"OPENAI_API_KEY": SECRET}, expect=1)

@@ -33,6 +33,7 @@
 #include <mutex>
 #include <vector>
 
+#include "cuda_fp16.h"
 #include "cuda_runtime.h"
 
 struct CUstream_st {
@@ -244,11 +245,29 @@ struct pipe_state {
 };
 pipe_state g_pipe[MAX_THREADS];
 
+/* wgmma (cxemu_ptx.h): per thread, the MMAs issued since the last commit and the committed
+ * groups not yet waited for; each is computed only by that thread's wgmma.wait_group, so the
+ * shared-memory operands are read as late as the hardware may read them and the accumulator
+ * registers change only then */
+struct wg_op {
+  float *d;
+  int n;
+  unsigned long long da, db;
+  int ta, tb, bf16;
+};
+struct wg_state {
+  std::vector<wg_op> open;
+  std::vector<std::vector<wg_op>> groups; /* oldest first */
+};
+wg_state g_wg[MAX_THREADS];
+
 void run_block(int nth) {
   for (int t = 0; t < nth; t++) {
     fiber_init(t);
     g_pipe[t].open.clear(); /* copies never waited for by the last block: gone with its shared memory */
     g_pipe[t].groups.clear();
+    g_wg[t].open.clear();
+    g_wg[t].groups.clear();
   }
   for (;;) {
     for (int k = 0; k < nth; k++) {
@@ -261,7 +280,14 @@ void run_block(int nth) {
     g_cur = -1;
     int done = 0;
     for (int t = 0; t < nth; t++) done += g_fib[t].state == F_DONE;
-    if (done == nth) return;
+    if (done == nth) {
+      for (int t = 0; t < nth; t++)
+        if (!g_wg[t].open.empty() || !g_wg[t].groups.empty())
+          die("kernel %s, block (%u,%u,%u), thread %d: returned with wgmma operations not waited for "
+              "(wgmma.commit_group + wgmma.wait_group before the accumulators are used)",
+              g_kernel, g_block_idx.x, g_block_idx.y, g_block_idx.z, t);
+      return;
+    }
     if (!resolve(nth)) {
       int at_block = 0, at_warp = 0;
       for (int t = 0; t < nth; t++) at_block += g_fib[t].state == F_BLOCK, at_warp += g_fib[t].state == F_WARP;
@@ -575,6 +601,93 @@ void pipe_wait_prior(size_t prior) {
     p.groups.erase(p.groups.begin());
   }
 }
+unsigned smem_addr(const void *p) {
+  const uintptr_t a = (uintptr_t)p, b = (uintptr_t)g_dyn.data();
+  if (a < b || a > b + g_dyn.size()) device_fail("shared address of %p: not in this launch's dynamic shared memory", p);
+  return (unsigned)(a - b);
+}
+
+namespace {
+/* Element (i, k) of a wgmma operand in shared memory (i: row of A or column of B, k < 16) by
+ * the PTX ISA's matrix descriptor and canonical layouts (section "Shared Memory Matrix
+ * Layout"), 128-byte swizzle only: K-major ((8,m),(T,2k)):((8T,SBO),(1,T)), MN-major
+ * ((T,8,m),(8,k)):((1,T,LBO),(8T,SBO)) with T = 8 16-bit elements (16 bytes), then
+ * Swizzle<3,4,3> on the byte address (bits 4-6 ^= bits 7-9). */
+unsigned short wg_elem(unsigned long long desc, bool mn_major, int i, int k) {
+  const unsigned start = (unsigned)(desc & 0x3fffu) << 4, lbo = (unsigned)((desc >> 16) & 0x3fffu) << 4,
+                 sbo = (unsigned)((desc >> 32) & 0x3fffu) << 4;
+  const unsigned base_off = (unsigned)((desc >> 49) & 7u), mode = (unsigned)(desc >> 62);
+  if (mode != 1 || base_off != 0)
+    device_fail("wgmma descriptor %016llx: only the 128-byte swizzle with base offset 0 is emulated", desc);
+  const unsigned off = mn_major ? (unsigned)(i % 8) * 2 + (unsigned)((i / 8) % 8) * 16 + (unsigned)(i / 64) * lbo +
+                                      (unsigned)(k % 8) * 128 + (unsigned)(k / 8) * sbo
+                                : (unsigned)(i % 8) * 128 + (unsigned)(i / 8) * sbo + (unsigned)(k / 8) * 16 +
+                                      (unsigned)(k % 8) * 2;
+  unsigned a = start + off;
+  a ^= ((a >> 7) & 7u) << 4;
+  if ((size_t)a + 2 > g_dyn.size())
+    device_fail("wgmma operand element at shared byte %u: past the %zu bytes of dynamic shared memory", a, g_dyn.size());
+  unsigned short v;
+  memcpy(&v, g_dyn.data() + a, 2);
+  return v;
+}
+
+float wg_val(unsigned short u, bool bf16) {
+  if (bf16) {
+    const unsigned w = (unsigned)u << 16;
+    float f;
+    memcpy(&f, &w, 4);
+    return f;
+  }
+  __half h;
+  memcpy(&h, &u, 2);
+  return __half2float(h);
+}
+
+/* The calling thread's part of D (m64nNk16, f32): warp w of the warpgroup holds rows 16w..+15;
+ * register i of lane l: row 16w + l/4 + 8((i/2)%2), column 8(i/4) + 2(l%4) + i%2. */
+void wg_run(const wg_op &o) {
+  const int t = g_cur % 128, w = t / 32, l = t % 32;
+  float a[2][16], b[64][16]; /* this thread's 2 rows of A and N/4 columns of B */
+  for (int h = 0; h < 2; h++)
+    for (int k = 0; k < 16; k++) a[h][k] = wg_val(wg_elem(o.da, o.ta != 0, 16 * w + l / 4 + 8 * h, k), o.bf16);
+  for (int j = 0; j < o.n / 4; j++)
+    for (int k = 0; k < 16; k++) b[j][k] = wg_val(wg_elem(o.db, o.tb != 0, 8 * (j / 2) + 2 * (l % 4) + j % 2, k), o.bf16);
+  for (int i = 0; i < o.n / 2; i++) {
+    /* row 16w + l/4 + 8((i/2)%2), column 8(i/4) + 2(l%4) + i%2 */
+    const float *ar = a[(i / 2) % 2], *bc = b[2 * (i / 4) + i % 2];
+    float acc = o.d[i];
+    for (int k = 0; k < 16; k++) acc += ar[k] * bc[k];
+    o.d[i] = acc;
+  }
+}
+} /* namespace */
+
+void wgmma_issue(float *d, int n, unsigned long long da, unsigned long long db, int ta, int tb, int bf16) {
+  if (!g_in_kernel || g_cur < 0) die("wgmma outside a kernel");
+  if (g_block_dim.x % 128 || g_block_dim.y != 1 || g_block_dim.z != 1)
+    device_fail("wgmma needs whole warpgroups in a 1-D block (blockDim %u x %u x %u)", g_block_dim.x, g_block_dim.y,
+                g_block_dim.z);
+  if (n % 8 || n < 8 || n > 256) device_fail("wgmma: N = %d", n);
+  g_wg[g_cur].open.push_back(wg_op{d, n, da, db, ta, tb, bf16});
+}
+
+void wgmma_commit() {
+  if (!g_in_kernel || g_cur < 0) die("wgmma.commit_group outside a kernel");
+  wg_state &s = g_wg[g_cur];
+  s.groups.push_back(std::move(s.open));
+  s.open.clear();
+}
+
+void wgmma_wait(int prior) {
+  if (!g_in_kernel || g_cur < 0) die("wgmma.wait_group outside a kernel");
+  wg_state &s = g_wg[g_cur];
+  while (s.groups.size() > (size_t)prior) {
+    for (const wg_op &o : s.groups.front()) wg_run(o);
+    s.groups.erase(s.groups.begin());
+  }
+}
+
 void device_fail(const char *fmt, ...) {
   char msg[512], w[256];
   va_list ap;

@@ -89,5 +89,16 @@ inline void mma_16816(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)
   barrier_warp(0xffffffffu);
   for (int i = 0; i < 4; i++) d[i] = out[i];
 }
+
+/* wgmma (sm_90a), emu.cpp: the operands are read through the matrix descriptors from this
+ * launch's dynamic shared memory (a descriptor's address is smem_addr's offset into it), with
+ * the PTX ISA's canonical 128-byte-swizzle layouts; each thread computes its own accumulator
+ * registers (fragment layout of "Matrix Fragments for wgmma.m64nNk16") when it waits for the
+ * group, not when it issues, so operands overwritten before the wait and accumulators read
+ * before it are both wrong, as they may be on the GPU. */
+unsigned smem_addr(const void *p);
+void wgmma_issue(float *d, int n, unsigned long long da, unsigned long long db, int ta, int tb, int bf16);
+void wgmma_commit();
+void wgmma_wait(int prior);
 } /* namespace cxemu */
 #endif
