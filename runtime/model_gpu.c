@@ -1,7 +1,11 @@
 /* The Mask R-CNN graph on the CUDA backend (CUDA builds): the same stages, in the same order
  * and with the same ops as the CPU graph (model.c, the reference), on device memory.
  *
- *   host:   molding (cx_mold_image, as the CPU path), one upload of the molded batch
+ *   host:   molding's checks and geometry (cx_mold_batch, as the CPU path); the uint8 images
+ *           copied to page-locked memory and uploaded (3 MB per 1024x1024 image instead of 12.6
+ *           MB of molded floats); on the device, resized (resize.cu, bit-identical to the CPU)
+ *           and molded (graph_glue.cu mold: cx_mold_image's arithmetic). CTXDIFF_GPU_HOST_MOLD=1
+ *           (read at attach; diagnosis) molds on the host with model.c's code instead.
  *   device: ResNet + FPN (implicit-GEMM convs), RPN, proposals (top-k + TF NMS of every image,
  *           all images in the same launches: a segmented sort, one scan block per image),
  *           PyramidROIAlign of all ROIs of all images in one launch, classifier, detection
@@ -82,7 +86,13 @@
  * CUDA graphs captured for these addresses. */
 typedef struct gslot {
   float *molded, *d_win, *mask_sel; /* device; d_win [n, 4]: normalised clip windows */
-  float *h_molded, *h_win, *h_det, *h_masks; /* page-locked host */
+  float *h_molded, *h_win, *h_det, *h_masks; /* page-locked host (h_molded: host molding only) */
+  /* device molding: the batch's uint8 images, page-locked and on the device, their resized
+   * forms and min/max (grown to the largest batch seen; not part of the graphs) */
+  uint8_t *h_u8, *d_u8, *d_rs;
+  double *d_range;
+  size_t u8_cap, rs_cap;
+  int range_cap;
   int *h_count;
   void *graph[NSTAGE];  /* NULL: not captured yet; valid for the key below */
   int runs;             /* batches queued on this slot: 0 -> the next one runs eagerly */
@@ -146,7 +156,7 @@ typedef struct gbatch {
   cx_mold_info *mi; /* [n] */
   cx_image *dims;   /* [n] sizes of the original images (rgb NULL: not kept) */
   int cap;
-  double t0, host_ms; /* submit start (now_ms), host molding time */
+  double t0, host_ms; /* submit start (now_ms), host time of the submit (copies or molding) */
 } gbatch;
 
 struct cx_gpu_model {
@@ -162,6 +172,7 @@ struct cx_gpu_model {
   dlist weights;
   gplan plan;
   int host_unmold;
+  int host_mold; /* CTXDIFF_GPU_HOST_MOLD=1: model.c's molding on the host, 12.6 MB of floats up per image */
   int use_graph; /* CTXDIFF_GPU_GRAPH != 0 */
   int act16;     /* feature maps in 16 bits (see the top; fp16 by default, CTXDIFF_GPU_ACT16) */
   void *stream;     /* our non-blocking compute stream (capturable) */
@@ -293,6 +304,14 @@ static void plan_free(gplan *p) {
     gslot *S = &p->slot[i];
     graphs_free(S);
     cx_cuda_free_host(S->h_molded);
+    cx_cuda_free_host(S->h_u8);
+    cx_cuda_free(S->d_u8);
+    cx_cuda_free(S->d_rs);
+    cx_cuda_free(S->d_range);
+    S->h_u8 = S->d_u8 = S->d_rs = NULL;
+    S->d_range = NULL;
+    S->u8_cap = S->rs_cap = 0;
+    S->range_cap = 0;
     cx_cuda_free_host(S->h_det);
     cx_cuda_free_host(S->h_masks);
     cx_cuda_free_host(S->h_count);
@@ -345,6 +364,8 @@ int cx_gpu_attach(cx_model *m, const char *precision, int device_index, cx_err *
   g->prec = prec;
   const char *hu = getenv("CTXDIFF_GPU_HOST_UNMOLD");
   g->host_unmold = hu && hu[0] && strcmp(hu, "0");
+  const char *hm = getenv("CTXDIFF_GPU_HOST_MOLD");
+  g->host_mold = hm && hm[0] && strcmp(hm, "0");
   const char *gr = getenv("CTXDIFF_GPU_GRAPH");
   g->use_graph = !(gr && !strcmp(gr, "0"));
   /* 16-bit feature maps: fp16 by default; bf16 only when asked (its 8-bit mantissa on every map
@@ -504,12 +525,12 @@ static int plan_make(cx_model *m, int n, int H, int W, cx_err *e) {
   /* host staging in page-locked memory: the copies run at full PCIe speed */
   for (int i = 0; i < NSLOT; i++) {
     gslot *S = &p->slot[i];
-    S->h_molded = cx_cuda_malloc_host((size_t)n * H * W * 3 * sizeof(float));
+    S->h_molded = g->host_mold ? cx_cuda_malloc_host((size_t)n * H * W * 3 * sizeof(float)) : NULL;
     S->h_det = cx_cuda_malloc_host((nD * 6 + 1) * sizeof(float));
     S->h_masks = g->host_unmold ? cx_cuda_malloc_host(mrows * 784 * sizeof(float)) : NULL;
     S->h_count = cx_cuda_malloc_host((size_t)n * sizeof(int));
     S->h_win = cx_cuda_malloc_host((size_t)n * 4 * sizeof(float));
-    if (!S->h_molded || !S->h_det || (g->host_unmold && !S->h_masks) || !S->h_count || !S->h_win) {
+    if ((g->host_mold && !S->h_molded) || !S->h_det || (g->host_unmold && !S->h_masks) || !S->h_count || !S->h_win) {
       cuda_fail(e, "page-locked host buffers");
       goto fail;
     }
@@ -947,6 +968,73 @@ int cx_gpu_available(int device_index, cx_err *e) {
   return 0;
 }
 
+/* Device molding, host half: the batch's images copied (in parallel) into the slot's
+ * page-locked buffer, the slot's buffers grown first (a growth frees and allocates: it waits for
+ * the device, never inside a capture). *u8_bytes: the batch's image bytes. */
+static int mold_stage(gslot *S, const cx_image *images, const cx_mold_info *mi, int n, size_t *u8_bytes, cx_err *e) {
+  size_t tot = 0, rtot = 0;
+  for (int i = 0; i < n; i++) {
+    tot += (size_t)images[i].width * images[i].height * 3;
+    if (mi[i].rh != images[i].height || mi[i].rw != images[i].width) rtot += (size_t)mi[i].rh * mi[i].rw * 3;
+  }
+  if (tot > S->u8_cap) {
+    cx_cuda_free_host(S->h_u8);
+    cx_cuda_free(S->d_u8);
+    S->u8_cap = 0;
+    S->h_u8 = cx_cuda_malloc_host(tot);
+    S->d_u8 = cx_cuda_malloc(tot);
+    if (!S->h_u8 || !S->d_u8) return cuda_fail(e, "buffers for the batch's images");
+    S->u8_cap = tot;
+  }
+  if (rtot > S->rs_cap) {
+    cx_cuda_free(S->d_rs);
+    S->rs_cap = 0;
+    if (!(S->d_rs = cx_cuda_malloc(rtot))) return cuda_fail(e, "buffers for the resized images");
+    S->rs_cap = rtot;
+  }
+  if (n > S->range_cap) {
+    cx_cuda_free(S->d_range);
+    S->range_cap = 0;
+    if (!(S->d_range = cx_cuda_malloc((size_t)n * 2 * sizeof(double)))) return cuda_fail(e, "molding buffers");
+    S->range_cap = n;
+  }
+  size_t *off = malloc((size_t)n * sizeof *off);
+  if (!off) return cx_fail(e, "out of memory");
+  size_t o = 0;
+  for (int i = 0; i < n; i++) off[i] = o, o += (size_t)images[i].width * images[i].height * 3;
+#pragma omp parallel for schedule(static) if (n > 1)
+  for (int i = 0; i < n; i++) memcpy(S->h_u8 + off[i], images[i].rgb, (size_t)images[i].width * images[i].height * 3);
+  free(off);
+  *u8_bytes = tot;
+  return 0;
+}
+
+/* Device molding, device half, queued on the current (copy) stream: the images up, then per
+ * image the resize (device resize_u8, its min/max in the slot's own buffer: no scratch arena,
+ * which the previous batch's graphs may be using) and cx_mold_image's canvas into the slot's
+ * molded input. 0, or -1 with the CUDA error recorded. */
+static int mold_device(gslot *S, const cx_image *images, const cx_mold_info *mi, int n, int H, int W,
+                       const double mean[3], size_t u8_bytes) {
+  if (cx_cuda_upload_async(S->d_u8, S->h_u8, u8_bytes)) return -1;
+  size_t off = 0, roff = 0;
+  for (int i = 0; i < n; i++) {
+    const cx_image *im = &images[i];
+    const uint8_t *src = S->d_u8 + off;
+    if (mi[i].rh != im->height || mi[i].rw != im->width) {
+      if (cx_cuda_resize_u8_ranged(src, im->height, im->width, 3, mi[i].rh, mi[i].rw, S->d_rs + roff,
+                                   S->d_range + 2 * i))
+        return -1;
+      src = S->d_rs + roff;
+      roff += (size_t)mi[i].rh * mi[i].rw * 3;
+    }
+    if (cx_cuda_mold(src, mi[i].rh, mi[i].rw, H, W, mi[i].window[0], mi[i].window[1], mean,
+                     S->molded + (size_t)i * H * W * 3))
+      return -1;
+    off += (size_t)im->width * im->height * 3;
+  }
+  return 0;
+}
+
 /* Molds, uploads and queues one batch on the next free slot; returns without waiting for the
  * GPU. The upload goes on the copy stream (it overlaps the previous batch's graphs), the
  * graphs wait for it on the compute stream, then the detections are downloaded there. */
@@ -970,7 +1058,8 @@ int cx_gpu_submit(cx_model *m, const cx_image *images, int n, cx_err *e) {
     if (!mi || !dims) return cx_fail(e, "out of memory for a batch of %d images", n);
     B->cap = n;
   }
-  /* Molding: the CPU path's checks and code (host), into the slot's host staging buffer. */
+  /* Molding: the CPU path's checks and geometry (host); the pixels are molded on the device
+   * (below) from the uint8 images, or with CTXDIFF_GPU_HOST_MOLD=1 by model.c's code here. */
   cx_mold_info *mi = B->mi;
   size_t max_resized;
   if (cx_mold_batch(c, images, n, mi, &max_resized, e)) return -1;
@@ -978,12 +1067,17 @@ int cx_gpu_submit(cx_model *m, const cx_image *images, int n, cx_err *e) {
   if (plan_make(m, n, mi[0].H, mi[0].W, e)) return -1;
   gplan *p = &g->plan;
   gslot *S = &p->slot[si];
-  cx_plan *hp = &m->plan; /* only its grow-only host scratch is used */
-  if (grow((void **)&hp->resized, &hp->resized_cap, max_resized, e, "the resized image")) return -1;
   const size_t img_floats = (size_t)p->H * p->W * 3;
   /* the slot's staging buffers are free: its previous batch was collected, and collect waited
    * for that batch's last use of them */
-  for (int i = 0; i < n; i++) cx_mold_image(m->be, c, &images[i], &mi[i], hp->resized, S->h_molded + (size_t)i * img_floats);
+  size_t u8_bytes = 0;
+  if (g->host_mold) {
+    cx_plan *hp = &m->plan; /* only its grow-only host scratch is used */
+    if (grow((void **)&hp->resized, &hp->resized_cap, max_resized, e, "the resized image")) return -1;
+    for (int i = 0; i < n; i++) cx_mold_image(m->be, c, &images[i], &mi[i], hp->resized, S->h_molded + (size_t)i * img_floats);
+  } else if (mold_stage(S, images, mi, n, &u8_bytes, e)) {
+    return -1;
+  }
   for (int b = 0; b < n; b++) cx_norm_window(mi[b].window, p->H, p->W, S->h_win + (size_t)b * 4);
   B->n = n;
   B->t0 = t0;
@@ -993,9 +1087,10 @@ int cx_gpu_submit(cx_model *m, const cx_image *images, int n, cx_err *e) {
    * the previous batch's graphs may still be running on the compute stream. */
   void **ev = g->ev[si];
   cx_cuda_set_stream(g->copy);
-  const int up = cx_cuda_event_record(ev[0]) ||
-                 cx_cuda_upload_async(S->molded, S->h_molded, (size_t)n * img_floats * sizeof(float)) ||
-                 cx_cuda_upload_async(S->d_win, S->h_win, (size_t)n * 4 * sizeof(float)) || cx_cuda_event_record(ev[1]);
+  int up = cx_cuda_event_record(ev[0]);
+  if (!up && g->host_mold) up = cx_cuda_upload_async(S->molded, S->h_molded, (size_t)n * img_floats * sizeof(float));
+  else if (!up) up = mold_device(S, images, mi, n, p->H, p->W, c->MEAN_PIXEL, u8_bytes);
+  up = up || cx_cuda_upload_async(S->d_win, S->h_win, (size_t)n * 4 * sizeof(float)) || cx_cuda_event_record(ev[1]);
   cx_cuda_set_stream(g->stream);
   if (up) return queued_fail(g, e, "upload of the molded batch");
   if (cx_cuda_stream_wait_event(ev[1]) || cx_cuda_event_record(ev[2])) return queued_fail(g, e, "upload of the molded batch");
@@ -1043,7 +1138,7 @@ int cx_gpu_collect(cx_model *m, int n, cx_detections *out, cx_err *e) {
   double st[NEV - 1]; /* the events are complete: the wait above came after them */
   for (int i = 0; i < NEV - 1; i++) st[i] = cx_cuda_event_elapsed_ms(ev[i], ev[i + 1]);
   if (cx_cuda_last_error()) return queued_fail(g, e, "stage timing events");
-  t.preprocess = B->host_ms + st[0]; /* host molding + the upload on the device */
+  t.preprocess = B->host_ms + st[0]; /* host copies (or molding) + the upload and device molding */
   t.backbone_fpn = st[2]; /* st[1]: the wait for the upload (behind the previous batch) */
   t.rpn_proposals = st[3];
   t.classifier_detection = st[4];

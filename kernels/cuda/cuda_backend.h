@@ -192,6 +192,13 @@ int cx_cuda_gather_rois_dev(const float *boxes, int nb, const int *sel, const in
 /* clip_boxes of n images' [r, 4] row groups, image b to windows[b*4 .. b*4+3] (device memory,
  * so that a captured graph reads each call's windows): exactly clip_boxes' arithmetic. */
 int cx_cuda_clip_boxes_windows(float *boxes, int n, int r, const float *windows);
+/* Molding on the device (cx_gpu_submit): the table's resize_u8 with the input's min/max in
+ * `range` (2 doubles of device memory the caller owns, so it may run beside work that uses the
+ * scratch arena), and cx_mold_image's canvas for one image: src [rh][rw][3] uint8 placed at
+ * (top, left) of out [H][W][3] float, minus mean[3] in double, padding (float)(0 - mean).
+ * Both bit-identical to the CPU code. */
+int cx_cuda_resize_u8_ranged(const uint8_t *in, int ih, int iw, int c, int oh, int ow, uint8_t *out, double *range);
+int cx_cuda_mold(const uint8_t *src, int rh, int rw, int H, int W, int top, int left, const double mean[3], float *out);
 /* p[l]: level P(l+2) [n, fh[l], fw[l], c], fp32, or with p16 the precision's 16-bit values (16-bit
  * activations); box i samples image img_of[i] (img_of != NULL) or i / rows_per_image; levels [nb]
  * from roi_levels (2..5); out [nb, pool, pool, c], fp32 or with out16 16-bit (the sample computed

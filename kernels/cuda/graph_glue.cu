@@ -7,6 +7,8 @@
  *                  for every image of the batch at once
  *   gather_rois    proposals(): rois[b][i] = boxes[b][sel[b][i]] for i < kept[b], zero rows
  *                  after (kept from device memory: the NMS counts never leave the GPU)
+ *   mold           cx_gpu_submit: cx_mold_image's padding and mean subtraction (double) of one
+ *                  uploaded (and, if needed, resized on the device) uint8 image
  *   clip_windows   detection(): clip_boxes of each image's rows to its window, the windows
  *                  read from device memory so that a captured graph sees each call's images
  *   roi_align      roi_align(): PyramidROIAlign for boxes of every image in one launch; each
@@ -74,6 +76,23 @@ __global__ void gather_rois_kernel(const float *__restrict__ boxes, int nb, cons
     const long long b = i / r, q = i - b * r;
     const int kb = kept_dev[b];
     for (int j = 0; j < 4; j++) rois[i * 4 + j] = q < kb ? boxes[((size_t)b * nb + (size_t)sel[i]) * 4 + j] : 0.0f;
+  }
+}
+
+/* cx_mold_image's loop (model.c) for one image: the (resized) uint8 image src [rh][rw][3] placed
+ * at (top, left) of the [H][W][3] canvas, the mean subtracted in double and stored as float; the
+ * padding is (float)(0 - mean) */
+__global__ void mold_kernel(const uint8_t *__restrict__ src, int rh, int rw, int H, int W, int top, int left,
+                            double m0, double m1, double m2, float *__restrict__ out) {
+  const long long total = (long long)H * W * 3;
+  for (long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x; o < total;
+       o += (long long)gridDim.x * blockDim.x) {
+    const int ch = (int)(o % 3);
+    const long long px = o / 3;
+    const int iy = (int)(px / W) - top, ix = (int)(px % W) - left;
+    const double mean = ch == 0 ? m0 : (ch == 1 ? m1 : m2);
+    const bool in = iy >= 0 && iy < rh && ix >= 0 && ix < rw;
+    out[o] = in ? (float)((double)src[((size_t)iy * rw + ix) * 3 + ch] - mean) : (float)(0.0 - mean);
   }
 }
 
@@ -321,6 +340,14 @@ int cx_cuda_gather_rois_dev(const float *boxes, int nb, const int *sel, const in
   if (nimg <= 0 || r <= 0) return 0;
   gather_rois_kernel<<<cx_blocks((size_t)nimg * r, 256), 256, 0, cx_cuda_stream()>>>(boxes, nb, sel, kept_dev, nimg, r,
                                                                                       rois);
+  CX_CUDA_LAUNCH_CHECK();
+  return 0;
+}
+
+int cx_cuda_mold(const uint8_t *src, int rh, int rw, int H, int W, int top, int left, const double mean[3], float *out) {
+  if (H <= 0 || W <= 0) return 0;
+  mold_kernel<<<cx_blocks((size_t)H * W * 3, 256), 256, 0, cx_cuda_stream()>>>(src, rh, rw, H, W, top, left, mean[0],
+                                                                              mean[1], mean[2], out);
   CX_CUDA_LAUNCH_CHECK();
   return 0;
 }

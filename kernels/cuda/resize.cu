@@ -72,12 +72,13 @@ __global__ void resize_kernel(const TIn *__restrict__ in, int ih, int iw, int c,
   }
 }
 
+/* range: 2 doubles of device memory for the input's min/max, or NULL for the scratch arena */
 template <typename TIn, typename TOut>
-int resize_run(const TIn *in, int ih, int iw, int c, int oh, int ow, TOut *out) {
+int resize_run(const TIn *in, int ih, int iw, int c, int oh, int ow, TOut *out, double *range) {
   const size_t total_in = (size_t)ih * iw * c, total_out = (size_t)oh * ow * c;
   if (total_out == 0) return 0;
   if (total_in == 0) return CX_CUDA_FAIL("resize: empty input (%dx%dx%d) for a %dx%d output", ih, iw, c, oh, ow);
-  double *range = (double *)cx_cuda_scratch(2 * sizeof(double));
+  if (!range) range = (double *)cx_cuda_scratch(2 * sizeof(double));
   if (!range) return -1;
   const cudaStream_t st = cx_cuda_stream();
   minmax_kernel<TIn><<<1, 1024, 0, st>>>(in, total_in, range);
@@ -90,9 +91,13 @@ int resize_run(const TIn *in, int ih, int iw, int c, int oh, int ow, TOut *out) 
 } /* namespace */
 
 int cx_cuda_resize_u8(const uint8_t *in, int ih, int iw, int c, int oh, int ow, uint8_t *out) {
-  return resize_run<uint8_t, uint8_t>(in, ih, iw, c, oh, ow, out);
+  return resize_run<uint8_t, uint8_t>(in, ih, iw, c, oh, ow, out, nullptr);
+}
+
+int cx_cuda_resize_u8_ranged(const uint8_t *in, int ih, int iw, int c, int oh, int ow, uint8_t *out, double *range) {
+  return resize_run<uint8_t, uint8_t>(in, ih, iw, c, oh, ow, out, range);
 }
 
 int cx_cuda_resize_mask(const float *in, int ih, int iw, int oh, int ow, double *out) {
-  return resize_run<float, double>(in, ih, iw, 1, oh, ow, out);
+  return resize_run<float, double>(in, ih, iw, 1, oh, ow, out, nullptr);
 }

@@ -478,6 +478,11 @@ int cx_cmd_segment(int argc, char **argv) {
       status = 2;
       goto out;
     }
+    /* a missing GPU is reported before the weights are read and anything is written */
+    if (cx_device_check(device, &de)) {
+      fprintf(stderr, "ctxdiff segment: --device %s: %s\n", device, de.msg);
+      goto out;
+    }
   }
 
   /* Settings: defaults, then the config file, then --set in order. */

@@ -29,6 +29,7 @@
 #include "backend.h"
 #include "commands.h"
 #include "cuda_backend.h"
+#include "model_internal.h"
 #include "mrcnn.h"
 #include "synth.h"
 
@@ -830,6 +831,46 @@ static void t_resize_u8(vdev *v, int ih, int iw, int c, int oh, int ow) {
   free(in), free(ref), free(got);
 }
 
+/* The GPU graph's molding (cx_gpu_submit): the uint8 image resized on the device with its own
+ * min/max buffer, then cx_cuda_mold's canvas, against model.c's cx_mold_image (exact) under the
+ * settings `kv` (NULL: the defaults, square 800/1024) */
+static void t_mold(vdev *v, int ih, int iw, const char *kv) {
+  cx_config c;
+  cx_err e;
+  cx_config_default(&c);
+  cx_mold_info mi;
+  if ((kv && cx_config_set_kv(&c, kv, &e)) || cx_mold_geometry(&c, ih, iw, &mi, &e)) {
+    printf("mold: %s\n", e.msg);
+    report(v, "mold", "(bad settings)", "max_abs", NAN, 0.0);
+    return;
+  }
+  const size_t ni = (size_t)ih * iw * 3, nr = (size_t)mi.rh * mi.rw * 3, no = (size_t)mi.H * mi.W * 3;
+  uint8_t *img = xmalloc(ni), *rs = xmalloc(nr);
+  for (size_t i = 0; i < ni; i++) img[i] = (uint8_t)(5 + uint_below(246));
+  float *ref = xmalloc(no * 4), *got = xmalloc(no * 4);
+  const cx_image im = {iw, ih, img};
+  cx_mold_image(CPU, &c, &im, &mi, rs, ref);
+  const int resize = mi.rh != ih || mi.rw != iw;
+  uint8_t *di = d_in(v, img, ni), *drs = d_out(v, nr);
+  double *drange = d_out(v, 2 * sizeof(double));
+  float *dout = d_out(v, no * 4);
+  double err = NAN;
+  if (!d_error(v)) {
+    const uint8_t *src = di;
+    if (resize) {
+      cx_cuda_resize_u8_ranged(di, ih, iw, 3, mi.rh, mi.rw, drs, drange);
+      src = drs;
+    }
+    cx_cuda_mold(src, mi.rh, mi.rw, mi.H, mi.W, mi.window[0], mi.window[1], c.MEAN_PIXEL, dout);
+    if (!d_fetch(v, got, dout, no * 4)) err = max_abs_f(got, ref, no);
+  }
+  char shape[128];
+  snprintf(shape, sizeof shape, "%dx%d -> %dx%d in %dx%d%s%s", iw, ih, mi.rw, mi.rh, mi.W, mi.H, kv ? " " : "",
+           kv ? kv : "");
+  report(v, "mold", shape, "max_abs", err, 0.0);
+  free(img), free(rs), free(ref), free(got);
+}
+
 static void t_resize_mask(vdev *v, int ih, int iw, int oh, int ow) {
   const size_t ni = (size_t)ih * iw, no = (size_t)oh * ow;
   float *in = rand_f(ni, 0.001f, 0.999f);
@@ -1308,6 +1349,12 @@ int cx_cmd_validate(int argc, char **argv) {
   if (want("resize_u8")) {
     t_resize_u8(&v, 480, 640, 3, 768, 1024);
     t_resize_u8(&v, 1024, 768, 3, 300, 225);
+  }
+  if (want("mold") && v.is_cuda) {
+    t_mold(&v, 480, 640, NULL);                        /* upscaled, padded top and bottom */
+    t_mold(&v, 1024, 1024, NULL);                      /* as it is */
+    t_mold(&v, 333, 517, "IMAGE_RESIZE_MODE=pad64");   /* upscaled, padded to multiples of 64 */
+    t_mold(&v, 1500, 900, "IMAGE_RESIZE_MODE=square"); /* downscaled, padded left and right */
   }
   if (want("resize_mask")) t_resize_mask(&v, 28, 28, 317, 211);
 

@@ -1,10 +1,12 @@
 /* selftest.cu — the CUDA emulator's own test: small kernels with a known answer (warp
- * shuffles, ballots, WMMA and ldmatrix + mma.sync against a double-precision product, the
+ * shuffles, ballots, WMMA, ldmatrix + mma.sync and wgmma against a double-precision product, the
  * kernels' index split), and kernels with the bugs the
  * emulator exists to catch (missing barrier, host dereference of device memory, reads past an
  * allocation, host pointers as kernel arguments, divergent barriers, bad launch
  * configurations, reading a pinned buffer before the stream is synchronised, misaligned
- * vector loads, shared-array overruns, reading asynchronous copies before waiting for them). selftest.sh runs each case and checks the verdict.
+ * vector loads, shared-array overruns, reading asynchronous copies or wgmma accumulators before
+ * waiting for them, returning with wgmma groups pending). selftest.sh runs each case and checks
+ * the verdict.
  * Real CUDA: the "good" cases run under nvcc too (they are plain CUDA).
  *
  *   cuda_emu_selftest CASE      prints a verdict line; exit 0 when the case behaved */
@@ -63,6 +65,46 @@ __global__ void mma_kernel(const __half *a, const __half *b, float *c) {
     c[(g + 8) * 16 + j * 8 + 2 * t] = d[2];
     c[(g + 8) * 16 + j * 8 + 2 * t + 1] = d[3];
   }
+}
+
+/* One warpgroup: wgmma m64n128k16 (mma_ptx.cuh) on A [64][16] and B [16][128] (fp16, row-major in
+ * global memory) laid out in shared memory as the PTX ISA's 128-byte-swizzle canonical layouts,
+ * written here in element units (Swizzle<3,3,3> of the element index, i.e. bits 3-5 ^= bits 6-8)
+ * rather than emu.cpp's byte form: A K-major (8-row atoms at SBO 1024 B), B N-major with its two
+ * 64-column halves at LBO 2048 B and 8-k atoms at SBO 1024 B (conv.cu uses LBO 8192). c = 1 + A B
+ * read back through the m64nNk16 fragment; wait = 0 reads the accumulators before the
+ * wait_group (then waits, so the kernel may return); wait = 2 never waits. */
+__device__ inline int swz(int e) { return e ^ (((e >> 6) & 7) << 3); }
+
+__global__ void wgmma_kernel(const __half *a, const __half *b, float *c, int wait) {
+  extern __shared__ uint4 wg_raw[];
+  unsigned char *raw = reinterpret_cast<unsigned char *>(wg_raw);
+  __half *sm = reinterpret_cast<__half *>(raw + ((1024u - (smem_u32(raw) & 1023u)) & 1023u));
+  __half *sa = sm, *sb = sm + 4096; /* A: 8 atoms of 1 KB; B: 4 atoms */
+  const int t = threadIdx.x;
+  for (int i = t; i < 64 * 16; i += 128) {
+    const int m = i / 16, k = i % 16;
+    sa[swz((m % 8) * 64 + (m / 8) * 512 + (k / 8) * 8 + k % 8)] = a[i];
+  }
+  for (int i = t; i < 16 * 128; i += 128) {
+    const int k = i / 128, n = i % 128;
+    sb[swz(n % 8 + ((n / 8) % 8) * 8 + (n / 64) * 1024 + (k % 8) * 64 + (k / 8) * 512)] = b[i];
+  }
+  fence_proxy_async();
+  __syncthreads();
+  float d[64];
+  for (int i = 0; i < 64; i++) d[i] = 1.0f;
+  const unsigned ua = smem_u32(sa), ub = smem_u32(sb);
+  const unsigned long long da = (unsigned long long)(ua >> 4) | (1ull << 16) | (64ull << 32) | (1ull << 62);
+  const unsigned long long db = (unsigned long long)(ub >> 4) | (128ull << 16) | (64ull << 32) | (1ull << 62);
+  wg_fence();
+  wg_mma_n128<__half>(d, da, db);
+  wg_commit();
+  if (wait == 1) wg_wait<0>();
+  const int w = t / 32, l = t % 32;
+  for (int i = 0; i < 64; i++)
+    c[(16 * w + l / 4 + 8 * ((i / 2) % 2)) * 128 + 8 * (i / 4) + 2 * (l % 4) + i % 2] = d[i];
+  if (wait == 0) wg_wait<0>();
 }
 
 #define CK(call)                                                                     \
@@ -397,6 +439,32 @@ int main(int argc, char **argv) {
     printf("mma: max abs error %g\n", worst);
     return worst > 1e-3;
   }
-  fprintf(stderr, "usage: cuda_emu_selftest shfl|wmma|mma|divmod|race|host_deref|oob|host_arg|divergent|config|stale|misaligned|smem|graph|streams|streams_nowait|pipeline|pipeline_nowait\n");
+  if (!strcmp(c, "wgmma") || !strcmp(c, "wgmma_nowait") || !strcmp(c, "wgmma_noreturn")) {
+    const int wait = !strcmp(c, "wgmma") ? 1 : !strcmp(c, "wgmma_nowait") ? 0 : 2;
+    static __half ha[64 * 16], hb[16 * 128];
+    static float got[64 * 128];
+    for (int i = 0; i < 64 * 16; i++) ha[i] = __float2half_rn((float)((i * 7) % 13) / 8.0f - 0.75f);
+    for (int i = 0; i < 16 * 128; i++) hb[i] = __float2half_rn((float)((i * 5) % 11) / 4.0f - 1.25f);
+    __half *da, *db;
+    float *dc;
+    CK(cudaMalloc((void **)&da, sizeof ha));
+    CK(cudaMalloc((void **)&db, sizeof hb));
+    CK(cudaMalloc((void **)&dc, sizeof got));
+    CK(cudaMemcpy(da, ha, sizeof ha, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(db, hb, sizeof hb, cudaMemcpyHostToDevice));
+    wgmma_kernel<<<1, 128, 13 * 1024>>>(da, db, dc, wait); /* A 8 KB + B 4 KB + alignment */
+    CK(cudaGetLastError());
+    CK(cudaMemcpy(got, dc, sizeof got, cudaMemcpyDeviceToHost));
+    int bad = 0;
+    for (int r = 0; r < 64; r++)
+      for (int q = 0; q < 128; q++) {
+        double s = 1.0;
+        for (int k = 0; k < 16; k++) s += (double)__half2float(ha[r * 16 + k]) * (double)__half2float(hb[k * 128 + q]);
+        bad += fabs(s - got[r * 128 + q]) > 1e-3;
+      }
+    printf("%s: %d of %d wrong\n", c, bad, 64 * 128);
+    return wait == 1 ? bad != 0 : 0;
+  }
+  fprintf(stderr, "usage: cuda_emu_selftest shfl|wmma|mma|wgmma|wgmma_nowait|wgmma_noreturn|divmod|race|host_deref|oob|host_arg|divergent|config|stale|misaligned|smem|graph|streams|streams_nowait|pipeline|pipeline_nowait\n");
   return 2;
 }

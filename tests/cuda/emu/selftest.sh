@@ -23,9 +23,24 @@ expect() {
   fi
   echo "ok   $case ($want): $(grep -m1 -- "$text" "$out" | cut -c1-150)"
 }
+# seen CASE "regex" "what went unseen otherwise" [ENV=...]: a planted bug whose wrong answer the
+# case prints; the output must match regex
+seen() {
+  case=$1 re=$2 what=$3
+  shift 3
+  env "$@" "$T" "$case" >"$out" 2>&1
+  if ! grep -q -- "$re" "$out"; then
+    echo "FAIL $case: $what went unseen"; sed 's/^/  | /' "$out"; fail=1
+  else
+    echo "ok   $case: $(grep -m1 -- "$case:" "$out")"
+  fi
+}
 expect shfl ok "shfl: 0 wrong"
 expect wmma ok "wmma: max abs error"
 expect mma ok "mma: max abs error"
+expect wgmma ok "wgmma: 0 of 8192 wrong"
+# accumulators read before wgmma.wait_group: the group has not been computed yet
+seen wgmma_nowait "wgmma_nowait: [1-9][0-9]* of 8192 wrong" "the read before the wait"
 expect divmod ok "divmod: 0 wrong"
 expect config ok "config: cudaErrorInvalidConfiguration / cudaErrorInvalidConfiguration / cudaErrorInvalidConfiguration"
 expect stale ok "stale: before sync"
@@ -41,24 +56,15 @@ fi
 expect streams ok "streams: 0 of 256" CXEMU_STREAMS=first
 expect streams ok "streams: 0 of 256" CXEMU_STREAMS=last
 # without the cudaStreamWaitEvent, the waiting stream running ahead copies before the fill
-env CXEMU_ORDER=rev "$T" streams_nowait >"$out" 2>&1
-if ! grep -q "streams_nowait: 256 of 256" "$out"; then
-  echo "FAIL streams_nowait (rev): the missing cross-stream wait went unseen"; sed 's/^/  | /' "$out"; fail=1
-else
-  echo "ok   streams_nowait (rev): $(grep -m1 streams_nowait: "$out")"
-fi
+seen streams_nowait "streams_nowait: 256 of 256" "the missing cross-stream wait" CXEMU_ORDER=rev
 expect pipeline ok "pipeline: 0 of 64 wrong"
 # without __pipeline_wait_prior the asynchronous copies have not landed when read
-"$T" pipeline_nowait >"$out" 2>&1
-if ! grep -q "pipeline_nowait: [1-9][0-9]* of 64 wrong" "$out"; then
-  echo "FAIL pipeline_nowait: the missing wait went unseen"; sed 's/^/  | /' "$out"; fail=1
-else
-  echo "ok   pipeline_nowait: $(grep -m1 pipeline_nowait: "$out")"
-fi
+seen pipeline_nowait "pipeline_nowait: [1-9][0-9]* of 64 wrong" "the missing wait"
 expect host_deref fault "host code dereferenced a device pointer"
 expect oob fault "past the end of the device allocation"
 expect host_arg fault "is host memory, not device memory"
 expect divergent fault "deadlock"
 expect misaligned fault "misaligned address"
 expect smem fault "out of bounds"
+expect wgmma_noreturn fault "wgmma operations not waited for"
 exit $fail
