@@ -83,7 +83,8 @@ static void usage(void) {
          "With --device cuda, pipelined_images_per_s is the throughput with two batches in flight\n"
          "(cx_detect_submit/collect: molding, copies, GPU work and unmolding of neighbouring batches\n"
          "overlap), over max(--iters, 2) batches after 4 warm-up batches (none with --warmup 0);\n"
-         "images_per_s is one batch at a time.\n");
+         "images_per_s is one batch at a time; gpu_mem_used_mb is the device memory in use after the\n"
+         "pipelined run (cudaMemGetInfo: the whole device, other processes included).\n");
 }
 
 int cx_cmd_bench(int argc, char **argv) {
@@ -222,8 +223,16 @@ int cx_cmd_bench(int argc, char **argv) {
             fprintf(stderr, "ctxdiff bench: pipelined: %s\n", e.msg);
             return 1;
           }
-          printf("{\"device\":\"cuda\",\"precision\":\"%s\",\"gpu\":\"%s\",\"pipelined_images_per_s\":%.4f,",
-                 precision ? precision : "fp32", gpu_name, pips);
+          /* device memory after the pipelined run: both slots' buffers, the scratch arena, graphs */
+          double mem_mb = 0;
+#ifdef CTXDIFF_HAVE_CUDA
+          size_t used, total;
+          if (cx_cuda_mem_used(&used, &total)) cx_cuda_clear_error(); /* informative only: 0 */
+          else mem_mb = (double)used / (1024.0 * 1024.0);
+#endif
+          printf("{\"device\":\"cuda\",\"precision\":\"%s\",\"gpu\":\"%s\",\"pipelined_images_per_s\":%.4f,"
+                 "\"gpu_mem_used_mb\":%.0f,",
+                 precision ? precision : "fp32", gpu_name, pips, mem_mb);
         } else
           printf("{\"device\":\"cpu\",\"gemm\":\"%s\",\"conv3x3\":\"%s\",", cx_gemm_name(), cx_conv_name());
         printf("\"backbone\":\"%s\",\"size\":%d,\"batch\":%d,\"iters\":%d,\"num_classes\":%d,"

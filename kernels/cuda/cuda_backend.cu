@@ -179,6 +179,14 @@ int cx_cuda_init(int device) {
 
 const char *cx_cuda_device_name(void) { return g_name; }
 
+int cx_cuda_mem_used(size_t *used, size_t *total) {
+  size_t f = 0, t = 0;
+  CX_CUDA_CHECK(cudaMemGetInfo(&f, &t));
+  *used = t - f;
+  *total = t;
+  return 0;
+}
+
 void *cx_cuda_malloc(size_t bytes) {
   void *p = NULL;
   cudaError_t e = cudaMalloc(&p, bytes ? bytes : 1);

@@ -38,6 +38,9 @@ int cx_cuda_device_count(void);
 int cx_cuda_init(int device);
 /* "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs)" after cx_cuda_init, else "". */
 const char *cx_cuda_device_name(void);
+/* Device memory in use on the current device (all of it: this process's and others'), and its
+ * size, in bytes (cudaMemGetInfo). 0, or -1 with the error recorded. */
+int cx_cuda_mem_used(size_t *used, size_t *total);
 
 /* Device memory. cx_cuda_malloc returns NULL on failure (error recorded). */
 void *cx_cuda_malloc(size_t bytes);

@@ -13,6 +13,7 @@ case $rc in
   0) grep -q '"device":"cuda"' "$out" || { echo "FAIL: status 0 but no cuda JSON line"; cat "$out" "$err"; exit 1; }
      grep -q '"tflops":' "$out" || { echo "FAIL: no tflops in the JSON line"; exit 1; }
      grep -q '"pipelined_images_per_s":' "$out" || { echo "FAIL: no pipelined throughput in the JSON line"; exit 1; }
+     grep -q '"gpu_mem_used_mb":[1-9]' "$out" || { echo "FAIL: no device memory figure in the JSON line"; exit 1; }
      echo "ok: GPU bench ran: $(cat "$out")" ;;
   77) grep -q 'no CUDA device\|no CUDA backend' "$err" || { echo "FAIL: status 77 without a clear message:"; cat "$err"; exit 1; }
       [ -s "$out" ] && { echo "FAIL: status 77 but a result was printed"; exit 1; }
