@@ -91,8 +91,7 @@ typedef struct gslot {
    * forms and min/max (grown to the largest batch seen; not part of the graphs) */
   uint8_t *h_u8, *d_u8, *d_rs;
   double *d_range;
-  size_t u8_cap, rs_cap;
-  int range_cap;
+  size_t h_u8_cap, d_u8_cap, rs_cap, range_cap; /* bytes */
   int *h_count;
   void *graph[NSTAGE];  /* NULL: not captured yet; valid for the key below */
   int runs;             /* batches queued on this slot: 0 -> the next one runs eagerly */
@@ -155,6 +154,7 @@ typedef struct gbatch {
   int n;
   cx_mold_info *mi; /* [n] */
   cx_image *dims;   /* [n] sizes of the original images (rgb NULL: not kept) */
+  size_t *u8_off;   /* [n + 1] image i's bytes in the slot's uint8 buffers: [u8_off[i], u8_off[i+1]) */
   int cap;
   double t0, host_ms; /* submit start (now_ms), host time of the submit (copies or molding) */
 } gbatch;
@@ -310,8 +310,7 @@ static void plan_free(gplan *p) {
     cx_cuda_free(S->d_range);
     S->h_u8 = S->d_u8 = S->d_rs = NULL;
     S->d_range = NULL;
-    S->u8_cap = S->rs_cap = 0;
-    S->range_cap = 0;
+    S->h_u8_cap = S->d_u8_cap = S->rs_cap = S->range_cap = 0;
     cx_cuda_free_host(S->h_det);
     cx_cuda_free_host(S->h_masks);
     cx_cuda_free_host(S->h_count);
@@ -342,6 +341,7 @@ void cx_gpu_detach(cx_model *m) {
     for (int k = 0; k < NEV; k++) cx_cuda_event_destroy(g->ev[i][k]);
     free(g->batch[i].mi);
     free(g->batch[i].dims);
+    free(g->batch[i].u8_off);
   }
   cx_cuda_set_stream(NULL);
   cx_cuda_stream_destroy(g->copy);
@@ -968,44 +968,35 @@ int cx_gpu_available(int device_index, cx_err *e) {
   return 0;
 }
 
-/* Device molding, host half: the batch's images copied (in parallel) into the slot's
- * page-locked buffer, the slot's buffers grown first (a growth frees and allocates: it waits for
- * the device, never inside a capture). *u8_bytes: the batch's image bytes. */
-static int mold_stage(gslot *S, const cx_image *images, const cx_mold_info *mi, int n, size_t *u8_bytes, cx_err *e) {
-  size_t tot = 0, rtot = 0;
+static int needs_resize(const cx_image *im, const cx_mold_info *mi) { return mi->rh != im->height || mi->rw != im->width; }
+
+/* Grows a slot buffer to `need` bytes (page-locked host memory, or device memory): frees and
+ * allocates, which waits for the device, so never inside a capture. 0, or -1 (error recorded). */
+static int slot_grow(void **buf, size_t *cap, size_t need, int pinned) {
+  if (need <= *cap) return 0;
+  if (pinned) cx_cuda_free_host(*buf);
+  else cx_cuda_free(*buf);
+  *cap = 0;
+  if (!(*buf = pinned ? cx_cuda_malloc_host(need) : cx_cuda_malloc(need))) return -1;
+  *cap = need;
+  return 0;
+}
+
+/* Device molding, host half: the images' places in the slot's uint8 buffers (B->u8_off), the
+ * buffers grown to the batch, the pixels copied (one thread per image) into the page-locked one. */
+static int mold_stage(gslot *S, gbatch *B, const cx_image *images, int n, cx_err *e) {
+  size_t *off = B->u8_off, rtot = 0;
+  off[0] = 0;
   for (int i = 0; i < n; i++) {
-    tot += (size_t)images[i].width * images[i].height * 3;
-    if (mi[i].rh != images[i].height || mi[i].rw != images[i].width) rtot += (size_t)mi[i].rh * mi[i].rw * 3;
+    off[i + 1] = off[i] + (size_t)images[i].width * images[i].height * 3;
+    if (needs_resize(&images[i], &B->mi[i])) rtot += (size_t)B->mi[i].rh * B->mi[i].rw * 3;
   }
-  if (tot > S->u8_cap) {
-    cx_cuda_free_host(S->h_u8);
-    cx_cuda_free(S->d_u8);
-    S->u8_cap = 0;
-    S->h_u8 = cx_cuda_malloc_host(tot);
-    S->d_u8 = cx_cuda_malloc(tot);
-    if (!S->h_u8 || !S->d_u8) return cuda_fail(e, "buffers for the batch's images");
-    S->u8_cap = tot;
-  }
-  if (rtot > S->rs_cap) {
-    cx_cuda_free(S->d_rs);
-    S->rs_cap = 0;
-    if (!(S->d_rs = cx_cuda_malloc(rtot))) return cuda_fail(e, "buffers for the resized images");
-    S->rs_cap = rtot;
-  }
-  if (n > S->range_cap) {
-    cx_cuda_free(S->d_range);
-    S->range_cap = 0;
-    if (!(S->d_range = cx_cuda_malloc((size_t)n * 2 * sizeof(double)))) return cuda_fail(e, "molding buffers");
-    S->range_cap = n;
-  }
-  size_t *off = malloc((size_t)n * sizeof *off);
-  if (!off) return cx_fail(e, "out of memory");
-  size_t o = 0;
-  for (int i = 0; i < n; i++) off[i] = o, o += (size_t)images[i].width * images[i].height * 3;
+  if (slot_grow((void **)&S->h_u8, &S->h_u8_cap, off[n], 1) || slot_grow((void **)&S->d_u8, &S->d_u8_cap, off[n], 0) ||
+      slot_grow((void **)&S->d_rs, &S->rs_cap, rtot, 0) ||
+      slot_grow((void **)&S->d_range, &S->range_cap, (size_t)n * 2 * sizeof(double), 0))
+    return cuda_fail(e, "molding buffers");
 #pragma omp parallel for schedule(static) if (n > 1)
-  for (int i = 0; i < n; i++) memcpy(S->h_u8 + off[i], images[i].rgb, (size_t)images[i].width * images[i].height * 3);
-  free(off);
-  *u8_bytes = tot;
+  for (int i = 0; i < n; i++) memcpy(S->h_u8 + off[i], images[i].rgb, off[i + 1] - off[i]);
   return 0;
 }
 
@@ -1013,24 +1004,22 @@ static int mold_stage(gslot *S, const cx_image *images, const cx_mold_info *mi, 
  * image the resize (device resize_u8, its min/max in the slot's own buffer: no scratch arena,
  * which the previous batch's graphs may be using) and cx_mold_image's canvas into the slot's
  * molded input. 0, or -1 with the CUDA error recorded. */
-static int mold_device(gslot *S, const cx_image *images, const cx_mold_info *mi, int n, int H, int W,
-                       const double mean[3], size_t u8_bytes) {
-  if (cx_cuda_upload_async(S->d_u8, S->h_u8, u8_bytes)) return -1;
-  size_t off = 0, roff = 0;
+static int mold_device(gslot *S, const gbatch *B, const cx_image *images, int n, int H, int W, const double mean[3]) {
+  const size_t *off = B->u8_off;
+  if (cx_cuda_upload_async(S->d_u8, S->h_u8, off[n])) return -1;
+  size_t roff = 0;
   for (int i = 0; i < n; i++) {
     const cx_image *im = &images[i];
-    const uint8_t *src = S->d_u8 + off;
-    if (mi[i].rh != im->height || mi[i].rw != im->width) {
-      if (cx_cuda_resize_u8_ranged(src, im->height, im->width, 3, mi[i].rh, mi[i].rw, S->d_rs + roff,
-                                   S->d_range + 2 * i))
+    const cx_mold_info *mi = &B->mi[i];
+    const uint8_t *src = S->d_u8 + off[i];
+    if (needs_resize(im, mi)) {
+      if (cx_cuda_resize_u8_ranged(src, im->height, im->width, 3, mi->rh, mi->rw, S->d_rs + roff, S->d_range + 2 * i))
         return -1;
       src = S->d_rs + roff;
-      roff += (size_t)mi[i].rh * mi[i].rw * 3;
+      roff += (size_t)mi->rh * mi->rw * 3;
     }
-    if (cx_cuda_mold(src, mi[i].rh, mi[i].rw, H, W, mi[i].window[0], mi[i].window[1], mean,
-                     S->molded + (size_t)i * H * W * 3))
+    if (cx_cuda_mold(src, mi->rh, mi->rw, H, W, mi->window[0], mi->window[1], mean, S->molded + (size_t)i * H * W * 3))
       return -1;
-    off += (size_t)im->width * im->height * 3;
   }
   return 0;
 }
@@ -1055,7 +1044,9 @@ int cx_gpu_submit(cx_model *m, const cx_image *images, int n, cx_err *e) {
     if (mi) B->mi = mi;
     cx_image *dims = realloc(B->dims, (size_t)n * sizeof *dims);
     if (dims) B->dims = dims;
-    if (!mi || !dims) return cx_fail(e, "out of memory for a batch of %d images", n);
+    size_t *off = realloc(B->u8_off, (size_t)(n + 1) * sizeof *off);
+    if (off) B->u8_off = off;
+    if (!mi || !dims || !off) return cx_fail(e, "out of memory for a batch of %d images", n);
     B->cap = n;
   }
   /* Molding: the CPU path's checks and geometry (host); the pixels are molded on the device
@@ -1070,12 +1061,11 @@ int cx_gpu_submit(cx_model *m, const cx_image *images, int n, cx_err *e) {
   const size_t img_floats = (size_t)p->H * p->W * 3;
   /* the slot's staging buffers are free: its previous batch was collected, and collect waited
    * for that batch's last use of them */
-  size_t u8_bytes = 0;
   if (g->host_mold) {
     cx_plan *hp = &m->plan; /* only its grow-only host scratch is used */
     if (grow((void **)&hp->resized, &hp->resized_cap, max_resized, e, "the resized image")) return -1;
     for (int i = 0; i < n; i++) cx_mold_image(m->be, c, &images[i], &mi[i], hp->resized, S->h_molded + (size_t)i * img_floats);
-  } else if (mold_stage(S, images, mi, n, &u8_bytes, e)) {
+  } else if (mold_stage(S, B, images, n, e)) {
     return -1;
   }
   for (int b = 0; b < n; b++) cx_norm_window(mi[b].window, p->H, p->W, S->h_win + (size_t)b * 4);
@@ -1089,7 +1079,7 @@ int cx_gpu_submit(cx_model *m, const cx_image *images, int n, cx_err *e) {
   cx_cuda_set_stream(g->copy);
   int up = cx_cuda_event_record(ev[0]);
   if (!up && g->host_mold) up = cx_cuda_upload_async(S->molded, S->h_molded, (size_t)n * img_floats * sizeof(float));
-  else if (!up) up = mold_device(S, images, mi, n, p->H, p->W, c->MEAN_PIXEL, u8_bytes);
+  else if (!up) up = mold_device(S, B, images, n, p->H, p->W, c->MEAN_PIXEL);
   up = up || cx_cuda_upload_async(S->d_win, S->h_win, (size_t)n * 4 * sizeof(float)) || cx_cuda_event_record(ev[1]);
   cx_cuda_set_stream(g->stream);
   if (up) return queued_fail(g, e, "upload of the molded batch");

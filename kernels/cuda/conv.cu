@@ -644,15 +644,32 @@ __device__ inline void store_a16(T *As, int a_r, int a_c, const float4 ra[4]) {
 
 /* 16-bit activations (A16: x holds T values): the same 16 k columns as two 16-byte loads, stored
  * to shared memory as they are (cin % 16 == 0 and x 16-byte aligned: the AVEC conditions). */
+/* Where the 16-bit A values of tile row r at GEMM column kk (position ap) start in x, or NULL
+ * where they lie in the padding or past K (the loaders read zeros there). */
+__device__ inline const unsigned short *a16_src(const unsigned short *__restrict__ x, const conv_geom &g,
+                                                const long long *row_off, const int2 *row_yx, int r, const kpos &ap,
+                                                int kk) {
+  const int iy = row_yx[r].x + ap.ky, ix = row_yx[r].y + ap.kx;
+  return kk < g.k && (unsigned)iy < (unsigned)g.h && (unsigned)ix < (unsigned)g.w ? x + row_off[r] + ap.off : nullptr;
+}
+
+/* The gather info of the block's BM tile rows (row_info), into shared memory. */
+template <int BM>
+__device__ inline void fill_rows(const conv_geom &g, long long m0, long long *row_off, int2 *row_yx) {
+  for (int r = threadIdx.x; r < BM; r += H_THREADS) {
+    const arow a = row_info(g, m0 + r);
+    row_off[r] = a.off;
+    row_yx[r] = make_int2(a.iy0, a.ix0);
+  }
+}
+
 template <bool AVEC>
 __device__ inline void load_a16(const unsigned short *__restrict__ x, const conv_geom &g, const long long *row_off,
                                 const int2 *row_yx, int a_r, const kpos &ap, int kk, uint4 ra[2]) {
   static_assert(AVEC, "16-bit activations are read by the vector loader only");
-  const int iy = row_yx[a_r].x + ap.ky, ix = row_yx[a_r].y + ap.kx;
-  const bool ok = kk < g.k && (unsigned)iy < (unsigned)g.h && (unsigned)ix < (unsigned)g.w;
-  const uint4 *src = reinterpret_cast<const uint4 *>(x + (ok ? row_off[a_r] + ap.off : 0));
-  ra[0] = ok ? __ldg(src) : make_uint4(0u, 0u, 0u, 0u);
-  ra[1] = ok ? __ldg(src + 1) : make_uint4(0u, 0u, 0u, 0u);
+  const uint4 *src = reinterpret_cast<const uint4 *>(a16_src(x, g, row_off, row_yx, a_r, ap, kk));
+  ra[0] = src ? __ldg(src) : make_uint4(0u, 0u, 0u, 0u);
+  ra[1] = src ? __ldg(src + 1) : make_uint4(0u, 0u, 0u, 0u);
 }
 
 template <typename T>
@@ -878,11 +895,7 @@ __global__ void __launch_bounds__(H_THREADS, 2)
   const int wm = warp / tile::WARPS_N, wn = warp % tile::WARPS_N; /* rows wm*16*FM, cols wn*32 */
   const int a_r = t / 2, a_c = (t % 2) * 16;
   const int b_n = (t % tile::BQ) * 4, b_k = t / tile::BQ;
-  if (t < H_BM) {
-    const arow a = row_info(g, m0 + t);
-    row_off[t] = a.off;
-    row_yx[t] = make_int2(a.iy0, a.ix0);
-  }
+  fill_rows<H_BM>(g, m0, row_off, row_yx);
   const int2 kr = KS ? k_range(g, zs) : make_int2(0, g.k); /* split-K slice, else all of K */
   if (KS) y += blockIdx.z * zs.y;
   kpos ap = kpos_of(g, kr.x + a_c);
@@ -998,11 +1011,7 @@ __global__ void __launch_bounds__(H_THREADS, v3_tile<BN, BM>::MIN_BLOCKS)
   const int warp = t / 32;
   const int wm = warp / v3::WARPS_N, wn = warp % v3::WARPS_N;
   const int a_r = t / 2, a_c = (t % 2) * 16; /* and rows a_r + 128 with BM 256 */
-  for (int r = t; r < BM; r += H_THREADS) {
-    const arow a = row_info(g, m0 + r);
-    row_off[r] = a.off;
-    row_yx[r] = make_int2(a.iy0, a.ix0);
-  }
+  fill_rows<BM>(g, m0, row_off, row_yx);
   const int2 kr = KS ? k_range(g, zs) : make_int2(0, g.k);
   if (KS) y += blockIdx.z * zs.y;
   const int nk = (kr.y - kr.x + H_BK - 1) / H_BK;
@@ -1019,9 +1028,9 @@ __global__ void __launch_bounds__(H_THREADS, v3_tile<BN, BM>::MIN_BLOCKS)
     for (int h = 0; h < v3::A_PER; h++) {
       /* A: 16 channels of one pixel = two 16-byte copies, zero-filled outside the image / K */
       const int ar = a_r + h * 128;
-      const int iy = row_yx[ar].x + ap.ky, ix = row_yx[ar].y + ap.kx;
-      const bool ok = kk0 + a_c < g.k && (unsigned)iy < (unsigned)g.h && (unsigned)ix < (unsigned)g.w;
-      const unsigned short *src = x + (ok ? row_off[ar] + ap.off : 0);
+      const unsigned short *a = a16_src(x, g, row_off, row_yx, ar, ap, kk0 + a_c);
+      const bool ok = a != nullptr;
+      const unsigned short *src = ok ? a : x;
       T *dst = As + ar * H_LDA + a_c;
       __pipeline_memcpy_async(dst, src, 16, ok ? 0 : 16);
       __pipeline_memcpy_async(dst + 8, src + (ok ? 8 : 0), 16, ok ? 0 : 16);
@@ -1112,11 +1121,7 @@ __global__ void __launch_bounds__(H_THREADS, 2)
   if (tile_dead(g, m0)) return;
   const int n0 = blockIdx.y * V5_BN;
   const int t = threadIdx.x, wg = t / 128;
-  for (int r = t; r < V5_BM; r += H_THREADS) {
-    const arow a = row_info(g, m0 + r);
-    row_off[r] = a.off;
-    row_yx[r] = make_int2(a.iy0, a.ix0);
-  }
+  fill_rows<V5_BM>(g, m0, row_off, row_yx);
   /* A loader: chunk a_j (k 8a_j..+7 of every tile: 8 channels of one pixel) of rows a_r0 + 32q */
   const int a_j = t % 8, a_r0 = t / 8;
   kpos ap = kpos_of(g, a_j * 8);
@@ -1129,10 +1134,9 @@ __global__ void __launch_bounds__(H_THREADS, 2)
 #pragma unroll
     for (int q = 0; q < 4; q++) {
       const int r = a_r0 + 32 * q;
-      const int iy = row_yx[r].x + ap.ky, ix = row_yx[r].y + ap.kx;
-      const bool ok = kk0 + a_j * 8 < g.k && (unsigned)iy < (unsigned)g.h && (unsigned)ix < (unsigned)g.w;
-      __pipeline_memcpy_async(st + (r / 8) * 1024 + (r % 8) * 128 + ((a_j ^ (r % 8)) * 16),
-                              x + (ok ? row_off[r] + ap.off : 0), 16, ok ? 0 : 16);
+      const unsigned short *a = a16_src(x, g, row_off, row_yx, r, ap, kk0 + a_j * 8);
+      __pipeline_memcpy_async(st + (r / 8) * 1024 + (r % 8) * 128 + ((a_j ^ (r % 8)) * 16), a ? a : x, 16,
+                              a ? 0 : 16);
     }
     kpos_advance(g, ap, V5_BK);
 #pragma unroll

@@ -33,8 +33,8 @@
 #include <mutex>
 #include <vector>
 
-#include "cuda_fp16.h"
 #include "cuda_runtime.h"
+#include "cxemu_ptx.h"
 
 struct CUstream_st {
   long long seq; /* creation order (the legacy stream, NULL, counts as 0) */
@@ -232,42 +232,55 @@ bool resolve(int nth) {
   return false;
 }
 
-/* pipeline primitives (cuda_pipeline.h): per thread, the copies of the open group and the
- * committed groups not yet waited for; performed only by that thread's wait */
+/* A thread's asynchronous operations in commit groups, as cp.async and wgmma have them: those
+ * issued since the last commit, and the committed groups not yet waited for (oldest first).
+ * They are performed only by that thread's wait, as late as the hardware may perform them. */
+template <class Op>
+struct op_groups {
+  std::vector<Op> open;
+  std::vector<std::vector<Op>> groups;
+  void clear() {
+    open.clear();
+    groups.clear();
+  }
+  bool pending() const { return !open.empty() || !groups.empty(); }
+  void commit() {
+    groups.push_back(std::move(open));
+    open.clear();
+  }
+  /* performs the groups older than the newest `prior` */
+  template <class F>
+  void wait(size_t prior, F perform) {
+    while (groups.size() > prior) {
+      for (const Op &o : groups.front()) perform(o);
+      groups.erase(groups.begin());
+    }
+  }
+};
+
+/* pipeline primitives (cuda_pipeline.h): the copies */
 struct pipe_copy_op {
   void *dst;
   const void *src;
   size_t n, zfill;
 };
-struct pipe_state {
-  std::vector<pipe_copy_op> open;
-  std::vector<std::vector<pipe_copy_op>> groups; /* oldest first */
-};
-pipe_state g_pipe[MAX_THREADS];
+op_groups<pipe_copy_op> g_pipe[MAX_THREADS];
 
-/* wgmma (cxemu_ptx.h): per thread, the MMAs issued since the last commit and the committed
- * groups not yet waited for; each is computed only by that thread's wgmma.wait_group, so the
- * shared-memory operands are read as late as the hardware may read them and the accumulator
- * registers change only then */
+/* wgmma (cxemu_ptx.h): the MMAs, so the shared-memory operands are read at the wait and the
+ * accumulator registers change only then */
 struct wg_op {
   float *d;
   int n;
   unsigned long long da, db;
   int ta, tb, bf16;
 };
-struct wg_state {
-  std::vector<wg_op> open;
-  std::vector<std::vector<wg_op>> groups; /* oldest first */
-};
-wg_state g_wg[MAX_THREADS];
+op_groups<wg_op> g_wg[MAX_THREADS];
 
 void run_block(int nth) {
   for (int t = 0; t < nth; t++) {
     fiber_init(t);
-    g_pipe[t].open.clear(); /* copies never waited for by the last block: gone with its shared memory */
-    g_pipe[t].groups.clear();
-    g_wg[t].open.clear();
-    g_wg[t].groups.clear();
+    g_pipe[t].clear(); /* copies never waited for by the last block: gone with its shared memory */
+    g_wg[t].clear();
   }
   for (;;) {
     for (int k = 0; k < nth; k++) {
@@ -282,7 +295,7 @@ void run_block(int nth) {
     for (int t = 0; t < nth; t++) done += g_fib[t].state == F_DONE;
     if (done == nth) {
       for (int t = 0; t < nth; t++)
-        if (!g_wg[t].open.empty() || !g_wg[t].groups.empty())
+        if (g_wg[t].pending())
           die("kernel %s, block (%u,%u,%u), thread %d: returned with wgmma operations not waited for "
               "(wgmma.commit_group + wgmma.wait_group before the accumulators are used)",
               g_kernel, g_block_idx.x, g_block_idx.y, g_block_idx.z, t);
@@ -585,21 +598,15 @@ void pipe_copy(void *dst, const void *src, size_t size, size_t zfill) {
 
 void pipe_commit() {
   if (!g_in_kernel || g_cur < 0) die("__pipeline_commit outside a kernel");
-  pipe_state &p = g_pipe[g_cur];
-  p.groups.push_back(std::move(p.open));
-  p.open.clear();
+  g_pipe[g_cur].commit();
 }
 
 void pipe_wait_prior(size_t prior) {
   if (!g_in_kernel || g_cur < 0) die("__pipeline_wait_prior outside a kernel");
-  pipe_state &p = g_pipe[g_cur];
-  while (p.groups.size() > prior) {
-    for (const pipe_copy_op &c : p.groups.front()) {
-      if (c.n) memcpy(c.dst, c.src, c.n);
-      if (c.zfill) memset((char *)c.dst + c.n, 0, c.zfill);
-    }
-    p.groups.erase(p.groups.begin());
-  }
+  g_pipe[g_cur].wait(prior, [](const pipe_copy_op &c) {
+    if (c.n) memcpy(c.dst, c.src, c.n);
+    if (c.zfill) memset((char *)c.dst + c.n, 0, c.zfill);
+  });
 }
 unsigned smem_addr(const void *p) {
   const uintptr_t a = (uintptr_t)p, b = (uintptr_t)g_dyn.data();
@@ -633,15 +640,7 @@ unsigned short wg_elem(unsigned long long desc, bool mn_major, int i, int k) {
 }
 
 float wg_val(unsigned short u, bool bf16) {
-  if (bf16) {
-    const unsigned w = (unsigned)u << 16;
-    float f;
-    memcpy(&f, &w, 4);
-    return f;
-  }
-  __half h;
-  memcpy(&h, &u, 2);
-  return __half2float(h);
+  return bf16 ? half_bits_to_f<__nv_bfloat16>(u) : half_bits_to_f<__half>(u);
 }
 
 /* The calling thread's part of D (m64nNk16, f32): warp w of the warpgroup holds rows 16w..+15;
@@ -674,18 +673,12 @@ void wgmma_issue(float *d, int n, unsigned long long da, unsigned long long db, 
 
 void wgmma_commit() {
   if (!g_in_kernel || g_cur < 0) die("wgmma.commit_group outside a kernel");
-  wg_state &s = g_wg[g_cur];
-  s.groups.push_back(std::move(s.open));
-  s.open.clear();
+  g_wg[g_cur].commit();
 }
 
 void wgmma_wait(int prior) {
   if (!g_in_kernel || g_cur < 0) die("wgmma.wait_group outside a kernel");
-  wg_state &s = g_wg[g_cur];
-  while (s.groups.size() > (size_t)prior) {
-    for (const wg_op &o : s.groups.front()) wg_run(o);
-    s.groups.erase(s.groups.begin());
-  }
+  g_wg[g_cur].wait((size_t)prior, wg_run);
 }
 
 void device_fail(const char *fmt, ...) {
