@@ -66,10 +66,66 @@ static int parse_list(const char *s, int *out, int max, int lo, int hi) {
   return n ? n : -1;
 }
 
+static int cmp_op_ms(const void *a, const void *b) {
+  const double x = ((const cx_op_time *)a)->ms, y = ((const cx_op_time *)b)->ms;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static double tflops(double flops, double ms) { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : 0; }
+
+/* --profile's tables: stages, convolution kernels, then every op slowest first. */
+static void print_profile(const cx_op_time *ops, int n, const char *title) {
+  static const char *const stage[6] = {"preprocess", "backbone/FPN", "RPN/proposals", "classifier/detection", "mask head", "unmold"};
+  double st_ms[6] = {0}, st_fl[6] = {0}, total = 0;
+  int st_n[6] = {0};
+  for (int i = 0; i < n; i++) {
+    const int s = ops[i].stage >= 0 && ops[i].stage < 6 ? ops[i].stage : 0;
+    st_ms[s] += ops[i].ms;
+    st_fl[s] += ops[i].flops;
+    st_n[s]++;
+    total += ops[i].ms;
+  }
+  printf("profile: %s (one batch, ops launched one by one, CUDA events between them; ms per batch)\n", title);
+  printf("  %-22s %9s %6s %5s %9s %8s\n", "stage", "ms", "%", "ops", "GFLOP", "TFLOP/s");
+  for (int s = 0; s < 6; s++)
+    printf("  %-22s %9.3f %6.1f %5d %9.1f %8.2f\n", stage[s], st_ms[s], total > 0 ? 100 * st_ms[s] / total : 0, st_n[s],
+           st_fl[s] / 1e9, tflops(st_fl[s], st_ms[s]));
+  printf("  %-22s %9.3f\n", "total", total);
+  /* the convolution kernels that ran, by name (conv.cu's choice per layer) */
+  char kn[64][40];
+  double k_ms[64] = {0}, k_fl[64] = {0};
+  int k_n[64] = {0}, nk = 0;
+  for (int i = 0; i < n; i++) {
+    if (!ops[i].kernel[0]) continue;
+    int j = 0;
+    while (j < nk && strcmp(kn[j], ops[i].kernel)) j++;
+    if (j == nk) {
+      if (nk == 64) continue;
+      snprintf(kn[nk++], sizeof kn[0], "%s", ops[i].kernel);
+    }
+    k_ms[j] += ops[i].ms;
+    k_fl[j] += ops[i].flops;
+    k_n[j] += ops[i].calls;
+  }
+  printf("  %-28s %5s %9s %6s %9s %8s\n", "conv kernel", "calls", "ms", "%", "GFLOP", "TFLOP/s");
+  for (int j = 0; j < nk; j++)
+    printf("  %-28s %5d %9.3f %6.1f %9.1f %8.2f\n", kn[j], k_n[j], k_ms[j], total > 0 ? 100 * k_ms[j] / total : 0,
+           k_fl[j] / 1e9, tflops(k_fl[j], k_ms[j]));
+  cx_op_time *s = malloc((size_t)n * sizeof *s);
+  if (!s) return;
+  memcpy(s, ops, (size_t)n * sizeof *s);
+  qsort(s, (size_t)n, sizeof *s, cmp_op_ms);
+  printf("  %-4s %-44s %-22s %5s %9s %6s %9s %8s\n", "#", "op", "kernel", "calls", "ms", "%", "GFLOP", "TFLOP/s");
+  for (int i = 0; i < n; i++)
+    printf("  %-4d %-44s %-22s %5d %9.3f %6.1f %9.3f %8.2f\n", i + 1, s[i].name, s[i].kernel[0] ? s[i].kernel : "-",
+           s[i].calls, s[i].ms, total > 0 ? 100 * s[i].ms / total : 0, s[i].flops / 1e9, tflops(s[i].flops, s[i].ms));
+  free(s);
+}
+
 static void usage(void) {
   printf("usage: ctxdiff bench [--device cpu|cuda|cuda:N] [--precision fp32|fp16|bf16] [--backbone resnet101|resnet50|both] [--size N[,N...]]\n"
          "                    [--batch B[,B...]] [--iters N] [--warmup N] [--num-classes N] [--set NAME=VALUE]...\n"
-         "                    [--gemm blas|own] [--conv winograd4|winograd2|im2col]\n\n"
+         "                    [--gemm blas|own] [--conv winograd4|winograd2|im2col] [--profile]\n\n"
          "Times the whole segmentation (preprocessing through full-size masks) on synthetic weights\n"
          "and the synthetic image (size x size, so no resize), DETECTION_MIN_CONFIDENCE = 0.\n"
          "Prints one JSON line per configuration: images/s and per-stage milliseconds per batch\n"
@@ -84,7 +140,11 @@ static void usage(void) {
          "(cx_detect_submit/collect: molding, copies, GPU work and unmolding of neighbouring batches\n"
          "overlap), over max(--iters, 2) batches after 4 warm-up batches (none with --warmup 0);\n"
          "images_per_s is one batch at a time; gpu_mem_used_mb is the device memory in use after the\n"
-         "pipelined run (cudaMemGetInfo: the whole device, other processes included).\n");
+         "pipelined run (cudaMemGetInfo: the whole device, other processes included).\n"
+         "--profile (--device cuda) adds, after each JSON line, one more batch run op by op without the\n"
+         "CUDA graphs, a CUDA event before every op: a table of the stages, of the convolution kernels\n"
+         "that ran (ms, GFLOP, TFLOP/s) and of every op (matterport's layer names), slowest first.\n"
+         "Small ops include launch gaps, so the profile's total exceeds the graph-replayed stages.\n");
 }
 
 int cx_cmd_bench(int argc, char **argv) {
@@ -92,11 +152,12 @@ int cx_cmd_bench(int argc, char **argv) {
   int sizes[8] = {1024}, nsizes = 1, batches[8] = {1}, nbatches = 1, iters = 3, warmup = 1, nc = 81;
   int bbs[2] = {CX_BACKBONE_RESNET101}, nbb = 1;
   const char *sets[64];
-  int nsets = 0;
+  int nsets = 0, profile = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(); return 0; }
+    if (!strcmp(a, "--profile")) { profile = 1; continue; }
     if (!v) { fprintf(stderr, "ctxdiff bench: option '%s' needs a value (see --help)\n", a); return 2; }
     i++;
     if (!strcmp(a, "--device")) {
@@ -142,6 +203,10 @@ int cx_cmd_bench(int argc, char **argv) {
   int cuda_index;
   cx_err pe;
   const int cuda = cx_device_parse(device, &cuda_index, &pe) == 1;
+  if (profile && !cuda) {
+    fprintf(stderr, "ctxdiff bench: --profile needs --device cuda (it times the GPU's ops)\n");
+    return 2;
+  }
   if (precision && !cuda && strcmp(precision, "fp32")) {
     fprintf(stderr, "ctxdiff bench: --precision %s needs --device cuda (the CPU path is fp32)\n", precision);
     return 2;
@@ -243,6 +308,17 @@ int cx_cmd_bench(int argc, char **argv) {
                cx_backbone_name((cx_backbone)bbs[ib]), size, B, iters, nc, ndet, B * 1000.0 / med[6], med[6], med[0], med[1],
                med[2], med[3], med[4], med[5], flops / 1e9, med[6] > 0 ? flops / (med[6] * 1e-3) / 1e12 : 0.0);
         fflush(stdout);
+        if (profile) {
+          cx_op_time *ops;
+          int nops;
+          if (cx_model_profile(m, ims, B, &ops, &nops, &e)) { fprintf(stderr, "ctxdiff bench: --profile: %s\n", e.msg); return 1; }
+          char title[160];
+          snprintf(title, sizeof title, "%s %dx%d batch %d %s on %s", cx_backbone_name((cx_backbone)bbs[ib]), size, size, B,
+                   precision ? precision : "fp32", gpu_name);
+          print_profile(ops, nops, title);
+          free(ops);
+          fflush(stdout);
+        }
         for (int k = 0; k < 7; k++) free(st[k]);
         free(ims);
         free(dets);

@@ -641,6 +641,14 @@ int cx_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx
   return cpu_detect(m, images, n, out, e);
 }
 
+int cx_model_profile(cx_model *m, const cx_image *images, int n, cx_op_time **ops, int *count, cx_err *e) {
+  *ops = NULL;
+  *count = 0;
+  if (batch_size_ok(n, e)) return -1;
+  if (!m->gpu) return cx_fail(e, "the per-op profile needs the GPU backend (device cuda)");
+  return cx_gpu_profile(m, images, n, ops, count, e);
+}
+
 int cx_detect_pending(const cx_model *m) { return m->gpu ? cx_gpu_pending(m) : m->cpu_npending; }
 
 int cx_detect_submit(cx_model *m, const cx_image *images, int n, cx_err *e) {

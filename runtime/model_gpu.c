@@ -66,6 +66,7 @@
  * testing aid and is ignored here. */
 #ifdef CTXDIFF_HAVE_CUDA
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +160,18 @@ typedef struct gbatch {
   double t0, host_ms; /* submit start (now_ms), host time of the submit (copies or molding) */
 } gbatch;
 
+/* Per-op profile (cx_gpu_profile): while `on` (> 0), every op of the four stages is preceded by
+ * a mark, an event on the compute stream with the op's name and counted FLOPs, and each stage
+ * ends with an unnamed mark; op i ran from ev[i] to ev[i + 1]. -1: an event failed. */
+#define MARK_CONV 1 /* the kernel's name comes from conv.cu when the next mark is set */
+#define MARK_ROWS 2 /* flops are per mask-head row (the row count is known after the run) */
+typedef struct gprof {
+  int on, n, cap, stage;
+  void **ev;
+  cx_op_time *op;
+  unsigned char *flags;
+} gprof;
+
 struct cx_gpu_model {
   cx_precision prec;
   glayer conv1;
@@ -183,7 +196,10 @@ struct cx_gpu_model {
   /* packed thresholded box masks of one batch: grow-only (their size depends on the boxes) */
   unsigned char *d_packed, *h_packed;
   size_t packed_cap;
+  gprof prof;
 };
+
+static void prof_free(gprof *P);
 
 static double now_ms(void) {
   struct timespec ts;
@@ -337,6 +353,7 @@ void cx_gpu_detach(cx_model *m) {
   cx_cuda_free(g->d_packed);
   cx_cuda_free_host(g->h_packed);
   cx_cuda_release_scratch();
+  prof_free(&g->prof);
   for (int i = 0; i < NSLOT; i++) {
     for (int k = 0; k < NEV; k++) cx_cuda_event_destroy(g->ev[i][k]);
     free(g->batch[i].mi);
@@ -568,6 +585,60 @@ fail:
 /* ---- network stages (model.c's, on device pointers) -------------------------------------- */
 
 /* The layer's descriptor with its SAME padding resolved for an h x w input. */
+/* ---- per-op profile marks (no-ops unless cx_gpu_profile is running) ---------------------- */
+
+static int prof_grow(gprof *P) {
+  const int cap = P->cap ? 2 * P->cap : 256;
+  void **ev = realloc(P->ev, (size_t)cap * sizeof *ev);
+  if (ev) P->ev = ev;
+  cx_op_time *op = realloc(P->op, (size_t)cap * sizeof *op);
+  if (op) P->op = op;
+  unsigned char *fl = realloc(P->flags, (size_t)cap);
+  if (fl) P->flags = fl;
+  if (!ev || !op || !fl) return -1;
+  for (; P->cap < cap; P->cap++)
+    if (!(P->ev[P->cap] = cx_cuda_event_create())) return -1;
+  return 0;
+}
+
+/* Marks the start of the next op (fmt NULL: the end of the stage's last op). */
+static void mark(cx_gpu_model *g, double flops, int flags, const char *fmt, ...) {
+  gprof *P = &g->prof;
+  if (P->on <= 0) return;
+  if (P->n > 0 && (P->flags[P->n - 1] & MARK_CONV))
+    snprintf(P->op[P->n - 1].kernel, sizeof P->op[0].kernel, "%s", cx_cuda_conv_last_kernel());
+  if ((P->n == P->cap && prof_grow(P)) || cx_cuda_event_record(P->ev[P->n])) {
+    P->on = -1;
+    return;
+  }
+  cx_op_time *o = &P->op[P->n];
+  memset(o, 0, sizeof *o);
+  if (fmt) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(o->name, sizeof o->name, fmt, ap);
+    va_end(ap);
+  }
+  o->stage = P->stage;
+  o->flops = flops;
+  o->calls = 1;
+  P->flags[P->n++] = (unsigned char)flags;
+}
+
+static void prof_free(gprof *P) {
+  for (int i = 0; i < P->cap; i++) cx_cuda_event_destroy(P->ev[i]);
+  free(P->ev);
+  free(P->op);
+  free(P->flags);
+  memset(P, 0, sizeof *P);
+}
+
+/* 2 x multiply-adds of a convolution (cx_model_flops' count) */
+static double conv_flops(const cx_conv2d_desc *d, double n, int h, int w) {
+  return 2.0 * n * cx_conv2d_out(h, d->kh, d->stride, d->pad_t, d->pad_b) * cx_conv2d_out(w, d->kw, d->stride, d->pad_l, d->pad_r) *
+         (double)d->kh * d->kw * d->cin * d->cout;
+}
+
 static cx_conv2d_desc padded(const glayer *L, int h, int w) {
   cx_conv2d_desc d = L->d;
   if (L->same) {
@@ -577,9 +648,10 @@ static cx_conv2d_desc padded(const glayer *L, int h, int w) {
   return d;
 }
 
-static void gconv(const cx_backend *be, const glayer *L, const float *x, int n, int h, int w, float *y,
-                  const float *res, int relu, int *ho, int *wo) {
+static void gconv(cx_gpu_model *g, const cx_backend *be, const char *name, const glayer *L, const float *x, int n, int h,
+                  int w, float *y, const float *res, int relu, int *ho, int *wo) {
   const cx_conv2d_desc d = padded(L, h, w);
+  mark(g, conv_flops(&d, n, h, w), MARK_CONV, "%s", name);
   be->conv2d(&d, x, n, h, w, y, res, relu, NULL);
   if (ho) *ho = cx_conv2d_out(h, d.kh, d.stride, d.pad_t, d.pad_b);
   if (wo) *wo = cx_conv2d_out(w, d.kw, d.stride, d.pad_l, d.pad_r);
@@ -588,9 +660,10 @@ static void gconv(const cx_backend *be, const glayer *L, const float *x, int n, 
 /* A conv on feature maps whose input (x16) and/or output and residual (y16) are 16-bit under
  * act16 (cx_cuda_conv2d_io: 16-bit loads and stores, epilogue in fp32); without act16 the flags
  * are ignored and everything is fp32 (the io entry with both flags 0 is the plain conv). */
-static void fconv(const cx_gpu_model *g, const glayer *L, const void *x, int x16, int n, int h, int w, void *y,
-                  int y16, const void *res, int relu, int *ho, int *wo) {
+static void fconv(cx_gpu_model *g, const char *name, const glayer *L, const void *x, int x16, int n, int h, int w,
+                  void *y, int y16, const void *res, int relu, int *ho, int *wo) {
   const cx_conv2d_desc d = padded(L, h, w);
+  mark(g, conv_flops(&d, n, h, w), MARK_CONV, "%s", name);
   cx_cuda_conv2d_io(&d, x, g->act16 && x16, n, h, w, y, g->act16 && y16, res, relu);
   if (ho) *ho = cx_conv2d_out(h, d.kh, d.stride, d.pad_t, d.pad_b);
   if (wo) *wo = cx_conv2d_out(w, d.kw, d.stride, d.pad_l, d.pad_r);
@@ -600,13 +673,15 @@ static void backbone_fpn(cx_model *m, const cx_backend *be) {
   cx_gpu_model *g = m->gpu;
   gplan *p = &g->plan;
   int n = p->n, h, w;
-  gconv(be, &g->conv1, p->slot[p->cur].molded, n, p->H, p->W, p->act[0], NULL, 1, &h, &w);
+  gconv(g, be, "conv1", &g->conv1, p->slot[p->cur].molded, n, p->H, p->W, p->act[0], NULL, 1, &h, &w);
+  mark(g, 0, 0, "pool1 (max 3x3/2)");
   be->maxpool_same(p->act[0], n, h, w, 64, 3, 2, p->act[1]);
   h = (h + 1) / 2; w = (w + 1) / 2;
   /* act16: C1 to 16 bits once (into act[0], free after the pool); from there every buffer of
    * the residual stages, C2..C5 included, holds 16-bit values (in fp32-sized buffers) */
   void *x = p->act[1];
   if (g->act16) {
+    mark(g, 0, 0, "C1 to 16 bits");
     cx_cuda_to16(p->act[1], p->act[0], (size_t)n * h * w * 64);
     x = p->act[0];
   }
@@ -615,25 +690,46 @@ static void backbone_fpn(cx_model *m, const cx_backend *be) {
       const gblock *B = &g->blocks[s][b];
       void *out = (b == m->nblocks[s] - 1) ? (void *)p->C[s] : (x == p->act[0] ? p->act[1] : p->act[0]);
       int h2, w2;
-      fconv(g, &B->a, x, 1, n, h, w, p->act[2], 1, NULL, 1, &h2, &w2);
-      fconv(g, &B->b, p->act[2], 1, n, h2, w2, p->act[3], 1, NULL, 1, NULL, NULL);
+      char nm[4][32]; /* matterport's layer names: res4b_branch2a, ... (block letters a, b, c, ...) */
+      const char *br[4] = {"branch2a", "branch2b", "branch1", "branch2c"};
+      for (int k = 0; k < 4; k++) snprintf(nm[k], sizeof nm[k], "res%d%c_%s", s + 2, 'a' + b, br[k]);
+      fconv(g, nm[0], &B->a, x, 1, n, h, w, p->act[2], 1, NULL, 1, &h2, &w2);
+      fconv(g, nm[1], &B->b, p->act[2], 1, n, h2, w2, p->act[3], 1, NULL, 1, NULL, NULL);
       const void *sc = x;
       if (B->has_shortcut) {
-        fconv(g, &B->shortcut, x, 1, n, h, w, p->act[4], 1, NULL, 0, NULL, NULL);
+        fconv(g, nm[2], &B->shortcut, x, 1, n, h, w, p->act[4], 1, NULL, 0, NULL, NULL);
         sc = p->act[4];
       }
-      fconv(g, &B->c, p->act[3], 1, n, h2, w2, out, 1, sc, 1, NULL, NULL);
+      fconv(g, nm[3], &B->c, p->act[3], 1, n, h2, w2, out, 1, sc, 1, NULL, NULL);
       x = out;
       h = h2; w = w2;
     }
-  /* the laterals read C2..C5 and write fp32 (the upsample-add stays fp32); the output convs
-   * write P2..P5 (and the subsample P6) in 16 bits again, for the RPN and the ROI align */
+  /* the laterals read C2..C5 and write fp32 (the upsample-add stays fp32); the output convs read
+   * a 16-bit copy of the sums (below) and write P2..P5 (and the subsample P6) in 16 bits
+   * again, for the RPN and the ROI align */
+  char nm[32];
   for (int l = 3; l >= 0; l--) {
-    fconv(g, &g->fpn_lat[l], p->C[l], 1, n, p->fh[l], p->fw[l], p->Q[l], 0, NULL, 0, NULL, NULL);
-    if (l < 3) be->upsample2_add(p->Q[l + 1], n, p->fh[l + 1], p->fw[l + 1], FEAT, p->Q[l]);
+    snprintf(nm, sizeof nm, "fpn_c%dp%d", l + 2, l + 2);
+    fconv(g, nm, &g->fpn_lat[l], p->C[l], 1, n, p->fh[l], p->fw[l], p->Q[l], 0, NULL, 0, NULL, NULL);
+    if (l < 3) {
+      mark(g, 0, 0, "fpn_p%dupsampled + add", l + 3);
+      be->upsample2_add(p->Q[l + 1], n, p->fh[l + 1], p->fw[l + 1], FEAT, p->Q[l]);
+    }
   }
-  for (int l = 0; l < 4; l++)
-    fconv(g, &g->fpn_out[l], p->Q[l], 0, n, p->fh[l], p->fw[l], p->P[l], 1, NULL, 0, NULL, NULL);
+  for (int l = 0; l < 4; l++) {
+    /* act16: the sum to 16 bits first (into act[0], free after the backbone), so that the 3x3
+     * conv reads 16-bit A through v3's cp.async path instead of v2's fp32 loads: the same values
+     * v2 rounds the fp32 input to while staging (to_t), so the same outputs, half the A bytes */
+    const void *q = p->Q[l];
+    if (g->act16) {
+      mark(g, 0, 0, "fpn_p%d input to 16 bits", l + 2);
+      cx_cuda_to16(p->Q[l], p->act[0], (size_t)n * p->fh[l] * p->fw[l] * FEAT);
+      q = p->act[0];
+    }
+    snprintf(nm, sizeof nm, "fpn_p%d", l + 2);
+    fconv(g, nm, &g->fpn_out[l], q, 1, n, p->fh[l], p->fw[l], p->P[l], 1, NULL, 0, NULL, NULL);
+  }
+  mark(g, 0, 0, "fpn_p6 (subsample)");
   if (g->act16) cx_cuda_subsample2_16(p->P[3], n, p->fh[3], p->fw[3], FEAT, p->P[4]);
   else be->subsample2(p->P[3], n, p->fh[3], p->fw[3], FEAT, p->P[4]);
 }
@@ -645,16 +741,21 @@ static void rpn(cx_model *m, const cx_backend *be) {
   const size_t esz = g->act16 ? 2 : 4; /* P2..P6 and the shared conv's output: 16-bit under act16 */
   for (int l = 0; l < 5; l++) {
     int hs, ws;
-    fconv(g, &g->rpn_shared, p->P[l], 1, p->n, p->fh[l], p->fw[l], p->rpn_shared, 1, NULL, 1, &hs, &ws);
+    char nm[3][32];
+    snprintf(nm[0], sizeof nm[0], "rpn_conv_shared P%d", l + 2);
+    snprintf(nm[1], sizeof nm[1], "rpn_class_raw P%d", l + 2);
+    snprintf(nm[2], sizeof nm[2], "rpn_bbox_pred P%d", l + 2);
+    fconv(g, nm[0], &g->rpn_shared, p->P[l], 1, p->n, p->fh[l], p->fw[l], p->rpn_shared, 1, NULL, 1, &hs, &ws);
     for (int b = 0; b < p->n; b++) {
       const char *s = (const char *)p->rpn_shared + (size_t)b * hs * ws * 512 * esz; /* image b */
       /* lands in the concatenated [anchors, 2] / [anchors, 4] layout, as in model.c; fp32 */
-      fconv(g, &g->rpn_class, s, 1, 1, hs, ws, p->rpn_logits + ((size_t)b * A + p->level_off[l]) * 2, 0, NULL, 0,
+      fconv(g, nm[1], &g->rpn_class, s, 1, 1, hs, ws, p->rpn_logits + ((size_t)b * A + p->level_off[l]) * 2, 0, NULL, 0,
             NULL, NULL);
-      fconv(g, &g->rpn_bbox, s, 1, 1, hs, ws, p->rpn_bbox + ((size_t)b * A + p->level_off[l]) * 4, 0, NULL, 0,
+      fconv(g, nm[2], &g->rpn_bbox, s, 1, 1, hs, ws, p->rpn_bbox + ((size_t)b * A + p->level_off[l]) * 4, 0, NULL, 0,
             NULL, NULL);
     }
   }
+  mark(g, 0, 0, "rpn_class (softmax)");
   be->softmax_rows(p->rpn_logits, (size_t)p->n * A, 2, p->rpn_probs);
 }
 
@@ -663,21 +764,26 @@ static void rpn(cx_model *m, const cx_backend *be) {
  * for the top-k, one NMS whose scans run one block per image. No wait: the NMS counts go from
  * nms_batched_dev to gather_rois_dev on the device (kept_dev[b]). */
 static void proposals(cx_model *m, const cx_backend *be) {
-  gplan *p = &m->gpu->plan;
+  cx_gpu_model *g = m->gpu;
+  gplan *p = &g->plan;
   const cx_config *c = &m->cfg;
   const int A = (int)p->A, R = c->POST_NMS_ROIS_INFERENCE, n = p->n;
+  mark(g, 0, 0, "proposals: top-k");
   cx_cuda_column(p->rpn_probs, n * A, 2, 1, p->scores);
   const int K = cx_cuda_topk_stable_seg(p->scores, n, A, p->K, p->topk);
   if (K < 0) return; /* error recorded */
   float sd[4];
   for (int j = 0; j < 4; j++) sd[j] = (float)c->RPN_BBOX_STD_DEV[j];
+  mark(g, 0, 0, "proposals: gather, decode, clip");
   cx_cuda_gather_proposals(p->topk, n, K, A, p->scores, p->rpn_bbox, p->anchors, sd, p->pre_scores, p->pre_deltas,
                            p->pre_boxes);
   be->apply_box_deltas(p->pre_boxes, p->pre_deltas, n * K, p->pre_boxes);
   const float unit[4] = {0, 0, 1, 1};
   be->clip_boxes(p->pre_boxes, n * K, unit);
+  mark(g, 0, 0, "proposals: NMS");
   if (cx_cuda_nms_batched_dev(p->pre_boxes, p->pre_scores, n, K, R, (float)c->RPN_NMS_THRESHOLD, p->sel, p->kept_dev))
     return;
+  mark(g, 0, 0, "proposals: gather ROIs");
   cx_cuda_gather_rois_dev(p->pre_boxes, K, p->sel, p->kept_dev, n, R, p->rois);
 }
 
@@ -687,32 +793,38 @@ static void classifier(cx_model *m, const cx_backend *be) {
   cx_gpu_model *g = m->gpu;
   gplan *p = &g->plan;
   const int R = m->cfg.POST_NMS_ROIS_INFERENCE, NC = m->num_classes, nR = p->n * R;
+  mark(g, 0, 0, "roi_align_classifier (levels + 7x7 crop_and_resize)");
   be->roi_levels(p->rois, nR, p->H, p->W, p->levels);
   /* act16: the pooled features in 16 bits too, read by the 7x7 conv (its output fc1 is fp32) */
   cx_cuda_pyramid_roi_align(levels_of(p), g->act16, p->fh, p->fw, FEAT, p->rois, p->levels, NULL, R, nR, 7, p->pool7,
                             g->act16, NULL);
-  fconv(g, &g->cls_conv1, p->pool7, 1, nR, 7, 7, p->fc1, 0, NULL, 1, NULL, NULL);
-  gconv(be, &g->cls_conv2, p->fc1, nR, 1, 1, p->fc2, NULL, 1, NULL, NULL);
+  fconv(g, "mrcnn_class_conv1", &g->cls_conv1, p->pool7, 1, nR, 7, 7, p->fc1, 0, NULL, 1, NULL, NULL);
+  gconv(g, be, "mrcnn_class_conv2", &g->cls_conv2, p->fc1, nR, 1, 1, p->fc2, NULL, 1, NULL, NULL);
   /* the dense layers as 1x1 convolutions over nR 1x1 images: their descriptors carry the
    * 16-bit weights of fp16/bf16 models */
-  gconv(be, &g->cls_logits, p->fc2, nR, 1, 1, p->logits, NULL, 0, NULL, NULL);
+  gconv(g, be, "mrcnn_class_logits", &g->cls_logits, p->fc2, nR, 1, 1, p->logits, NULL, 0, NULL, NULL);
+  mark(g, 0, 0, "mrcnn_class (softmax)");
   be->softmax_rows(p->logits, (size_t)nR, NC, p->probs);
-  gconv(be, &g->cls_bbox, p->fc2, nR, 1, 1, p->deltas, NULL, 0, NULL, NULL);
+  gconv(g, be, "mrcnn_bbox_fc", &g->cls_bbox, p->fc2, nR, 1, 1, p->deltas, NULL, 0, NULL, NULL);
 }
 
 /* DetectionLayer (spec §11) for all images; their clip windows are in d_win (set_windows). */
 static void detection(cx_model *m, const cx_backend *be) {
-  gplan *p = &m->gpu->plan;
+  cx_gpu_model *g = m->gpu;
+  gplan *p = &g->plan;
   const cx_config *c = &m->cfg;
   const int R = c->POST_NMS_ROIS_INFERENCE, NC = m->num_classes, D = c->DETECTION_MAX_INSTANCES, nR = p->n * R;
   float sd[4];
   for (int j = 0; j < 4; j++) sd[j] = (float)c->BBOX_STD_DEV[j];
+  mark(g, 0, 0, "detection: class, refine, clip");
   cx_cuda_det_select(p->probs, p->deltas, nR, NC, sd, p->det_cls, p->det_score, p->det_d);
   be->apply_box_deltas(p->rois, p->det_d, nR, p->refined);
   cx_cuda_clip_boxes_windows(p->refined, p->n, R, p->slot[p->cur].d_win);
   const float minc = (float)c->DETECTION_MIN_CONFIDENCE;
+  mark(g, 0, 0, "detection: per-class NMS");
   cx_cuda_class_nms(p->refined, p->det_cls, p->det_score, p->n, R, NC, D, c->DETECTION_MIN_CONFIDENCE != 0, minc,
                     (float)c->DETECTION_NMS_THRESHOLD, p->nms_ws, p->alive);
+  mark(g, 0, 0, "detection: top-k");
   cx_cuda_det_finalize(p->refined, p->det_cls, p->det_score, p->alive, p->n, R, D, p->list_ws, p->det, p->det_count);
 }
 
@@ -727,6 +839,7 @@ static void mask_head(cx_model *m, const cx_backend *be) {
   gplan *p = &g->plan;
   const int D = m->cfg.DETECTION_MAX_INSTANCES, rows = p->n * D;
   const int *live = p->mtotal;
+  mark(g, 0, 0, "roi_align_mask (pack + levels + 14x14 crop_and_resize)");
   cx_cuda_mask_pack(p->det, p->det_count, p->n, D, p->mboxes, p->mimg, p->mcls, p->mtotal);
   cx_cuda_roi_levels_live(p->mboxes, rows, p->H, p->W, p->levels, live);
   /* act16: pooled features and the four 3x3 convs' outputs in 16 bits, read by the deconv's
@@ -738,13 +851,17 @@ static void mask_head(cx_model *m, const cx_backend *be) {
   float *bufs[2] = {p->mask_a, p->mask_b};
   for (int k = 0; k < 4; k++) {
     const cx_conv2d_desc d = padded(&g->mask_conv[k], 14, 14);
+    mark(g, conv_flops(&d, 1, 14, 14), MARK_CONV | MARK_ROWS, "mrcnn_mask_conv%d", k + 1);
     cx_cuda_conv2d_io_rows(&d, x, a16, rows, 14, 14, bufs[k & 1], a16, NULL, 1, live, 1);
     x = bufs[k & 1];
   }
+  mark(g, 2.0 * 196 * FEAT * 4 * FEAT, MARK_CONV | MARK_ROWS, "mrcnn_mask_deconv");
   cx_cuda_deconv2x2_live(x, a16, rows, 14, 14, FEAT, g->deconv_packed, g->deconv16, g->deconv16 ? (int)g->prec : 0,
                          g->deconv_bias, FEAT, 1, p->deconv, p->deconv_ws, live);
   const cx_conv2d_desc dout = padded(&g->mask_out, 28, 28);
+  mark(g, conv_flops(&dout, 1, 28, 28), MARK_CONV | MARK_ROWS, "mrcnn_mask");
   cx_cuda_conv2d_live(&dout, p->deconv, rows, 28, 28, p->masks, NULL, 0, live);
+  mark(g, 0, 0, "mrcnn_mask (own class, sigmoid)");
   cx_cuda_mask_select(p->masks, p->mcls, rows, m->num_classes, p->slot[p->cur].mask_sel, live);
 }
 
@@ -883,6 +1000,7 @@ static const char *const STAGE_NAME[NSTAGE] = {"backbone/FPN", "RPN/proposals", 
 
 /* The work of graph stage s (queued, never waits). */
 static void stage_work(cx_model *m, const cx_backend *be, int s) {
+  m->gpu->prof.stage = s + 1; /* cx_op_time's stage: 0 is the preprocessing */
   if (s == 0) {
     backbone_fpn(m, be);
   } else if (s == 1) {
@@ -894,6 +1012,7 @@ static void stage_work(cx_model *m, const cx_backend *be, int s) {
   } else {
     mask_head(m, be);
   }
+  mark(m->gpu, 0, 0, NULL);
 }
 
 /* Queues stage s of the current slot: eagerly, or as its CUDA graph (captured on first use,
@@ -1183,6 +1302,63 @@ int cx_gpu_collect(cx_model *m, int n, cx_detections *out, cx_err *e) {
   t.unmold = t6 - t5; /* host boxes, device resampling, paste */
   t.total = t6 - B->t0; /* from submit: includes waiting behind the batch before it */
   m->timings = t;
+  return 0;
+}
+
+/* One batch with a mark before every op, eagerly (a graph replay has no events inside it):
+ * op i ran from mark i to mark i + 1 on the compute stream. Same-named ops (the RPN heads of
+ * each image) are summed. Preprocessing and unmolding come from the call's stage timings. */
+int cx_gpu_profile(cx_model *m, const cx_image *images, int n, cx_op_time **ops, int *count, cx_err *e) {
+  cx_gpu_model *g = m->gpu;
+  gprof *P = &g->prof;
+  *ops = NULL;
+  *count = 0;
+  if (g->npending) return cx_fail(e, "profile: %d batch(es) pending (collect them first)", g->npending);
+  cx_detections *out = calloc((size_t)n, sizeof *out);
+  if (!out) return cx_fail(e, "out of memory");
+  const int use_graph = g->use_graph;
+  g->use_graph = 0;
+  P->on = 1;
+  P->n = 0;
+  int rc = cx_gpu_detect(m, images, n, out, e);
+  g->use_graph = use_graph;
+  const int ok = P->on > 0;
+  P->on = 0;
+  int rows = 0;
+  if (!rc)
+    for (int i = 0; i < n; i++) rows += out[i].count;
+  cx_detections_free(out, n);
+  free(out);
+  if (rc) return rc;
+  if (!ok) return cx_fail(e, "profile: could not create or record the CUDA events");
+  cx_op_time *r = calloc((size_t)P->n + 2, sizeof *r);
+  if (!r) return cx_fail(e, "out of memory");
+  int k = 0;
+  const cx_timings *t = &m->timings;
+  r[k++] = (cx_op_time){"preprocess (copies, upload, resize + mold)", "", 0, 1, t->preprocess, 0};
+  for (int i = 0; i + 1 < P->n; i++) {
+    cx_op_time o = P->op[i];
+    if (!o.name[0]) continue; /* a stage's end */
+    o.ms = cx_cuda_event_elapsed_ms(P->ev[i], P->ev[i + 1]);
+    if (P->flags[i] & MARK_ROWS) o.flops *= rows;
+    int j = 0;
+    while (j < k && (strcmp(r[j].name, o.name) || r[j].stage != o.stage)) j++;
+    if (j < k) {
+      r[j].calls++;
+      r[j].ms += o.ms;
+      r[j].flops += o.flops;
+    } else {
+      r[k++] = o;
+    }
+  }
+  r[k++] = (cx_op_time){"unmold (boxes, device resampling, download, paste)", "", NSTAGE + 1, 1, t->unmold, 0};
+  if (cx_cuda_last_error()) {
+    free(r);
+    cx_cuda_clear_error();
+    return cx_fail(e, "profile: reading the CUDA events failed");
+  }
+  *ops = r;
+  *count = k;
   return 0;
 }
 

@@ -93,6 +93,7 @@ int cx_gpu_detect(cx_model *m, const cx_image *images, int n, cx_detections *out
 int cx_gpu_submit(cx_model *m, const cx_image *images, int n, cx_err *e);
 int cx_gpu_collect(cx_model *m, int n, cx_detections *out, cx_err *e);
 int cx_gpu_pending(const cx_model *m);
+int cx_gpu_profile(cx_model *m, const cx_image *images, int n, cx_op_time **ops, int *count, cx_err *e);
 int cx_gpu_available(int device_index, cx_err *e); /* 0 when CUDA device N can be used, else why not */
 
 /* A batch submitted on the CPU: computed in cx_detect_submit, kept until collected. */

@@ -350,6 +350,12 @@ int cx_gpu_pending(const cx_model *m) {
   (void)m;
   return 0;
 }
+int cx_gpu_profile(cx_model *m, const cx_image *images, int n, cx_op_time **ops, int *count, cx_err *e) {
+  (void)m; (void)images; (void)n;
+  *ops = NULL;
+  *count = 0;
+  return cx_fail(e, "this build has no CUDA backend");
+}
 int cx_gpu_available(int device_index, cx_err *e) {
   (void)device_index;
   return cx_fail(e, "this build has no CUDA backend (rebuild with nvcc on the PATH, -DCTXDIFF_CUDA=ON)");

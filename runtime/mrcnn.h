@@ -68,6 +68,21 @@ int cx_device_parse(const char *device, int *cuda_index, cx_err *e);
  * in total; 0 for invalid shapes. Used by `ctxdiff bench` for achieved TFLOP/s. */
 double cx_model_flops(const cx_model *m, int H, int W, int n, int mask_rows);
 
+/* Per-op profile of one batch on the GPU (`ctxdiff bench --profile`): the batch runs once
+ * without the stage graphs, with a CUDA event before every op, so each op's time is its span on
+ * the compute stream (small ops include the launch gap when the GPU waits for the host).
+ * *ops (free() it) holds *count rows in execution order, same-named ops summed (the RPN heads
+ * run once per image and level): first the preprocessing, last the unmolding (host clock), both
+ * from the call's stage timings. Needs the GPU backend and no pending batches. */
+typedef struct cx_op_time {
+  char name[56];   /* matterport's layer name ("res4b_branch2b", "fpn_p2") or the op */
+  char kernel[40]; /* convolutions: the kernel that ran ("v3 128x128 a16", "winograd F(4x4,3x3)") */
+  int stage;       /* 0 preprocess, 1 backbone/FPN, 2 RPN/proposals, 3 classifier/detection, 4 mask head, 5 unmold */
+  int calls;
+  double ms, flops; /* flops: cx_model_flops' count for the op (0 for ops it does not count) */
+} cx_op_time;
+int cx_model_profile(cx_model *m, const cx_image *images, int n, cx_op_time **ops, int *count, cx_err *e);
+
 /* Runs n images as one batch (all must mold to the same shape). out[n] is filled. Refused
  * while submitted batches are pending (below). */
 int cx_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx_err *e);

@@ -43,6 +43,7 @@
 #include <limits.h>
 #include <cuda_pipeline.h>
 #include <mma.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1523,15 +1524,22 @@ int cx_cuda_conv2d_live(const cx_conv2d_desc *d, const float *x, int n, int h, i
 }
 
 /* Every convolution: x16 / y16 say whether x / (y, residual) hold 16-bit activations. */
+/* The kernel the last conv2d call queued, for the per-op profile (cx_cuda_conv_last_kernel). */
+static char g_last_kernel[40];
+const char *cx_cuda_conv_last_kernel(void) { return g_last_kernel; }
+
 static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int h, int w, void *y, bool y16,
                     const void *residual, int relu, const int *live, int per) {
+  g_last_kernel[0] = 0;
   if (live && per <= 0) return CX_CUDA_FAIL("conv2d: %d images per live item", per);
   const bool io16 = x16 || y16;
   /* 3x3 / stride 1 / pad 1 with a packed Winograd kernel: 4x fewer multiplications (F(4x4,3x3)).
    * Strict fp32 only: the transforms amplify 16-bit operand rounding. */
-  if (!io16 && d->winograd && cx_cuda_precision() == CX_PREC_FP32 && cx_cuda_winograd_on() && cx_winograd_applies(d))
+  if (!io16 && d->winograd && cx_cuda_precision() == CX_PREC_FP32 && cx_cuda_winograd_on() && cx_winograd_applies(d)) {
+    snprintf(g_last_kernel, sizeof g_last_kernel, "winograd F(%dx%d,3x3)", d->winograd_tile, d->winograd_tile);
     return cx_cuda_conv3x3_winograd(d, static_cast<const float *>(x), n, h, w, static_cast<float *>(y),
                                     static_cast<const float *>(residual), relu, live, per);
+  }
   conv_geom g;
   g.h = h;
   g.w = w;
@@ -1615,6 +1623,10 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
     a.v5 = a.v3 && !narrow && splits == 1 && conv_version() == 5 && wgmma_ok(); /* 128 x 128, wgmma */
     const dim3 grid(a.v4 ? (unsigned)((g.m + 255) / 256) : mt, (unsigned)(narrow ? (g.cout + 63) / 64 : (g.cout + 127) / 128),
                     (unsigned)splits);
+    snprintf(g_last_kernel, sizeof g_last_kernel, "%s %s%s%s", a.v5 ? "v5 wgmma" : a.v4 ? "v4" : a.v3 ? "v3" : "v2",
+             a.v4 ? "256x128" : narrow ? "128x64" : "128x128", io16 ? " a16" : "", splits > 1 ? " split-K" : "");
+    if (splits > 1)
+      snprintf(g_last_kernel + strlen(g_last_kernel), sizeof g_last_kernel - strlen(g_last_kernel), " %d", splits);
     const int had_err = cx_cuda_has_error(); /* the launchers record their own failures */
     if (p == CX_PREC_FP32) {
       if (narrow) fp32_v2_ab<64>(av, bv, grid, st, a);
@@ -1635,6 +1647,7 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
     return !had_err && cx_cuda_has_error() ? -1 : 0;
   }
   /* v1 reads and writes fp32 activations only */
+  snprintf(g_last_kernel, sizeof g_last_kernel, "v1");
   const float *xf = static_cast<const float *>(x), *rf = static_cast<const float *>(residual);
   float *yf = static_cast<float *>(y);
   if (p == CX_PREC_FP32) {

@@ -75,6 +75,9 @@ void *cx_cuda_weights16_upload(cx_precision p, const float *host, size_t count);
  * 5 auto with the wgmma kernel there (sm_90a build on a compute capability 9.0 device, else as 0) */
 void cx_cuda_set_conv_version(int v);
 int cx_cuda_conv_version(void); /* the setting in force (0, 1, 2, 4 or 5) */
+/* The kernel the last conv2d / dense call queued ("v3 128x128 a16", "v2 128x64 split-K 4",
+ * "winograd F(4x4,3x3)", "v1"), "" when it queued none or failed early: the per-op profile. */
+const char *cx_cuda_conv_last_kernel(void);
 /* 1 when the v5 (wgmma) conv kernel can run here: sm_90a machine code in this build and an
  * H100/H200-class device (compute capability 9.0); always 1 in the CPU emulator. */
 int cx_cuda_conv_wgmma_available(void);
