@@ -7,7 +7,8 @@
  * shows the A/B next to cuBLAS (which one runs by default: pick_v2 in conv.cu).
  * 3x3 / stride 1 / pad 1 cases also time the fp32 Winograd F(4x4,3x3) path (winograd.cu, the
  * default for them in fp32; conv version auto for its GEMMs), reported as the direct
- * convolution's FLOP over its time ("effective" TFLOP/s) and as its speed-up over f32 v2.
+ * convolution's FLOP over its time ("effective" TFLOP/s) and as its speed-up over f32 v2; the
+ * ms line adds its 36 tile GEMMs timed alone (the rest is the transforms' memory round trip).
  * "a16 v2" / "a16 auto" / "a16 v4": fp16 with 16-bit weights and 16-bit activations in and out
  * (cx_cuda_conv2d_io, the fp16 backbone's convs) on v2 forced, on the automatic choice (v3,
  * cp.async, where cout % 8 == 0) and with v4's 256 x 128 tiles (CTXDIFF_CUDA_CONV=v4: where
@@ -26,6 +27,7 @@
 #include <string.h>
 
 #include "cuda_backend.h"
+#include "cuda_common.cuh" /* cx_cuda_gemm_f32_batched: Winograd's tile GEMMs timed alone */
 
 static int g_iters = 10;
 
@@ -209,7 +211,7 @@ int main(int argc, char **argv) {
     }
     cx_cuda_set_conv_version(0);
     cx_cuda_set_precision(CX_PREC_FP32);
-    float ms_wino = -1.0f;
+    float ms_wino = -1.0f, ms_wgemm = -1.0f;
     if (c.k == 3 && c.s == 1 && c.pad == 1) {
       float *hk = host_random((size_t)K * N, 0.05f);
       float *u = cx_cuda_winograd_upload(4, hk, c.cin, c.cout);
@@ -222,6 +224,22 @@ int main(int argc, char **argv) {
       cx_cuda_set_winograd(1);
       ms_wino = time_ms([&] { be->conv2d(&dw, x, c.n, c.h, c.w, y, NULL, 1, NULL); });
       cx_cuda_set_winograd(was_on);
+      /* its 36 tile GEMMs alone ([P][cin] x [cin][cout] per plane, P = 4x4 output tiles): the
+       * rest of ms_wino is the two transforms' memory round trip, what a fused kernel removes */
+      const long long P = (long long)c.n * ((c.h + 3) / 4) * ((c.w + 3) / 4);
+      float *V = (float *)cx_cuda_malloc((size_t)(36 * P * c.cin) * sizeof(float));
+      float *Mo = (float *)cx_cuda_malloc((size_t)(36 * P * c.cout) * sizeof(float));
+      if (V && Mo) {
+        BCHECK(cudaMemset(V, 0, (size_t)(36 * P * c.cin) * sizeof(float)));
+        ms_wgemm = time_ms([&] {
+          cx_cuda_gemm_f32_batched(V, P * c.cin, u, (long long)c.cin * c.cout, Mo, P * c.cout, 36, (int)P, c.cin, c.cout,
+                                   NULL, 0, 0);
+        });
+      } else {
+        cx_cuda_clear_error();
+      }
+      cx_cuda_free(V);
+      cx_cuda_free(Mo);
       cx_cuda_free(u);
     }
     /* cuBLAS on the GEMM shape: row-major Y[M][N] = A[M][K] B[K][N] as column-major Y^T = B^T A^T */
@@ -259,7 +277,8 @@ int main(int argc, char **argv) {
     for (int p = 0; p < 3; p++) printf(" %6.3fms %6.3fms |", ms[p][0], ms[p][1]);
     printf(" %6.3fms %6.3fms %6.3fms %6.3fms %6.3fms |", ms_w16, ms_a16v2, ms_a16, ms_a16v4, ms_a16v5);
     printf(" %6.3fms %6.3fms |", ms_blas32, ms_blas16);
-    if (ms_wino > 0) printf(" %6.3fms\n", ms_wino);
+    if (ms_wino > 0 && ms_wgemm > 0) printf(" %6.3fms (GEMMs %.3fms)\n", ms_wino, ms_wgemm);
+    else if (ms_wino > 0) printf(" %6.3fms\n", ms_wino);
     else printf("\n");
     cx_cuda_free(x);
     cx_cuda_free(wt);
