@@ -12,7 +12,9 @@
  * "a16 v2" / "a16 auto" / "a16 v4": fp16 with 16-bit weights and 16-bit activations in and out
  * (cx_cuda_conv2d_io, the fp16 backbone's convs) on v2 forced, on the automatic choice (v3,
  * cp.async, where cout % 8 == 0) and with v4's 256 x 128 tiles (CTXDIFF_CUDA_CONV=v4: where
- * unsplit 128-wide v3 tiles run, else as auto); 0 where cin % 16 != 0.
+ * unsplit 128-wide v3 tiles run, else as auto); "a16 v5" / "a16 v6" the wgmma kernels there
+ * (128 x 128 and 128 x 256 tiles; sm_90a builds on an H100/H200 only, else 0); 0 where
+ * cin % 16 != 0.
  * A second table times split-K (automatic, as shipped) against split-K off on the shapes whose
  * grids leave SMs idle.
  * Timing only; correctness is `ctxdiff validate --device cuda`. Median of ITERS runs after
@@ -155,9 +157,9 @@ int main(int argc, char **argv) {
       {"res5 1x1 2048->512 @32", 1, 32, 32, 2048, 512, 1, 1, 0},
       {"res5 1x1 512->2048 @32", 1, 32, 32, 512, 2048, 1, 1, 0},
   };
-  printf("\n%-34s %7s | %8s %8s | %8s %8s | %8s %8s | %8s %8s %8s %8s %8s | %8s %8s | %8s %6s   (TFLOP/s)\n",
+  printf("\n%-34s %7s | %8s %8s | %8s %8s | %8s %8s | %8s %8s %8s %8s %8s %8s | %8s %8s | %8s %6s   (TFLOP/s)\n",
          "conv (implicit GEMM)", "GFLOP", "f32 v1", "f32 v2", "f16 v1", "f16 v2", "bf16 v1", "bf16 v2", "f16 w16",
-         "a16 v2", "a16 auto", "a16 v4", "a16 v5", "cublas32", "cublas16", "f32 wino", "vs v2");
+         "a16 v2", "a16 auto", "a16 v4", "a16 v5", "a16 v6", "cublas32", "cublas16", "f32 wino", "vs v2");
   for (const conv_case &c : cases) {
     long long M, N, K;
     cx_conv2d_desc d = case_desc(c, &M, &N, &K);
@@ -177,7 +179,7 @@ int main(int argc, char **argv) {
       }
     }
     /* fp16 v2 reading weights converted once to 16 bits (what fp16 models run) */
-    float ms_w16, ms_a16 = -1.0f, ms_a16v2 = -1.0f, ms_a16v4 = -1.0f, ms_a16v5 = -1.0f;
+    float ms_w16, ms_a16 = -1.0f, ms_a16v2 = -1.0f, ms_a16v4 = -1.0f, ms_a16v5 = -1.0f, ms_a16v6 = -1.0f;
     {
       float *hk = host_random((size_t)K * N, 0.05f);
       void *k16 = cx_cuda_weights16_upload(CX_PREC_FP16, hk, (size_t)K * N);
@@ -203,6 +205,8 @@ int main(int argc, char **argv) {
         if (cx_cuda_conv_wgmma_available()) { /* v5's wgmma kernel there instead (sm_90a build, 9.0 device) */
           cx_cuda_set_conv_version(5);
           ms_a16v5 = time_ms([&] { cx_cuda_conv2d_io(&d16, x16, 1, c.n, c.h, c.w, y16, 1, NULL, 1); });
+          cx_cuda_set_conv_version(6); /* v6: its 128 x 256 tiles where cout > 128, else as v5 */
+          ms_a16v6 = time_ms([&] { cx_cuda_conv2d_io(&d16, x16, 1, c.n, c.h, c.w, y16, 1, NULL, 1); });
         }
         cx_cuda_free(x16);
         cx_cuda_free(y16);
@@ -268,14 +272,15 @@ int main(int argc, char **argv) {
     }
     printf("%-34s %7.2f |", c.name, gflop);
     for (int p = 0; p < 3; p++) printf(" %8.2f %8.2f |", gflop / ms[p][0], gflop / ms[p][1]);
-    printf(" %8.2f %8.2f %8.2f %8.2f %8.2f |", gflop / ms_w16, ms_a16v2 > 0 ? gflop / ms_a16v2 : 0.0,
-           ms_a16 > 0 ? gflop / ms_a16 : 0.0, ms_a16v4 > 0 ? gflop / ms_a16v4 : 0.0, ms_a16v5 > 0 ? gflop / ms_a16v5 : 0.0);
+    printf(" %8.2f %8.2f %8.2f %8.2f %8.2f %8.2f |", gflop / ms_w16, ms_a16v2 > 0 ? gflop / ms_a16v2 : 0.0,
+           ms_a16 > 0 ? gflop / ms_a16 : 0.0, ms_a16v4 > 0 ? gflop / ms_a16v4 : 0.0, ms_a16v5 > 0 ? gflop / ms_a16v5 : 0.0,
+           ms_a16v6 > 0 ? gflop / ms_a16v6 : 0.0);
     printf(" %8.2f %8.2f |", ms_blas32 > 0 ? gflop / ms_blas32 : 0.0, ms_blas16 > 0 ? gflop / ms_blas16 : 0.0);
     if (ms_wino > 0) printf(" %8.2f %5.2fx\n", gflop / ms_wino, ms[0][1] / ms_wino);
     else printf(" %8s %6s\n", "-", "-");
     printf("%-34s %7s |", "", "");
     for (int p = 0; p < 3; p++) printf(" %6.3fms %6.3fms |", ms[p][0], ms[p][1]);
-    printf(" %6.3fms %6.3fms %6.3fms %6.3fms %6.3fms |", ms_w16, ms_a16v2, ms_a16, ms_a16v4, ms_a16v5);
+    printf(" %6.3fms %6.3fms %6.3fms %6.3fms %6.3fms %6.3fms |", ms_w16, ms_a16v2, ms_a16, ms_a16v4, ms_a16v5, ms_a16v6);
     printf(" %6.3fms %6.3fms |", ms_blas32, ms_blas16);
     if (ms_wino > 0 && ms_wgemm > 0) printf(" %6.3fms (GEMMs %.3fms)\n", ms_wino, ms_wgemm);
     else if (ms_wino > 0) printf(" %6.3fms\n", ms_wino);

@@ -9,7 +9,7 @@
  * or 0 in the padding. No im2col buffer: each block gathers its A tile straight from x.
  *
  * Kernels, chosen by cx_cuda_precision() and the conv version (cx_cuda_set_conv_version,
- * CTXDIFF_CUDA_CONV=v1|v2|v4; see pick_v2 for the automatic choice):
+ * CTXDIFF_CUDA_CONV=v1|v2|v4|v5|v6; see pick_v2 for the automatic choice):
  *   v1 fp32  — strict fp32 on CUDA cores (no TF32): 64x64 block tile, BK 16, 256 threads,
  *              4x4 outputs per thread, FMA accumulation in k order per thread.
  *   v1 fp16/bf16 — tensor cores through WMMA m16n16k16: A and B are rounded to 16 bits when
@@ -27,6 +27,8 @@
  *              copies straight to shared memory, 3 stages (conv_tc_v3_kernel).
  *   v4 fp16/bf16 — v3 with 256 x 128 tiles of 64 x 64 warp tiles (opt-in, CTXDIFF_CUDA_CONV=v4:
  *              less shared-memory traffic per MMA, 1 block per SM; see v3_tile).
+ *   v5 / v6 fp16/bf16 — wgmma (sm_90a) from 128-byte-swizzled shared memory, 128 x 128 (v5)
+ *              or 128 x 256 (v6) tiles (opt-in; conv_wg_v5_kernel).
  *   v2/v3 fragments: fp16 through WMMA, bf16 through ldmatrix + mma.sync m16n8k16
  *              (mma_ptx.cuh: nvcc's bf16 WMMA loads are generic, not ldmatrix); tc_acc.
  * All v2 kernels: 2 blocks per SM (<= 128 registers, no spills, <= 40 KB static shared
@@ -1092,13 +1094,22 @@ __global__ void __launch_bounds__(H_THREADS, v3_tile<BN, BM>::MIN_BLOCKS)
  * pieces of 8 rows, half-used sectors on the memory-bound 1x1 convs). 256 threads, 99 KB of
  * dynamic shared memory, 2 blocks per SM. Validated on the CPU emulator, which implements the
  * descriptors, layouts and fragments from the ISA's tables (tests/cuda/emu/emu.cpp wg_elem). */
-constexpr int V5_BM = 128, V5_BN = 128, V5_BK = 64, V5_STAGES = 3;
-constexpr int V5_A_BYTES = V5_BM * V5_BK * 2, V5_B_BYTES = V5_BK * V5_BN * 2;
-constexpr int V5_STAGE_BYTES = V5_A_BYTES + V5_B_BYTES;
-constexpr int V5_SMEM_BYTES = V5_STAGES * V5_STAGE_BYTES + V5_BM * 16 + 1024; /* + row info + alignment */
-constexpr int V5_LDC = V5_BN + 4; /* the epilogue's fp32 tile, in the stages */
-static_assert(V5_STAGE_BYTES % 1024 == 0, "swizzle atoms start on 1024-byte boundaries");
-static_assert(V5_BM * V5_LDC * 4 <= V5_STAGES * V5_STAGE_BYTES, "epilogue tile fits the stages");
+constexpr int V5_BM = 128, V5_BK = 64, V5_A_BYTES = V5_BM * V5_BK * 2;
+/* NH 128-column halves per tile: 1 (v5, 128 x 128, 3 stages of 32 KB, 2 blocks per SM) or 2
+ * (v6, 128 x 256: each warpgroup's k16 step is two m64n128k16 on the two halves of B, 128
+ * accumulators per thread, 4 stages of 48 KB = 195 KB, 1 block per SM). A 128 x 256 tile loads
+ * 48 KB from L2 per 4.2 MFLOP k-tile, 87 FLOP per byte instead of 64: the L2-to-SM bandwidth
+ * cap of the 128 x 128 tiles (~350 TFLOP/s predicted) moves to ~480. */
+template <int NH>
+struct v5c {
+  static constexpr int BN = 128 * NH, STAGES = NH == 1 ? 3 : 4;
+  static constexpr int B_BYTES = V5_BK * BN * 2, STAGE_BYTES = V5_A_BYTES + B_BYTES;
+  static constexpr int SMEM_BYTES = STAGES * STAGE_BYTES + V5_BM * 16 + 1024; /* + row info + alignment */
+  static constexpr int LDC = BN + 4; /* the epilogue's fp32 tile, in the stages */
+  static_assert(STAGE_BYTES % 1024 == 0, "swizzle atoms start on 1024-byte boundaries");
+  static_assert(V5_BM * LDC * 4 <= STAGES * STAGE_BYTES, "epilogue tile fits the stages");
+  static_assert(SMEM_BYTES <= 227 * 1024, "dynamic shared memory per block");
+};
 
 /* wgmma matrix descriptor: start address, leading and stride byte offsets (each >> 4), 128-byte
  * swizzle (mode 1), base offset 0 */
@@ -1107,20 +1118,21 @@ __device__ inline unsigned long long wg_desc(unsigned addr, unsigned lbo, unsign
          ((unsigned long long)((sbo & 0x3ffffu) >> 4) << 32) | (1ull << 62);
 }
 
-template <typename T, bool O16>
-__global__ void __launch_bounds__(H_THREADS, 2)
+template <typename T, bool O16, int NH>
+__global__ void __launch_bounds__(H_THREADS, NH == 1 ? 2 : 1)
     conv_wg_v5_kernel(const unsigned short *__restrict__ x, const unsigned short *__restrict__ wt,
                       const float *__restrict__ bias, const atype<O16> *__restrict__ res, atype<O16> *__restrict__ y,
                       conv_geom g, int relu) {
+  using C = v5c<NH>;
   extern __shared__ uint4 v5_smem_raw[];
   /* the swizzle pattern repeats from 1024-byte boundaries of the shared address space */
   unsigned char *raw = reinterpret_cast<unsigned char *>(v5_smem_raw);
   unsigned char *sm = raw + ((1024u - (smem_u32(raw) & 1023u)) & 1023u);
-  long long *row_off = reinterpret_cast<long long *>(sm + V5_STAGES * V5_STAGE_BYTES);
-  int2 *row_yx = reinterpret_cast<int2 *>(sm + V5_STAGES * V5_STAGE_BYTES + V5_BM * 8);
+  long long *row_off = reinterpret_cast<long long *>(sm + C::STAGES * C::STAGE_BYTES);
+  int2 *row_yx = reinterpret_cast<int2 *>(sm + C::STAGES * C::STAGE_BYTES + V5_BM * 8);
   const long long m0 = (long long)blockIdx.x * V5_BM;
   if (tile_dead(g, m0)) return;
-  const int n0 = blockIdx.y * V5_BN;
+  const int n0 = blockIdx.y * C::BN;
   const int t = threadIdx.x, wg = t / 128;
   fill_rows<V5_BM>(g, m0, row_off, row_yx);
   /* A loader: chunk a_j (k 8a_j..+7 of every tile: 8 channels of one pixel) of rows a_r0 + 32q */
@@ -1131,7 +1143,7 @@ __global__ void __launch_bounds__(H_THREADS, 2)
 
   auto issue = [&](int it) {
     const int kk0 = it * V5_BK;
-    unsigned char *st = sm + (it % V5_STAGES) * V5_STAGE_BYTES;
+    unsigned char *st = sm + (it % C::STAGES) * C::STAGE_BYTES;
 #pragma unroll
     for (int q = 0; q < 4; q++) {
       const int r = a_r0 + 32 * q;
@@ -1141,8 +1153,8 @@ __global__ void __launch_bounds__(H_THREADS, 2)
     }
     kpos_advance(g, ap, V5_BK);
 #pragma unroll
-    for (int q = 0; q < 4; q++) { /* B: chunk cj (columns 8cj..) of k row kb */
-      const int c = t + H_THREADS * q, kb = c / 16, cj = c % 16, h = cj / 8, j = cj % 8;
+    for (int q = 0; q < 4 * NH; q++) { /* B: chunk cj (columns 8cj..) of k row kb, 64-column half h */
+      const int c = t + H_THREADS * q, kb = c / (16 * NH), cj = c % (16 * NH), h = cj / 8, j = cj % 8;
       const int kk = kk0 + kb, nn = n0 + cj * 8;
       const bool ok = kk < g.k && nn < g.cout;
       __pipeline_memcpy_async(st + V5_A_BYTES + h * 8192 + (kb / 8) * 1024 + (kb % 8) * 128 + ((j ^ (kb % 8)) * 16),
@@ -1150,39 +1162,46 @@ __global__ void __launch_bounds__(H_THREADS, 2)
     }
   };
 
-  float d[64];
+  float d[NH][64]; /* per 128-column half */
 #pragma unroll
-  for (int i = 0; i < 64; i++) d[i] = 0.0f;
-  pipe_prologue<V5_STAGES>(issue, nk);
+  for (int hh = 0; hh < NH; hh++)
+#pragma unroll
+    for (int i = 0; i < 64; i++) d[hh][i] = 0.0f;
+  pipe_prologue<C::STAGES>(issue, nk);
   for (int kt = 0; kt < nk; kt++) {
-    __pipeline_wait_prior(V5_STAGES - 2); /* this thread's copies of tile kt have landed */
+    __pipeline_wait_prior(C::STAGES - 2); /* this thread's copies of tile kt have landed */
     fence_proxy_async();                  /* ... and are visible to the wgmma operand reads */
     __syncthreads();                      /* everyone's are; tile kt-1's MMAs are all done */
-    const unsigned st = smem_u32(sm + (kt % V5_STAGES) * V5_STAGE_BYTES);
+    const unsigned st = smem_u32(sm + (kt % C::STAGES) * C::STAGE_BYTES);
     wg_fence();
 #pragma unroll
     for (int s = 0; s < V5_BK / 16; s++)
-      wg_mma_n128<T>(d, wg_desc(st + wg * 8192 + s * 32, 16, 1024), wg_desc(st + V5_A_BYTES + s * 2048, 8192, 1024));
+#pragma unroll
+      for (int hh = 0; hh < NH; hh++) /* columns 128hh..: B's 64-column halves 2hh, 2hh+1 */
+        wg_mma_n128<T>(d[hh], wg_desc(st + wg * 8192 + s * 32, 16, 1024),
+                       wg_desc(st + V5_A_BYTES + hh * 16384 + s * 2048, 8192, 1024));
     wg_commit();
-    if (kt + V5_STAGES - 1 < nk) issue(kt + V5_STAGES - 1); /* into tile kt-1's stage */
+    if (kt + C::STAGES - 1 < nk) issue(kt + C::STAGES - 1); /* into tile kt-1's stage */
     __pipeline_commit();
     wg_wait<0>();
   }
 
-  /* epilogue: the fragments to a 128 x 128 fp32 tile in the (now free) stages, then row-contiguous
+  /* epilogue: the fragments to a 128 x BN fp32 tile in the (now free) stages, then row-contiguous
    * float4s through v2/v3's store_out4 / store_out4_16 (coalesced stores, the same order) */
   __syncthreads();
   float *cs = reinterpret_cast<float *>(sm);
   const int w = (t % 128) / 32, l = t % 32;
 #pragma unroll
-  for (int i = 0; i < 64; i += 2) {
-    const int r = 64 * wg + 16 * w + l / 4 + 8 * ((i / 2) % 2), c = 8 * (i / 4) + 2 * (l % 4);
-    *reinterpret_cast<float2 *>(cs + r * V5_LDC + c) = make_float2(d[i], d[i + 1]);
-  }
+  for (int hh = 0; hh < NH; hh++)
+#pragma unroll
+    for (int i = 0; i < 64; i += 2) {
+      const int r = 64 * wg + 16 * w + l / 4 + 8 * ((i / 2) % 2), c = 128 * hh + 8 * (i / 4) + 2 * (l % 4);
+      *reinterpret_cast<float2 *>(cs + r * C::LDC + c) = make_float2(d[hh][i], d[hh][i + 1]);
+    }
   __syncthreads();
-  for (int q = t; q < V5_BM * (V5_BN / 4); q += H_THREADS) {
-    const int r = q / (V5_BN / 4), c = (q % (V5_BN / 4)) * 4;
-    const float4 v = *reinterpret_cast<const float4 *>(cs + r * V5_LDC + c);
+  for (int q = t; q < V5_BM * (C::BN / 4); q += H_THREADS) {
+    const int r = q / (C::BN / 4), c = (q % (C::BN / 4)) * 4;
+    const float4 v = *reinterpret_cast<const float4 *>(cs + r * C::LDC + c);
     if constexpr (O16) store_out4_16<T>(g, m0 + r, n0 + c, v, bias, res, relu, y);
     else store_out4(g, m0 + r, n0 + c, v, bias, res, relu, y, true);
   }
@@ -1199,6 +1218,7 @@ int conv_version() {
                      : (e && !strcmp(e, "v2")) ? 2
                      : (e && !strcmp(e, "v4")) ? 4
                      : (e && !strcmp(e, "v5")) ? 5
+                     : (e && !strcmp(e, "v6")) ? 6
                                                : 0;
   }
   return g_conv_version;
@@ -1274,6 +1294,7 @@ struct conv_args {
   bool v3; /* the cp.async kernel (16-bit operands, see conv_tc_v3_kernel) */
   bool v4; /* ... with 256 x 128 tiles and 64 x 64 warp tiles (CTXDIFF_CUDA_CONV=v4, unsplit, 128-wide) */
   bool v5; /* the wgmma kernel where unsplit 128-wide v3 runs (CTXDIFF_CUDA_CONV=v5, sm_90a) */
+  bool v6; /* ... with 128 x 256 tiles (CTXDIFF_CUDA_CONV=v6), set by conv_run only */
 };
 
 template <int BN, bool AV, bool BV, bool KS>
@@ -1331,19 +1352,21 @@ void tc_v3_launch(dim3 grid, cudaStream_t st, const conv_args &a) {
       static_cast<const atype<O16> *>(a.res), static_cast<atype<O16> *>(a.y), a.g, a.relu, a.zs);
 }
 
-template <typename T, bool O16>
+template <typename T, bool O16, int NH>
 void tc_v5_launch(dim3 grid, cudaStream_t st, const conv_args &a) {
   static bool attr_set = false; /* once per instantiation (and device: one device per process) */
   if (!attr_set) {
     void (*kernel)(const unsigned short *, const unsigned short *, const float *, const atype<O16> *, atype<O16> *,
-                   conv_geom, int) = conv_wg_v5_kernel<T, O16>;
-    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, V5_SMEM_BYTES) != cudaSuccess) {
-      CX_CUDA_FAIL("conv2d: setting %d bytes of dynamic shared memory for the v5 kernel failed", V5_SMEM_BYTES);
+                   conv_geom, int) = conv_wg_v5_kernel<T, O16, NH>;
+    if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, v5c<NH>::SMEM_BYTES) != cudaSuccess) {
+      CX_CUDA_FAIL("conv2d: setting %d bytes of dynamic shared memory for the v%d kernel failed", v5c<NH>::SMEM_BYTES,
+                   NH == 1 ? 5 : 6);
       return;
     }
     attr_set = true;
   }
-  conv_wg_v5_kernel<T, O16><<<grid, H_THREADS, V5_SMEM_BYTES, st>>>(
+  constexpr int smem = v5c<NH>::SMEM_BYTES; /* (the emulator's launch rewrite takes no '>' in <<<>>>) */
+  conv_wg_v5_kernel<T, O16, NH><<<grid, H_THREADS, smem, st>>>(
       static_cast<const unsigned short *>(a.x), static_cast<const unsigned short *>(a.wt), a.bias,
       static_cast<const atype<O16> *>(a.res), static_cast<atype<O16> *>(a.y), a.g, a.relu);
 }
@@ -1356,9 +1379,14 @@ template <typename T, int BN>
 void tc_v2_io(bool bv, dim3 grid, cudaStream_t st, const conv_args &a) {
   if (a.v3) {
     if constexpr (BN == 128) {
+      if (a.v6) { /* 128 x 256 tiles (the caller's grid counts them) */
+        if (a.o16) tc_v5_launch<T, true, 2>(grid, st, a);
+        else tc_v5_launch<T, false, 2>(grid, st, a);
+        return;
+      }
       if (a.v5) {
-        if (a.o16) tc_v5_launch<T, true>(grid, st, a);
-        else tc_v5_launch<T, false>(grid, st, a);
+        if (a.o16) tc_v5_launch<T, true, 1>(grid, st, a);
+        else tc_v5_launch<T, false, 1>(grid, st, a);
         return;
       }
       if (a.v4) { /* 256-row tiles (the caller's grid counts them) */
@@ -1506,7 +1534,7 @@ int cx_cuda_from16(const void *src, float *dst, size_t n) {
   return 0;
 }
 
-void cx_cuda_set_conv_version(int v) { g_conv_version = (v == 1 || v == 2 || v == 4 || v == 5) ? v : 0; }
+void cx_cuda_set_conv_version(int v) { g_conv_version = (v == 1 || v == 2 || v == 4 || v == 5 || v == 6) ? v : 0; }
 int cx_cuda_conv_wgmma_available(void) { return wgmma_ok() ? 1 : 0; }
 void cx_cuda_set_sm_count_hint(int n) { g_sm_count_hint = n > 0 ? n : 0; }
 int cx_cuda_conv_version(void) { return conv_version(); }
@@ -1589,7 +1617,7 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
     const bool av16 = g.cin % 16 == 0 && aligned16(x); /* tensor-core loader: 16-channel runs */
     const bool bv = g.cout % 4 == 0 && (w16 ? ((uintptr_t)wt & 7) == 0 : aligned16(wt));
     const int ov = g.cout % 4 == 0 && aligned16(y) && (!residual || aligned16(residual)) && (!bias || aligned16(bias));
-    conv_args a = {x, wt, bias, residual, y, g, relu, ov, {0, 0, 0, 0}, x16, y16, false, false, false};
+    conv_args a = {x, wt, bias, residual, y, g, relu, ov, {0, 0, 0, 0}, x16, y16, false, false, false, false};
     /* v3 (cp.async) for 16-bit activations and weights in 8-column B chunks; CTXDIFF_CUDA_CONV=v2
      * keeps v2 (A/B) */
     a.v3 = x16 && w16 && ov && g.cout % 8 == 0 && ((uintptr_t)wt & 15) == 0 && conv_version() != 2;
@@ -1620,11 +1648,16 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
     }
     const bool narrow = only64 || (splits == 1 && (long long)mt * ((g.cout + 127) / 128) < sm_count());
     a.v4 = a.v3 && !narrow && splits == 1 && conv_version() == 4; /* 256-row tiles */
-    a.v5 = a.v3 && !narrow && splits == 1 && conv_version() == 5 && wgmma_ok(); /* 128 x 128, wgmma */
-    const dim3 grid(a.v4 ? (unsigned)((g.m + 255) / 256) : mt, (unsigned)(narrow ? (g.cout + 63) / 64 : (g.cout + 127) / 128),
+    a.v5 = a.v3 && !narrow && splits == 1 && conv_version() >= 5 && wgmma_ok(); /* 128 x 128, wgmma */
+    /* v6: 128 x 256 where cout fills more than one 128-wide tile and the 256-wide grid still
+     * has a block for every SM (one block per SM: its 195 KB of shared memory) */
+    a.v6 = a.v5 && conv_version() == 6 && g.cout > 128 && (long long)mt * ((g.cout + 255) / 256) >= sm_count();
+    const dim3 grid(a.v4 ? (unsigned)((g.m + 255) / 256) : mt,
+                    (unsigned)(narrow ? (g.cout + 63) / 64 : a.v6 ? (g.cout + 255) / 256 : (g.cout + 127) / 128),
                     (unsigned)splits);
-    snprintf(g_last_kernel, sizeof g_last_kernel, "%s %s%s%s", a.v5 ? "v5 wgmma" : a.v4 ? "v4" : a.v3 ? "v3" : "v2",
-             a.v4 ? "256x128" : narrow ? "128x64" : "128x128", io16 ? " a16" : "", splits > 1 ? " split-K" : "");
+    snprintf(g_last_kernel, sizeof g_last_kernel, "%s %s%s%s",
+             a.v6 ? "v6 wgmma" : a.v5 ? "v5 wgmma" : a.v4 ? "v4" : a.v3 ? "v3" : "v2",
+             a.v4 ? "256x128" : narrow ? "128x64" : a.v6 ? "128x256" : "128x128", io16 ? " a16" : "", splits > 1 ? " split-K" : "");
     if (splits > 1)
       snprintf(g_last_kernel + strlen(g_last_kernel), sizeof g_last_kernel - strlen(g_last_kernel), " %d", splits);
     const int had_err = cx_cuda_has_error(); /* the launchers record their own failures */
@@ -1712,7 +1745,7 @@ int cx_cuda_gemm_f32_batched(const float *A, long long sA, const float *B, long 
     const bool av = K % 4 == 0 && sA % 4 == 0 && aligned16(A);
     const bool bv = N % 4 == 0 && sB % 4 == 0 && aligned16(B);
     const int ov = N % 4 == 0 && sC % 4 == 0 && aligned16(C);
-    const conv_args a = {A, B, nullptr, nullptr, C, g, 0, ov, zs, false, false, false, false, false};
+    const conv_args a = {A, B, nullptr, nullptr, C, g, 0, ov, zs, false, false, false, false, false, false};
     const unsigned mt = (unsigned)((M + 127) / 128);
     const bool narrow = N <= 64 || (long long)mt * ((N + 127) / 128) * batch < sm_count();
     const dim3 grid(mt, (unsigned)(narrow ? (N + 63) / 64 : (N + 127) / 128), (unsigned)batch);

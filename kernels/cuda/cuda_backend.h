@@ -69,16 +69,17 @@ const char *cx_precision_name(cx_precision p);
  * rounded while staging, with half the weight traffic. Synchronous. */
 void *cx_cuda_weights16_upload(cx_precision p, const float *host, size_t count);
 /* Which conv2d/dense kernels run (A/B timing, diagnosis; see kernels/cuda/conv.cu). Until it is
- * called, CTXDIFF_CUDA_CONV=v1|v2|v4|v5 gives the initial value (read at the first conv). */
+ * called, CTXDIFF_CUDA_CONV=v1|v2|v4|v5|v6 gives the initial value (read at the first conv). */
 /* 0 auto (default; v3, cp.async, for 16-bit activations and weights), 1 v1 only, 2 v2 wherever
  * valid, 4 auto with v3's 256 x 128 tiles of 64 x 64 warp tiles where 128-wide unsplit tiles run,
- * 5 auto with the wgmma kernel there (sm_90a build on a compute capability 9.0 device, else as 0) */
+ * 5 auto with the wgmma kernel there (sm_90a build on a compute capability 9.0 device, else as 0),
+ * 6 as 5 with 128 x 256 wgmma tiles where cout > 128 and their grid fills the SMs */
 void cx_cuda_set_conv_version(int v);
-int cx_cuda_conv_version(void); /* the setting in force (0, 1, 2, 4 or 5) */
+int cx_cuda_conv_version(void); /* the setting in force (0, 1, 2, 4, 5 or 6) */
 /* The kernel the last conv2d / dense call queued ("v3 128x128 a16", "v2 128x64 split-K 4",
  * "winograd F(4x4,3x3)", "v1"), "" when it queued none or failed early: the per-op profile. */
 const char *cx_cuda_conv_last_kernel(void);
-/* 1 when the v5 (wgmma) conv kernel can run here: sm_90a machine code in this build and an
+/* 1 when the v5/v6 (wgmma) conv kernels can run here: sm_90a machine code in this build and an
  * H100/H200-class device (compute capability 9.0); always 1 in the CPU emulator. */
 int cx_cuda_conv_wgmma_available(void);
 /* The SM count the conv tile and split-K choices assume (n > 0), or the device's again (0):

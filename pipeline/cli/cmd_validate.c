@@ -334,10 +334,11 @@ static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, 
 }
 
 /* Split-K (cuda): `slices` forced (cx_cuda_set_splitk) for one case, then back to auto */
-/* The opt-in conv versions 4 and 5 on the 16-bit shapes where they replace v3: full tiles,
- * partial row and column tiles (M 286, cout 136), fp32 out, device-side rows; for v5 also K
- * not a multiple of its 64-wide k-tile (cin 16 x 9 = 144). On one assumed SM, so that every
- * device takes the wide unsplit tiles these versions run on. */
+/* The opt-in conv versions 4, 5 and 6 on the 16-bit shapes where they replace v3: full tiles,
+ * partial row and column tiles (M 286, cout 136), fp32 out, device-side rows; for v5 and v6
+ * also K not a multiple of their 64-wide k-tile (cin 16 x 9 = 144), for v6 with cout 384 (a
+ * second 256-wide tile whose upper half is past cout). On one assumed SM, so that every device
+ * takes the wide unsplit tiles these versions run on. */
 static void forced_rows(vdev *v, int version) {
   char lb[4][64];
   const char *shape[4] = {"3x3 SAME", "odd 3x3 SAME", "1x1", "mask"};
@@ -349,6 +350,8 @@ static void forced_rows(vdev *v, int version) {
   conv_case(v, lb[2], 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, (conv_opt){.a16 = 1});
   if (version == 5)
     conv_case(v, "v5 forced: cin 16 3x3", 1, 24, 20, 16, 128, 3, 1, 1, 1, 0, 1, (conv_opt){.a16 = 1, .o16 = 1});
+  if (version == 6)
+    conv_case(v, "v6 forced: cin 16 3x3", 1, 24, 20, 16, 384, 3, 1, 1, 1, 0, 1, (conv_opt){.a16 = 1, .o16 = 1});
   conv_case(v, lb[3], 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, (conv_opt){.live_on = 1, .live = 3, .a16 = 1, .o16 = 1});
   cx_cuda_set_sm_count_hint(0);
   cx_cuda_set_conv_version(0);
@@ -1254,10 +1257,15 @@ int cx_cmd_validate(int argc, char **argv) {
       conv_case(&v, "v2 forced: 3x3 SAME", 1, 64, 64, 256, 256, 3, 1, 1, 0, 1, 1, (conv_opt){.a16 = 1, .o16 = 1});
       t_conv_split(&v, 3, "v2 forced: 1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, (conv_opt){.a16 = 1});
       /* v4 (opt-in): v3 with 256 x 128 tiles of 64 x 64 warp tiles; v5 (opt-in, sm_90a): wgmma
-       * from 128-byte-swizzled shared memory; both where unsplit 128-wide v3 runs */
+       * from 128-byte-swizzled shared memory; v6: v5 with 128 x 256 tiles; all where unsplit
+       * 128-wide v3 runs */
       forced_rows(&v, 4);
-      if (cx_cuda_conv_wgmma_available()) forced_rows(&v, 5);
-      else printf("  (v5 forced rows skipped: the wgmma kernel needs the sm_90a build on a compute capability 9.0 GPU)\n");
+      if (cx_cuda_conv_wgmma_available()) {
+        forced_rows(&v, 5);
+        forced_rows(&v, 6);
+      } else {
+        printf("  (v5/v6 forced rows skipped: the wgmma kernels need the sm_90a build on a compute capability 9.0 GPU)\n");
+      }
       conv_case(&v, "rpn class 1x1", 2, 16, 16, 512, 6, 1, 1, 0, 0, 0, 0, (conv_opt){.a16 = 1}); /* scalar out */
       conv_case(&v, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, (conv_opt){.live_on = 1, .live = 3, .a16 = 1, .o16 = 1});
     }
