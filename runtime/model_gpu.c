@@ -78,6 +78,9 @@
 #define FEAT 256 /* TOP_DOWN_PYRAMID_SIZE: fixed by the weights */
 #define NSTAGE 4 /* backbone/FPN, RPN/proposals, classifier/detection, mask head */
 #define NSLOT 2  /* batches in flight (cx_detect_submit before cx_detect_collect) */
+/* columns of the merged RPN heads: 6 per anchor (2 logits, 4 deltas), padded with zero weights
+ * to a multiple of 8 (vector stores, and v3's cp.async B chunks in 16-bit models) */
+#define RPN_HEADS_LD(apl) ((6 * (apl) + 7) / 8 * 8)
 /* events per slot: [0]/[1] before/after the upload (copy stream), [2] graph start (compute
  * stream, after waiting for the upload), [3 + s] after stage s, [NEV - 1] after the downloads */
 #define NEV (NSTAGE + 4)
@@ -177,7 +180,9 @@ struct cx_gpu_model {
   glayer conv1;
   gblock blocks[4][23];
   glayer fpn_lat[4], fpn_out[4];
-  glayer rpn_shared, rpn_class, rpn_bbox;
+  glayer rpn_shared;
+  glayer rpn_heads; /* rpn_class_raw and rpn_bbox_pred as one 1x1 conv: RPN_HEADS_LD columns */
+  int rpn_apl;      /* anchors per position (rpn_class_raw's cout / 2) */
   glayer cls_conv1, cls_conv2, cls_logits, cls_bbox;
   glayer mask_conv[4], mask_out;
   float *deconv_packed, *deconv_bias; /* deconv_packed NULL in 16-bit models: deconv16 */
@@ -271,6 +276,44 @@ static int up_16(cx_gpu_model *g, const float *host, size_t count, void **out, c
     return -1;
   }
   return 0;
+}
+
+static int up_layer(cx_gpu_model *g, const cx_layer *L, glayer *G, cx_err *e);
+
+/* rpn_class_raw (2*apl columns) and rpn_bbox_pred (4*apl) side by side in one [cin][ld] kernel,
+ * zero columns after them: one GEMM over all images of a level instead of two per image, and
+ * the 64-wide tile a head would fill to 6 or 12 columns filled to 18 */
+static int up_rpn_heads(const cx_model *m, cx_gpu_model *g, cx_err *e) {
+  const cx_layer *c = &m->rpn_class, *b = &m->rpn_bbox;
+  const int apl = c->d.cout / 2, cin = c->d.cin, ld = RPN_HEADS_LD(apl);
+  if (c->d.kh != 1 || c->d.kw != 1 || b->d.kh != 1 || b->d.kw != 1 || b->d.cin != cin || c->d.cout != 2 * apl ||
+      b->d.cout != 4 * apl || apl < 1 || !c->kernel || !b->kernel)
+    return cx_fail(e, "internal: RPN heads of unexpected shapes (%dx%d %d->%d, %dx%d %d->%d)", c->d.kh, c->d.kw, cin,
+                   c->d.cout, b->d.kh, b->d.kw, b->d.cin, b->d.cout);
+  float *k = calloc((size_t)cin * ld, sizeof *k), *bias = calloc((size_t)ld, sizeof *bias);
+  if (!k || !bias) {
+    free(k);
+    free(bias);
+    return cx_fail(e, "out of memory for the RPN heads");
+  }
+  for (int i = 0; i < cin; i++) {
+    memcpy(k + (size_t)i * ld, c->kernel + (size_t)i * 2 * apl, (size_t)2 * apl * sizeof *k);
+    memcpy(k + (size_t)i * ld + 2 * apl, b->kernel + (size_t)i * 4 * apl, (size_t)4 * apl * sizeof *k);
+  }
+  for (int j = 0; j < 2 * apl; j++) bias[j] = c->bias ? c->bias[j] : 0.0f;
+  for (int j = 0; j < 4 * apl; j++) bias[2 * apl + j] = b->bias ? b->bias[j] : 0.0f;
+  cx_layer L = *c;
+  L.d.cout = ld;
+  L.d.winograd = NULL;
+  L.d.winograd_tile = 0;
+  L.kernel = k;
+  L.bias = bias;
+  L.winograd = NULL;
+  g->rpn_apl = apl;
+  const int rc = up_layer(g, &L, &g->rpn_heads, e);
+  free(k);
+  free(bias);
+  return rc;
 }
 
 static int up_layer(cx_gpu_model *g, const cx_layer *L, glayer *G, cx_err *e) {
@@ -412,8 +455,7 @@ int cx_gpu_attach(cx_model *m, const char *precision, int device_index, cx_err *
   for (int l = 0; l < 4 && !rc; l++)
     rc = up_layer(g, &m->fpn_lat[l], &g->fpn_lat[l], e) || up_layer(g, &m->fpn_out[l], &g->fpn_out[l], e);
   if (!rc)
-    rc = up_layer(g, &m->rpn_shared, &g->rpn_shared, e) || up_layer(g, &m->rpn_class, &g->rpn_class, e) ||
-         up_layer(g, &m->rpn_bbox, &g->rpn_bbox, e) || up_layer(g, &m->cls_conv1, &g->cls_conv1, e) ||
+    rc = up_layer(g, &m->rpn_shared, &g->rpn_shared, e) || up_rpn_heads(m, g, e) || up_layer(g, &m->cls_conv1, &g->cls_conv1, e) ||
          up_layer(g, &m->cls_conv2, &g->cls_conv2, e) || up_layer(g, &m->cls_logits, &g->cls_logits, e) ||
          up_layer(g, &m->cls_bbox, &g->cls_bbox, e);
   for (int k = 0; k < 4 && !rc; k++) rc = up_layer(g, &m->mask_conv[k], &g->mask_conv[k], e);
@@ -737,26 +779,23 @@ static void backbone_fpn(cx_model *m, const cx_backend *be) {
 static void rpn(cx_model *m, const cx_backend *be) {
   cx_gpu_model *g = m->gpu;
   gplan *p = &g->plan;
-  const size_t A = p->A;
-  const size_t esz = g->act16 ? 2 : 4; /* P2..P6 and the shared conv's output: 16-bit under act16 */
+  const int n = p->n, apl = g->rpn_apl, ld = RPN_HEADS_LD(apl);
   for (int l = 0; l < 5; l++) {
     int hs, ws;
-    char nm[3][32];
-    snprintf(nm[0], sizeof nm[0], "rpn_conv_shared P%d", l + 2);
-    snprintf(nm[1], sizeof nm[1], "rpn_class_raw P%d", l + 2);
-    snprintf(nm[2], sizeof nm[2], "rpn_bbox_pred P%d", l + 2);
-    fconv(g, nm[0], &g->rpn_shared, p->P[l], 1, p->n, p->fh[l], p->fw[l], p->rpn_shared, 1, NULL, 1, &hs, &ws);
-    for (int b = 0; b < p->n; b++) {
-      const char *s = (const char *)p->rpn_shared + (size_t)b * hs * ws * 512 * esz; /* image b */
-      /* lands in the concatenated [anchors, 2] / [anchors, 4] layout, as in model.c; fp32 */
-      fconv(g, nm[1], &g->rpn_class, s, 1, 1, hs, ws, p->rpn_logits + ((size_t)b * A + p->level_off[l]) * 2, 0, NULL, 0,
-            NULL, NULL);
-      fconv(g, nm[2], &g->rpn_bbox, s, 1, 1, hs, ws, p->rpn_bbox + ((size_t)b * A + p->level_off[l]) * 4, 0, NULL, 0,
-            NULL, NULL);
-    }
+    char nm[32];
+    snprintf(nm, sizeof nm, "rpn_conv_shared P%d", l + 2);
+    fconv(g, nm, &g->rpn_shared, p->P[l], 1, n, p->fh[l], p->fw[l], p->rpn_shared, 1, NULL, 1, &hs, &ws);
+    /* both heads of all images in one GEMM into act[1] (free after the backbone: n*hs*ws*ld
+     * floats fit its n*(H/4)*(W/4)*256), fp32; counted as the two heads' FLOPs (no padding) */
+    const cx_conv2d_desc d = padded(&g->rpn_heads, hs, ws);
+    mark(g, 2.0 * n * hs * ws * d.cin * 6 * apl, MARK_CONV, "rpn_class_raw + rpn_bbox_pred P%d", l + 2);
+    cx_cuda_conv2d_io(&d, p->rpn_shared, g->act16, n, hs, ws, p->act[1], 0, NULL, 0);
+    /* into the concatenated [anchors, 2] / [anchors, 4] layout of each image, as in model.c */
+    mark(g, 0, 0, "rpn heads to anchor order P%d", l + 2);
+    cx_cuda_rpn_split(p->act[1], ld, n, hs * ws, apl, p->A, p->level_off[l], p->rpn_logits, p->rpn_bbox);
   }
   mark(g, 0, 0, "rpn_class (softmax)");
-  be->softmax_rows(p->rpn_logits, (size_t)p->n * A, 2, p->rpn_probs);
+  be->softmax_rows(p->rpn_logits, (size_t)n * p->A, 2, p->rpn_probs);
 }
 
 /* ProposalLayer for all images of the batch in the same launches (model.c runs it per image:

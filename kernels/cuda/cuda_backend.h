@@ -186,6 +186,12 @@ int cx_cuda_topk_stable_seg(const float *scores, int nseg, int n, int k, int *id
  * fw[4] (host arrays passed by value); all launch on the stream without synchronising and
  * return 0, or -1 with cx_cuda_last_error() set. See graph_glue.cu for each one's loop. */
 int cx_cuda_column(const float *x, int rows, int stride, int col, float *y);
+/* The RPN's two heads of one pyramid level, run as one 1x1 conv over the n images (rows b*hw + q
+ * of `head`, ld values each: 2*apl class logits, then 4*apl box deltas, then padding), into
+ * model.c's per-image concatenation: row b*A + off + q*apl + a of logits [n*A][2] and bbox
+ * [n*A][4] (a < apl anchors per position, off: the level's first anchor). */
+int cx_cuda_rpn_split(const float *head, int ld, int n, int hw, int apl, size_t A, size_t off, float *logits,
+                      float *bbox);
 /* nimg images' top-k anchors (topk [nimg][k] from cx_cuda_topk_stable_seg; scores [nimg][a], bbox
  * [nimg][a][4], anchors [a][4] shared) -> pre_scores [nimg*k], pre_deltas (times sd), pre_boxes */
 int cx_cuda_gather_proposals(const int *topk, int nimg, int k, int a, const float *scores, const float *bbox,

@@ -316,7 +316,33 @@ __global__ void mask_select_kernel(const float *__restrict__ masks, const int *_
   }
 }
 
+/* One thread per (image b, position q, anchor a) of one level: the merged heads' row
+ * (b*hw + q) of width ld holds 2*apl class logits then 4*apl box deltas */
+__global__ void rpn_split_kernel(const float *__restrict__ head, int ld, int n, int hw, int apl, size_t A, size_t off,
+                                 float *__restrict__ logits, float *__restrict__ bbox) {
+  const size_t total = (size_t)n * hw * apl;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    const int a = (int)(i % apl);
+    const size_t bq = i / apl, b = bq / hw, q = bq % hw;
+    const float *h = head + bq * ld;
+    const size_t r = b * A + off + q * apl + a; /* the anchor's row in the image's concatenation */
+    logits[r * 2] = h[2 * a];
+    logits[r * 2 + 1] = h[2 * a + 1];
+    for (int j = 0; j < 4; j++) bbox[r * 4 + j] = h[2 * apl + 4 * a + j];
+  }
+}
+
 } /* namespace */
+
+int cx_cuda_rpn_split(const float *head, int ld, int n, int hw, int apl, size_t A, size_t off, float *logits,
+                      float *bbox) {
+  if (n <= 0 || hw <= 0 || apl <= 0) return 0;
+  if (ld < 6 * apl) return CX_CUDA_FAIL("rpn_split: rows of %d values hold fewer than the 6 x %d outputs", ld, apl);
+  const size_t total = (size_t)n * hw * apl;
+  rpn_split_kernel<<<cx_blocks(total, 256), 256, 0, cx_cuda_stream()>>>(head, ld, n, hw, apl, A, off, logits, bbox);
+  CX_CUDA_LAUNCH_CHECK();
+  return 0;
+}
 
 int cx_cuda_column(const float *x, int rows, int stride, int col, float *y) {
   if (rows <= 0) return 0;
