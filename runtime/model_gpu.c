@@ -455,9 +455,9 @@ int cx_gpu_attach(cx_model *m, const char *precision, int device_index, cx_err *
   for (int l = 0; l < 4 && !rc; l++)
     rc = up_layer(g, &m->fpn_lat[l], &g->fpn_lat[l], e) || up_layer(g, &m->fpn_out[l], &g->fpn_out[l], e);
   if (!rc)
-    rc = up_layer(g, &m->rpn_shared, &g->rpn_shared, e) || up_rpn_heads(m, g, e) || up_layer(g, &m->cls_conv1, &g->cls_conv1, e) ||
-         up_layer(g, &m->cls_conv2, &g->cls_conv2, e) || up_layer(g, &m->cls_logits, &g->cls_logits, e) ||
-         up_layer(g, &m->cls_bbox, &g->cls_bbox, e);
+    rc = up_layer(g, &m->rpn_shared, &g->rpn_shared, e) || up_rpn_heads(m, g, e) ||
+         up_layer(g, &m->cls_conv1, &g->cls_conv1, e) || up_layer(g, &m->cls_conv2, &g->cls_conv2, e) ||
+         up_layer(g, &m->cls_logits, &g->cls_logits, e) || up_layer(g, &m->cls_bbox, &g->cls_bbox, e);
   for (int k = 0; k < 4 && !rc; k++) rc = up_layer(g, &m->mask_conv[k], &g->mask_conv[k], e);
   if (!rc)
     rc = up_layer(g, &m->mask_out, &g->mask_out, e) ||
@@ -626,7 +626,6 @@ fail:
 
 /* ---- network stages (model.c's, on device pointers) -------------------------------------- */
 
-/* The layer's descriptor with its SAME padding resolved for an h x w input. */
 /* ---- per-op profile marks (no-ops unless cx_gpu_profile is running) ---------------------- */
 
 static int prof_grow(gprof *P) {
@@ -677,10 +676,12 @@ static void prof_free(gprof *P) {
 
 /* 2 x multiply-adds of a convolution (cx_model_flops' count) */
 static double conv_flops(const cx_conv2d_desc *d, double n, int h, int w) {
-  return 2.0 * n * cx_conv2d_out(h, d->kh, d->stride, d->pad_t, d->pad_b) * cx_conv2d_out(w, d->kw, d->stride, d->pad_l, d->pad_r) *
-         (double)d->kh * d->kw * d->cin * d->cout;
+  const int ho = cx_conv2d_out(h, d->kh, d->stride, d->pad_t, d->pad_b);
+  const int wo = cx_conv2d_out(w, d->kw, d->stride, d->pad_l, d->pad_r);
+  return 2.0 * n * ho * wo * (double)d->kh * d->kw * d->cin * d->cout;
 }
 
+/* The layer's descriptor with its SAME padding resolved for an h x w input. */
 static cx_conv2d_desc padded(const glayer *L, int h, int w) {
   cx_conv2d_desc d = L->d;
   if (L->same) {
