@@ -1244,10 +1244,18 @@ int sm_count() {
 
 bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
-/* Whether the v5 (wgmma) kernel can run: its instructions exist only in sm_90a machine code
- * (CTXDIFF_CUDA_SM90A: the build's CUDA architectures include 90a), which only a compute
- * capability 9.0 device (H100/H200) loads. Elsewhere v5 requests run v3. The emulator has it. */
+/* Whether the v5/v6 (wgmma) kernels can run: their instructions exist only in sm_90a machine
+ * code (CTXDIFF_CUDA_SM90A: the build's CUDA architectures include 90a), which only a compute
+ * capability 9.0 device (H100/H200) loads. Elsewhere v5/v6 requests run v3. The emulator has
+ * them. CTXDIFF_CUDA_WGMMA=0 turns them off everywhere (a kill switch should a GPU disagree
+ * with the emulator's reading of the descriptors: validate then skips their rows). */
 bool wgmma_ok() {
+  static int off = -1;
+  if (off < 0) {
+    const char *e = getenv("CTXDIFF_CUDA_WGMMA");
+    off = e && !strcmp(e, "0");
+  }
+  if (off) return false;
 #if defined(CTXDIFF_CUDA_EMU)
   return true;
 #elif defined(CTXDIFF_CUDA_SM90A)

@@ -80,7 +80,8 @@ int cx_cuda_conv_version(void); /* the setting in force (0, 1, 2, 4, 5 or 6) */
  * "winograd F(4x4,3x3)", "v1"), "" when it queued none or failed early: the per-op profile. */
 const char *cx_cuda_conv_last_kernel(void);
 /* 1 when the v5/v6 (wgmma) conv kernels can run here: sm_90a machine code in this build and an
- * H100/H200-class device (compute capability 9.0); always 1 in the CPU emulator. */
+ * H100/H200-class device (compute capability 9.0), always in the CPU emulator; 0 everywhere
+ * with CTXDIFF_CUDA_WGMMA=0 (read once). */
 int cx_cuda_conv_wgmma_available(void);
 /* The SM count the conv tile and split-K choices assume (n > 0), or the device's again (0):
  * lets `ctxdiff validate` run its "v4/v5 forced" shapes on those kernels on any GPU (with the

@@ -1264,7 +1264,8 @@ int cx_cmd_validate(int argc, char **argv) {
         forced_rows(&v, 5);
         forced_rows(&v, 6);
       } else {
-        printf("  (v5/v6 forced rows skipped: the wgmma kernels need the sm_90a build on a compute capability 9.0 GPU)\n");
+        printf("  (v5/v6 forced rows skipped: the wgmma kernels need the sm_90a build on a compute capability 9.0 GPU"
+               " and CTXDIFF_CUDA_WGMMA not 0)\n");
       }
       conv_case(&v, "rpn class 1x1", 2, 16, 16, 512, 6, 1, 1, 0, 0, 0, 0, (conv_opt){.a16 = 1}); /* scalar out */
       conv_case(&v, "mask", 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, (conv_opt){.live_on = 1, .live = 3, .a16 = 1, .o16 = 1});
