@@ -306,7 +306,7 @@ int cx_cmd_bench(int argc, char **argv) {
                "\"classifier_detection\":%.2f,\"mask_head\":%.2f,\"unmold\":%.2f},"
                "\"gflop_per_batch\":%.1f,\"tflops\":%.3f}\n",
                cx_backbone_name((cx_backbone)bbs[ib]), size, B, iters, nc, ndet, B * 1000.0 / med[6], med[6], med[0], med[1],
-               med[2], med[3], med[4], med[5], flops / 1e9, med[6] > 0 ? flops / (med[6] * 1e-3) / 1e12 : 0.0);
+               med[2], med[3], med[4], med[5], flops / 1e9, tflops(flops, med[6]));
         fflush(stdout);
         if (profile) {
           cx_op_time *ops;

@@ -645,8 +645,6 @@ __device__ inline void store_a16(T *As, int a_r, int a_c, const float4 ra[4]) {
                     pack2<T>(ra[3].z, ra[3].w));
 }
 
-/* 16-bit activations (A16: x holds T values): the same 16 k columns as two 16-byte loads, stored
- * to shared memory as they are (cin % 16 == 0 and x 16-byte aligned: the AVEC conditions). */
 /* Where the 16-bit A values of tile row r at GEMM column kk (position ap) start in x, or NULL
  * where they lie in the padding or past K (the loaders read zeros there). */
 __device__ inline const unsigned short *a16_src(const unsigned short *__restrict__ x, const conv_geom &g,
@@ -666,6 +664,8 @@ __device__ inline void fill_rows(const conv_geom &g, long long m0, long long *ro
   }
 }
 
+/* 16-bit activations (A16: x holds T values): the same 16 k columns as two 16-byte loads, stored
+ * to shared memory as they are (cin % 16 == 0 and x 16-byte aligned: the AVEC conditions). */
 template <bool AVEC>
 __device__ inline void load_a16(const unsigned short *__restrict__ x, const conv_geom &g, const long long *row_off,
                                 const int2 *row_yx, int a_r, const kpos &ap, int kk, uint4 ra[2]) {
@@ -1663,11 +1663,11 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
     const dim3 grid(a.v4 ? (unsigned)((g.m + 255) / 256) : mt,
                     (unsigned)(narrow ? (g.cout + 63) / 64 : a.v6 ? (g.cout + 255) / 256 : (g.cout + 127) / 128),
                     (unsigned)splits);
+    char sk[24] = "";
+    if (splits > 1) snprintf(sk, sizeof sk, " split-K %d", splits);
     snprintf(g_last_kernel, sizeof g_last_kernel, "%s %s%s%s",
              a.v6 ? "v6 wgmma" : a.v5 ? "v5 wgmma" : a.v4 ? "v4" : a.v3 ? "v3" : "v2",
-             a.v4 ? "256x128" : narrow ? "128x64" : a.v6 ? "128x256" : "128x128", io16 ? " a16" : "", splits > 1 ? " split-K" : "");
-    if (splits > 1)
-      snprintf(g_last_kernel + strlen(g_last_kernel), sizeof g_last_kernel - strlen(g_last_kernel), " %d", splits);
+             a.v4 ? "256x128" : narrow ? "128x64" : a.v6 ? "128x256" : "128x128", io16 ? " a16" : "", sk);
     const int had_err = cx_cuda_has_error(); /* the launchers record their own failures */
     if (p == CX_PREC_FP32) {
       if (narrow) fp32_v2_ab<64>(av, bv, grid, st, a);

@@ -87,9 +87,9 @@ __global__ void mold_kernel(const uint8_t *__restrict__ src, int rh, int rw, int
   const long long total = (long long)H * W * 3;
   for (long long o = blockIdx.x * (long long)blockDim.x + threadIdx.x; o < total;
        o += (long long)gridDim.x * blockDim.x) {
-    const int ch = (int)(o % 3);
-    const long long px = o / 3;
-    const int iy = (int)(px / W) - top, ix = (int)(px % W) - left;
+    int ch, px_x; /* 32-bit index splits (cx_divmod): a 64-bit division per element would dominate */
+    const long long px = cx_divmod(o, 3, &ch);
+    const int iy = (int)cx_divmod(px, W, &px_x) - top, ix = px_x - left;
     const double mean = ch == 0 ? m0 : (ch == 1 ? m1 : m2);
     const bool in = iy >= 0 && iy < rh && ix >= 0 && ix < rw;
     out[o] = in ? (float)((double)src[((size_t)iy * rw + ix) * 3 + ch] - mean) : (float)(0.0 - mean);
@@ -320,12 +320,13 @@ __global__ void mask_select_kernel(const float *__restrict__ masks, const int *_
  * (b*hw + q) of width ld holds 2*apl class logits then 4*apl box deltas */
 __global__ void rpn_split_kernel(const float *__restrict__ head, int ld, int n, int hw, int apl, size_t A, size_t off,
                                  float *__restrict__ logits, float *__restrict__ bbox) {
-  const size_t total = (size_t)n * hw * apl;
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
-    const int a = (int)(i % apl);
-    const size_t bq = i / apl, b = bq / hw, q = bq % hw;
+  const long long total = (long long)n * hw * apl;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    int a, q; /* 32-bit index splits (cx_divmod) */
+    const long long bq = cx_divmod(i, apl, &a), b = cx_divmod(bq, hw, &q);
     const float *h = head + bq * ld;
-    const size_t r = b * A + off + q * apl + a; /* the anchor's row in the image's concatenation */
+    const size_t r = (size_t)b * A + off + (size_t)q * apl + a; /* the anchor's row in the image's concatenation */
     logits[r * 2] = h[2 * a];
     logits[r * 2 + 1] = h[2 * a + 1];
     for (int j = 0; j < 4; j++) bbox[r * 4 + j] = h[2 * apl + 4 * a + j];

@@ -333,7 +333,6 @@ static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, 
   free(x), free(kk), free(b), free(res), free(ref), free(got), free(packed);
 }
 
-/* Split-K (cuda): `slices` forced (cx_cuda_set_splitk) for one case, then back to auto */
 /* The opt-in conv versions 4, 5 and 6 on the 16-bit shapes where they replace v3: full tiles,
  * partial row and column tiles (M 286, cout 136), fp32 out, device-side rows; for v5 and v6
  * also K not a multiple of their 64-wide k-tile (cin 16 x 9 = 144), for v6 with cout 384 (a
@@ -357,6 +356,7 @@ static void forced_rows(vdev *v, int version) {
   cx_cuda_set_conv_version(0);
 }
 
+/* Split-K (cuda): `slices` forced (cx_cuda_set_splitk) for one case, then back to auto */
 static void t_conv_split(vdev *v, int slices, const char *label, int n, int h, int w, int cin, int cout, int k,
                          int s, int same, int pad, int with_res, int relu, conv_opt o) {
   char lb[64];
