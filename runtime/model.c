@@ -350,31 +350,39 @@ static void rpn(cx_model *m) {
   m->be->softmax_rows(p->rpn_logits, (size_t)p->n * A, 2, p->rpn_probs);
 }
 
-static void proposals(cx_model *m, int b) {
-  cx_plan *p = &m->plan;
-  const cx_config *c = &m->cfg;
-  const int A = (int)p->anchors_total, R = c->POST_NMS_ROIS_INFERENCE;
-  const float *probs = p->rpn_probs + (size_t)b * A * 2, *bbox = p->rpn_bbox + (size_t)b * A * 4;
-  for (int i = 0; i < A; i++) p->scores[i] = probs[2 * i + 1];
+int cx_proposal_layer(const cx_backend *be, const cx_config *c, int A, const float *anchors, const float *probs,
+                      const float *bbox, const cx_prop_scratch *s, float *rois) {
+  const int R = c->POST_NMS_ROIS_INFERENCE;
+  for (int i = 0; i < A; i++) s->scores[i] = probs[2 * i + 1];
   int K = c->PRE_NMS_LIMIT < A ? c->PRE_NMS_LIMIT : A;
-  K = m->be->topk_stable(p->scores, A, K, p->topk, p->topk_ws);
+  K = be->topk_stable(s->scores, A, K, s->topk, s->topk_ws);
   float sd[4];
   for (int j = 0; j < 4; j++) sd[j] = (float)c->RPN_BBOX_STD_DEV[j];
   for (int i = 0; i < K; i++) {
-    int ix = p->topk[i];
-    p->pre_scores[i] = p->scores[ix];
+    int ix = s->topk[i];
+    s->pre_scores[i] = s->scores[ix];
     for (int j = 0; j < 4; j++) {
-      p->pre_deltas[i * 4 + j] = bbox[(size_t)ix * 4 + j] * sd[j];
-      p->pre_boxes[i * 4 + j] = p->anchors[(size_t)ix * 4 + j];
+      s->pre_deltas[i * 4 + j] = bbox[(size_t)ix * 4 + j] * sd[j];
+      s->pre_boxes[i * 4 + j] = anchors[(size_t)ix * 4 + j];
     }
   }
-  m->be->apply_box_deltas(p->pre_boxes, p->pre_deltas, K, p->pre_boxes);
+  be->apply_box_deltas(s->pre_boxes, s->pre_deltas, K, s->pre_boxes);
   const float unit[4] = {0, 0, 1, 1};
-  m->be->clip_boxes(p->pre_boxes, K, unit);
-  int kept = m->be->nms(p->pre_boxes, p->pre_scores, K, R, (float)c->RPN_NMS_THRESHOLD, p->sel, p->nms_ws);
-  float *rois = p->rois + (size_t)b * R * 4;
+  be->clip_boxes(s->pre_boxes, K, unit);
+  int kept = be->nms(s->pre_boxes, s->pre_scores, K, R, (float)c->RPN_NMS_THRESHOLD, s->sel, s->nms_ws);
   memset(rois, 0, (size_t)R * 4 * sizeof(float));
-  for (int i = 0; i < kept; i++) memcpy(rois + i * 4, p->pre_boxes + (size_t)p->sel[i] * 4, 4 * sizeof(float));
+  for (int i = 0; i < kept; i++) memcpy(rois + i * 4, s->pre_boxes + (size_t)s->sel[i] * 4, 4 * sizeof(float));
+  return kept;
+}
+
+static void proposals(cx_model *m, int b) {
+  cx_plan *p = &m->plan;
+  const int A = (int)p->anchors_total, R = m->cfg.POST_NMS_ROIS_INFERENCE;
+  const cx_prop_scratch s = {.scores = p->scores, .topk = p->topk, .topk_ws = p->topk_ws, .pre_boxes = p->pre_boxes,
+                             .pre_deltas = p->pre_deltas, .pre_scores = p->pre_scores, .sel = p->sel,
+                             .nms_ws = p->nms_ws};
+  cx_proposal_layer(m->be, &m->cfg, A, p->anchors, p->rpn_probs + (size_t)b * A * 2, p->rpn_bbox + (size_t)b * A * 4,
+                    &s, p->rois + (size_t)b * R * 4);
 }
 
 /* PyramidROIAlign: each box cropped from its own level of image b's pyramid. */
@@ -410,65 +418,72 @@ void cx_norm_window(const int win_px[4], int H, int W, float win[4]) {
 }
 
 /* DetectionLayer (spec §11) for image b with molded window `win_px`. */
-static void detection(cx_model *m, int b, const int win_px[4]) {
-  cx_plan *p = &m->plan;
-  const cx_config *c = &m->cfg;
-  const int R = c->POST_NMS_ROIS_INFERENCE, NC = m->num_classes, D = c->DETECTION_MAX_INSTANCES;
-  const float *rois = p->rois + (size_t)b * R * 4, *probs = p->probs + (size_t)b * R * NC,
-              *deltas = p->deltas + (size_t)b * R * 4 * NC;
-  float win[4];
-  cx_norm_window(win_px, p->H, p->W, win);
+int cx_detection_layer(const cx_backend *be, const cx_config *c, int NC, const float *rois, const float *probs,
+                       const float *deltas, const float win[4], const cx_det_scratch *s, float *det) {
+  const int R = c->POST_NMS_ROIS_INFERENCE, D = c->DETECTION_MAX_INSTANCES;
   float sd[4];
   for (int j = 0; j < 4; j++) sd[j] = (float)c->BBOX_STD_DEV[j];
-  float *d = p->cls_boxes; /* scratch for the chosen deltas */
+  float *d = s->boxes; /* scratch for the chosen deltas */
   for (int i = 0; i < R; i++) {
     const float *pr = probs + (size_t)i * NC;
     int best = 0;
     for (int k = 1; k < NC; k++)
       if (pr[k] > pr[best]) best = k; /* first index among equal maxima, as tf.argmax */
-    p->det_class[i] = best;
-    p->det_scores[i] = pr[best];
+    s->cls[i] = best;
+    s->scores[i] = pr[best];
     for (int j = 0; j < 4; j++) d[i * 4 + j] = deltas[((size_t)i * NC + best) * 4 + j] * sd[j];
   }
-  m->be->apply_box_deltas(rois, d, R, p->refined);
-  m->be->clip_boxes(p->refined, R, win);
+  be->apply_box_deltas(rois, d, R, s->refined);
+  be->clip_boxes(s->refined, R, win);
   /* keep: ascending ROI indices of non-background classes above the confidence. */
-  int *keep = p->topk_ws; /* >= 2A ints: room for keep and the NMS survivors */
+  int *keep = s->keep;
   int nk = 0;
   const float minc = (float)c->DETECTION_MIN_CONFIDENCE;
   for (int i = 0; i < R; i++)
-    if (p->det_class[i] > 0 && (c->DETECTION_MIN_CONFIDENCE == 0 || p->det_scores[i] >= minc)) keep[nk++] = i;
+    if (s->cls[i] > 0 && (c->DETECTION_MIN_CONFIDENCE == 0 || s->scores[i] >= minc)) keep[nk++] = i;
   /* Per-class NMS; survivors marked in `alive`, then collected in ascending order. */
   char *alive = (char *)(keep + R);
   memset(alive, 0, (size_t)(unsigned)R);
   for (int cls = 1; cls < NC; cls++) {
     int nc = 0;
     for (int t = 0; t < nk; t++)
-      if (p->det_class[keep[t]] == cls) p->cls_idx[nc++] = keep[t];
+      if (s->cls[keep[t]] == cls) s->idx[nc++] = keep[t];
     if (!nc) continue;
     for (int t = 0; t < nc; t++) {
-      memcpy(p->cls_boxes + t * 4, p->refined + (size_t)p->cls_idx[t] * 4, 4 * sizeof(float));
-      p->cls_scores[t] = p->det_scores[p->cls_idx[t]];
+      memcpy(s->boxes + t * 4, s->refined + (size_t)s->idx[t] * 4, 4 * sizeof(float));
+      s->idx_scores[t] = s->scores[s->idx[t]];
     }
-    int ns = m->be->nms(p->cls_boxes, p->cls_scores, nc, D, (float)c->DETECTION_NMS_THRESHOLD, p->sel, p->nms_ws);
-    for (int t = 0; t < ns; t++) alive[p->cls_idx[p->sel[t]]] = 1;
+    int ns = be->nms(s->boxes, s->idx_scores, nc, D, (float)c->DETECTION_NMS_THRESHOLD, s->sel, s->nms_ws);
+    for (int t = 0; t < ns; t++) alive[s->idx[s->sel[t]]] = 1;
   }
   int ns = 0;
   for (int i = 0; i < R; i++)
-    if (alive[i]) p->cls_idx[ns++] = i;
-  for (int t = 0; t < ns; t++) p->cls_scores[t] = p->det_scores[p->cls_idx[t]];
+    if (alive[i]) s->idx[ns++] = i;
+  for (int t = 0; t < ns; t++) s->idx_scores[t] = s->scores[s->idx[t]];
   int num = ns < D ? ns : D;
-  int *order = p->sel;
-  num = m->be->topk_stable(p->cls_scores, ns, num, order, keep);
-  float *det = p->det + (size_t)b * D * 6;
+  int *order = s->sel;
+  num = be->topk_stable(s->idx_scores, ns, num, order, keep); /* alive is no longer needed */
   memset(det, 0, (size_t)D * 6 * sizeof(float));
   for (int t = 0; t < num; t++) {
-    int i = p->cls_idx[order[t]];
-    memcpy(det + t * 6, p->refined + (size_t)i * 4, 4 * sizeof(float));
-    det[t * 6 + 4] = (float)p->det_class[i];
-    det[t * 6 + 5] = p->det_scores[i];
+    int i = s->idx[order[t]];
+    memcpy(det + t * 6, s->refined + (size_t)i * 4, 4 * sizeof(float));
+    det[t * 6 + 4] = (float)s->cls[i];
+    det[t * 6 + 5] = s->scores[i];
   }
-  p->det_count[b] = num;
+  return num;
+}
+
+static void detection(cx_model *m, int b, const int win_px[4]) {
+  cx_plan *p = &m->plan;
+  const cx_config *c = &m->cfg;
+  const int R = c->POST_NMS_ROIS_INFERENCE, NC = m->num_classes, D = c->DETECTION_MAX_INSTANCES;
+  float win[4];
+  cx_norm_window(win_px, p->H, p->W, win);
+  const cx_det_scratch s = {.cls = p->det_class, .scores = p->det_scores, .refined = p->refined,
+                            .boxes = p->cls_boxes, .idx = p->cls_idx, .idx_scores = p->cls_scores,
+                            .keep = p->topk_ws, .sel = p->sel, .nms_ws = p->nms_ws};
+  p->det_count[b] = cx_detection_layer(m->be, c, NC, p->rois + (size_t)b * R * 4, p->probs + (size_t)b * R * NC,
+                                       p->deltas + (size_t)b * R * 4 * NC, win, &s, p->det + (size_t)b * D * 6);
 }
 
 /* Mask head on the valid detections of every image, packed contiguously. */

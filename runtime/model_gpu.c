@@ -121,21 +121,16 @@ typedef struct dlist {
 } dlist;
 
 typedef struct gplan {
-  int valid, n, H, W, K;
+  int valid, n, H, W;
   int fh[5], fw[5];
   size_t A, level_off[5];
   float *anchors, *act[5], *C[4], *Q[4], *P[5];
   float *rpn_shared, *rpn_logits, *rpn_probs, *rpn_bbox;
-  float *scores, *pre_boxes, *pre_deltas, *pre_scores;
-  int *topk, *sel;
-  int *kept_dev; /* [n] proposal NMS counts, consumed on the device */
+  unsigned char *prop_ws; /* cx_cuda_proposals' workspace */
   float *rois;
   int *levels;
   float *pool7, *fc1, *fc2, *logits, *probs, *deltas;
-  int *det_cls;
-  float *det_score, *det_d, *refined;
-  int *nms_ws, *list_ws;
-  unsigned char *alive;
+  unsigned char *det_ws; /* cx_cuda_detection's workspace */
   float *det;
   int *det_count;
   int *mtotal; /* [1] the batch's detection count: the mask head's live rows, on the device */
@@ -518,8 +513,6 @@ static int plan_make(cx_model *m, int n, int H, int W, cx_err *e) {
     p->level_off[l] = off;
     off += (size_t)((p->fh[l] + a - 1) / a) * ((p->fw[l] + a - 1) / a) * nr;
   }
-  p->K = c->PRE_NMS_LIMIT < (int)A ? c->PRE_NMS_LIMIT : (int)A;
-  const int K = p->K;
   const size_t act = MAXZ((size_t)n * h1 * w1 * 64, (size_t)n * hs[0] * wsz[0] * 256);
   const int rh = (p->fh[0] + a - 1) / a, rw = (p->fw[0] + a - 1) / a;
   const size_t nR = (size_t)n * R, nD = (size_t)n * D, mrows = nD ? nD : 1;
@@ -544,13 +537,7 @@ static int plan_make(cx_model *m, int n, int H, int W, cx_err *e) {
   DALLOC(p->rpn_logits, (size_t)n * A * 2);
   DALLOC(p->rpn_probs, (size_t)n * A * 2);
   DALLOC(p->rpn_bbox, (size_t)n * A * 4);
-  DALLOC(p->scores, (size_t)n * A);
-  DALLOC(p->topk, (size_t)n * K);
-  DALLOC(p->pre_boxes, (size_t)n * K * 4);
-  DALLOC(p->pre_deltas, (size_t)n * K * 4);
-  DALLOC(p->pre_scores, (size_t)n * K);
-  DALLOC(p->sel, (size_t)n * MAXZ(R, 1));
-  DALLOC(p->kept_dev, n);
+  DALLOC(p->prop_ws, cx_cuda_proposals_ws(n, (int)A, c->PRE_NMS_LIMIT, R));
   DALLOC(p->rois, nR * 4);
   DALLOC(p->levels, MAXZ(nR, mrows));
   DALLOC(p->pool7, nR * 49 * FEAT);
@@ -559,13 +546,7 @@ static int plan_make(cx_model *m, int n, int H, int W, cx_err *e) {
   DALLOC(p->logits, nR * NC);
   DALLOC(p->probs, nR * NC);
   DALLOC(p->deltas, nR * 4 * NC);
-  DALLOC(p->det_cls, nR);
-  DALLOC(p->det_score, nR);
-  DALLOC(p->det_d, nR * 4);
-  DALLOC(p->refined, nR * 4);
-  DALLOC(p->nms_ws, cx_cuda_class_nms_ws(n, R, NC) / sizeof(int) + 1);
-  DALLOC(p->list_ws, nR);
-  DALLOC(p->alive, nR);
+  DALLOC(p->det_ws, cx_cuda_detection_ws(n, R, NC));
   DALLOC(p->det, nD * 6 + 1);
   DALLOC(p->det_count, n);
   DALLOC(p->mtotal, 1);
@@ -803,28 +784,18 @@ static void rpn(cx_model *m, const cx_backend *be) {
  * the same top-k, decoding, clipping and NMS per image, so the same ROIs): one segmented sort
  * for the top-k, one NMS whose scans run one block per image. No wait: the NMS counts go from
  * nms_batched_dev to gather_rois_dev on the device (kept_dev[b]). */
-static void proposals(cx_model *m, const cx_backend *be) {
+static void mark_step(void *g, const char *name) { mark((cx_gpu_model *)g, 0, 0, "%s", name); }
+
+/* ProposalLayer (spec §8) for all images: the counts stay on the device */
+static void proposals(cx_model *m) {
   cx_gpu_model *g = m->gpu;
   gplan *p = &g->plan;
   const cx_config *c = &m->cfg;
-  const int A = (int)p->A, R = c->POST_NMS_ROIS_INFERENCE, n = p->n;
-  mark(g, 0, 0, "proposals: top-k");
-  cx_cuda_column(p->rpn_probs, n * A, 2, 1, p->scores);
-  const int K = cx_cuda_topk_stable_seg(p->scores, n, A, p->K, p->topk);
-  if (K < 0) return; /* error recorded */
-  float sd[4];
-  for (int j = 0; j < 4; j++) sd[j] = (float)c->RPN_BBOX_STD_DEV[j];
-  mark(g, 0, 0, "proposals: gather, decode, clip");
-  cx_cuda_gather_proposals(p->topk, n, K, A, p->scores, p->rpn_bbox, p->anchors, sd, p->pre_scores, p->pre_deltas,
-                           p->pre_boxes);
-  be->apply_box_deltas(p->pre_boxes, p->pre_deltas, n * K, p->pre_boxes);
-  const float unit[4] = {0, 0, 1, 1};
-  be->clip_boxes(p->pre_boxes, n * K, unit);
-  mark(g, 0, 0, "proposals: NMS");
-  if (cx_cuda_nms_batched_dev(p->pre_boxes, p->pre_scores, n, K, R, (float)c->RPN_NMS_THRESHOLD, p->sel, p->kept_dev))
-    return;
-  mark(g, 0, 0, "proposals: gather ROIs");
-  cx_cuda_gather_rois_dev(p->pre_boxes, K, p->sel, p->kept_dev, n, R, p->rois);
+  cx_cuda_props a = {.n = p->n, .a = (int)p->A, .pre_nms = c->PRE_NMS_LIMIT, .r = c->POST_NMS_ROIS_INFERENCE,
+                     .nms_thr = (float)c->RPN_NMS_THRESHOLD, .probs = p->rpn_probs, .bbox = p->rpn_bbox,
+                     .anchors = p->anchors, .ws = p->prop_ws, .rois = p->rois};
+  for (int j = 0; j < 4; j++) a.sd[j] = (float)c->RPN_BBOX_STD_DEV[j];
+  cx_cuda_proposals(&a, mark_step, g);
 }
 
 static const void *const *levels_of(const gplan *p) { return (const void *const *)p->P; }
@@ -849,23 +820,17 @@ static void classifier(cx_model *m, const cx_backend *be) {
 }
 
 /* DetectionLayer (spec §11) for all images; their clip windows are in d_win (set_windows). */
-static void detection(cx_model *m, const cx_backend *be) {
+static void detection(cx_model *m) {
   cx_gpu_model *g = m->gpu;
   gplan *p = &g->plan;
   const cx_config *c = &m->cfg;
-  const int R = c->POST_NMS_ROIS_INFERENCE, NC = m->num_classes, D = c->DETECTION_MAX_INSTANCES, nR = p->n * R;
-  float sd[4];
-  for (int j = 0; j < 4; j++) sd[j] = (float)c->BBOX_STD_DEV[j];
-  mark(g, 0, 0, "detection: class, refine, clip");
-  cx_cuda_det_select(p->probs, p->deltas, nR, NC, sd, p->det_cls, p->det_score, p->det_d);
-  be->apply_box_deltas(p->rois, p->det_d, nR, p->refined);
-  cx_cuda_clip_boxes_windows(p->refined, p->n, R, p->slot[p->cur].d_win);
-  const float minc = (float)c->DETECTION_MIN_CONFIDENCE;
-  mark(g, 0, 0, "detection: per-class NMS");
-  cx_cuda_class_nms(p->refined, p->det_cls, p->det_score, p->n, R, NC, D, c->DETECTION_MIN_CONFIDENCE != 0, minc,
-                    (float)c->DETECTION_NMS_THRESHOLD, p->nms_ws, p->alive);
-  mark(g, 0, 0, "detection: top-k");
-  cx_cuda_det_finalize(p->refined, p->det_cls, p->det_score, p->alive, p->n, R, D, p->list_ws, p->det, p->det_count);
+  cx_cuda_det a = {.n = p->n, .r = c->POST_NMS_ROIS_INFERENCE, .nc = m->num_classes,
+                   .max_out = c->DETECTION_MAX_INSTANCES, .use_min = c->DETECTION_MIN_CONFIDENCE != 0,
+                   .min_conf = (float)c->DETECTION_MIN_CONFIDENCE, .nms_thr = (float)c->DETECTION_NMS_THRESHOLD,
+                   .rois = p->rois, .probs = p->probs, .deltas = p->deltas, .windows = p->slot[p->cur].d_win,
+                   .ws = p->det_ws, .det = p->det, .det_count = p->det_count};
+  for (int j = 0; j < 4; j++) a.sd[j] = (float)c->BBOX_STD_DEV[j];
+  cx_cuda_detection(&a, mark_step, g);
 }
 
 /* Mask head on the valid detections of all images, packed (rows in image order); leaves the
@@ -1045,10 +1010,10 @@ static void stage_work(cx_model *m, const cx_backend *be, int s) {
     backbone_fpn(m, be);
   } else if (s == 1) {
     rpn(m, be);
-    if (!cx_cuda_last_error()) proposals(m, be);
+    if (!cx_cuda_last_error()) proposals(m);
   } else if (s == 2) {
     classifier(m, be);
-    detection(m, be);
+    detection(m);
   } else {
     mask_head(m, be);
   }

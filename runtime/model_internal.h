@@ -84,6 +84,38 @@ int cx_unmold(cx_model *m, int H, int W, const float *det, int N, const float *m
  * canvas (matterport's norm_boxes, float arithmetic). */
 void cx_norm_window(const int win_px[4], int H, int W, float win[4]);
 
+/* ProposalLayer (spec §8) on one image's A anchors (anchors [A, 4] normalised, probs [A, 2],
+ * bbox [A, 4]): the top PRE_NMS_LIMIT by foreground score, decoded, clipped to the unit square,
+ * NMS to POST_NMS_ROIS_INFERENCE = R rows in rois [R, 4] (zero padded). Returns the count.
+ * Scratch: K = min(PRE_NMS_LIMIT, A). */
+typedef struct cx_prop_scratch {
+  float *scores;                         /* [A] */
+  int *topk, *topk_ws;                   /* [K], [2A] */
+  float *pre_boxes, *pre_deltas, *pre_scores; /* [K, 4], [K, 4], [K] */
+  int *sel;                              /* [R] */
+  void *nms_ws;                          /* cx_nms_workspace(K) bytes */
+} cx_prop_scratch;
+int cx_proposal_layer(const cx_backend *be, const cx_config *c, int A, const float *anchors, const float *probs,
+                      const float *bbox, const cx_prop_scratch *s, float *rois);
+
+/* DetectionLayer (spec §11) on one image's R = POST_NMS_ROIS_INFERENCE rows (rois [R, 4],
+ * probs [R, nc], deltas [R, nc, 4]): argmax class, refined boxes clipped to win (normalised),
+ * per-class NMS, the best DETECTION_MAX_INSTANCES by score into det [D, 6] (zero padded).
+ * Returns the count. Scratch: the sizes below (model.c's plan buffers, or validate's own). */
+typedef struct cx_det_scratch {
+  int *cls;          /* [R] */
+  float *scores;     /* [R] */
+  float *refined;    /* [R, 4] */
+  float *boxes;      /* [R, 4] */
+  int *idx;          /* [R] */
+  float *idx_scores; /* [R] */
+  int *keep;         /* [4R]: keep list, alive flags, top-k workspace */
+  int *sel;          /* [max(R, D)] */
+  void *nms_ws;      /* cx_nms_workspace(R) bytes */
+} cx_det_scratch;
+int cx_detection_layer(const cx_backend *be, const cx_config *c, int nc, const float *rois, const float *probs,
+                       const float *deltas, const float win[4], const cx_det_scratch *s, float *det);
+
 /* GPU state of a model (model_gpu.c, CUDA builds): device weights, buffers, graph. */
 typedef struct cx_gpu_model cx_gpu_model;
 int cx_gpu_attach(cx_model *m, const char *precision, int device_index, cx_err *e);

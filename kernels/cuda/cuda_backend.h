@@ -222,15 +222,37 @@ int cx_cuda_pyramid_roi_align(const void *const p[4], int p16, const int fh[4], 
                               int pool, void *out, int out16, const int *live);
 /* subsample2 (pool.cu's [::2, ::2]) of 16-bit values: a copy, exact */
 int cx_cuda_subsample2_16(const void *x, int n, int h, int w, int c, void *y);
-int cx_cuda_det_select(const float *probs, const float *deltas, int rows, int nc, const float sd[4], int *cls,
-                       float *score, float *d);
-/* refined/cls/score: [n, r] rows; alive [n, r] bytes (cleared here); ws: cx_cuda_class_nms_ws bytes. */
-size_t cx_cuda_class_nms_ws(int n, int r, int nc);
-int cx_cuda_class_nms(const float *refined, const int *cls, const float *score, int n, int r, int nc, int max_out,
-                      int use_min, float min_conf, float thr, int *ws, unsigned char *alive);
-/* det [n, max_out, 6] (zero padded), det_count [n]; list_ws [n, r] ints. */
-int cx_cuda_det_finalize(const float *refined, const int *cls, const float *score, const unsigned char *alive, int n,
-                         int r, int max_out, int *list_ws, float *det, int *det_count);
+/* ProposalLayer (model.c's cx_proposal_layer, spec §8) for n images of a anchors each, with
+ * the same results: top pre_nms foreground scores per image (one segmented sort), decode,
+ * clip to the unit square, NMS to r rows (one launch sequence), rois zero padded. The counts
+ * stay on the device. step as for cx_cuda_detection (four launch groups). */
+typedef struct cx_cuda_props {
+  int n, a, pre_nms, r;   /* images, anchors, PRE_NMS_LIMIT, POST_NMS_ROIS_INFERENCE */
+  float nms_thr;          /* RPN_NMS_THRESHOLD */
+  float sd[4];            /* RPN_BBOX_STD_DEV */
+  const float *probs, *bbox, *anchors; /* [n, a, 2], [n, a, 4], [a, 4] normalised */
+  void *ws;               /* cx_cuda_proposals_ws(n, a, pre_nms, r) bytes, 256-byte aligned */
+  float *rois;            /* [n, r, 4] */
+} cx_cuda_props;
+size_t cx_cuda_proposals_ws(int n, int a, int pre_nms, int r);
+int cx_cuda_proposals(const cx_cuda_props *p, void (*step)(void *ctx, const char *name), void *ctx);
+/* DetectionLayer (model.c's cx_detection_layer, spec §11) for n images of r rows each, in
+ * four steps on the device with the same results: argmax class and its deltas, refine, clip
+ * to each image's window, per-class NMS, stable top max_out by score. step (may be NULL) is
+ * called on the host before each of three launch groups with its name (the profile's marks). */
+typedef struct cx_cuda_det {
+  int n, r, nc, max_out;  /* images, POST_NMS_ROIS_INFERENCE, classes, DETECTION_MAX_INSTANCES */
+  int use_min;            /* DETECTION_MIN_CONFIDENCE != 0 (matterport: 0 means no threshold) */
+  float min_conf, nms_thr; /* DETECTION_MIN_CONFIDENCE, DETECTION_NMS_THRESHOLD */
+  float sd[4];            /* BBOX_STD_DEV */
+  const float *rois, *probs, *deltas; /* [n, r, 4], [n, r, nc], [n, r, nc, 4] */
+  const float *windows;   /* [n, 4] normalised clip windows */
+  void *ws;               /* cx_cuda_detection_ws(n, r, nc) bytes, 256-byte aligned */
+  float *det;             /* [n, max_out, 6], zero padded */
+  int *det_count;         /* [n] */
+} cx_cuda_det;
+size_t cx_cuda_detection_ws(int n, int r, int nc);
+int cx_cuda_detection(const cx_cuda_det *a, void (*step)(void *ctx, const char *name), void *ctx);
 /* boxes [sum count, 4], img_of / cls_of [sum count]; *total (device, may be NULL) = sum count */
 int cx_cuda_mask_pack(const float *det, const int *det_count, int n, int d, float *boxes, int *img_of, int *cls_of,
                       int *total);

@@ -14,13 +14,15 @@
  *   roi_align      roi_align(): PyramidROIAlign for boxes of every image in one launch; each
  *                  box reads P[level-2] of its own image (img_of[i], or i / rows_per_image)
  *                  with exactly crop_resize.cu's arithmetic (bit-identical to the CPU)
- *   det_select     detection(): argmax over classes (first maximum), its score, and its
- *                  deltas * BBOX_STD_DEV, for all n*R rows
- *   class_nms      detection(): per (image, class) block: the class's kept rows in
- *                  ascending order, stable descending-score rank, greedy TF NMS (nms.c's
- *                  IoU expressions, max DETECTION_MAX_INSTANCES), survivors marked alive
- *   det_finalize   detection(): per image block: survivors in ascending row order, stable
- *                  top-k by score, det [D, 6] rows (zero padded) and the count
+ *   detection      cx_detection_layer (model.c) for all images, as four steps:
+ *     det_select   argmax over classes (first maximum), its score, and its deltas *
+ *                  BBOX_STD_DEV, for all n*R rows (then boxes.cu's refine, clip_windows)
+ *     class_nms    per (image, class) block: the class's kept rows in ascending order (a
+ *                  ballot compaction), stable descending-score rank, greedy TF NMS (nms.c's
+ *                  IoU expressions, max DETECTION_MAX_INSTANCES), survivors marked alive;
+ *                  its working set in shared memory for R <= 1694
+ *     det_finalize per image block: survivors in ascending row order, stable top-k by
+ *                  score, det [D, 6] rows (zero padded) and the count
  *   mask_pack      mask_head(): boxes/classes of the valid detections of all images packed
  *                  contiguously (image b's rows after those of images < b), with img_of, and
  *                  their total: the mask head's row count, which stays on the device
@@ -175,56 +177,99 @@ __global__ void det_select_kernel(const float *__restrict__ probs, const float *
 /* a before b in the stable descending order (position as the tie-break) */
 __device__ inline bool rank_less(uint32_t ka, int pa, uint32_t kb, int pb) { return ka < kb || (ka == kb && pa < pb); }
 
-/* grid (nc - 1, n): blockIdx.x + 1 = class, blockIdx.y = image. ws: members and order
- * [n][nc][r] ints each. Dynamic shared memory: r bytes of the removed flags. */
+/* Ordered compaction by the whole block (blockDim.x a multiple of 32): every i < r with
+ * want(i), in ascending order, into out; returns the count to every thread. One ballot per
+ * warp and 32-row step instead of one thread walking all r rows. s_warp: >= 32 ints. */
+template <class Want>
+__device__ int block_compact(int r, Want want, int *out, int *s_warp) {
+  const int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  int base = 0;
+  for (int i0 = 0; i0 < r; i0 += blockDim.x) { /* uniform trip count: the barriers are safe */
+    const int i = i0 + threadIdx.x;
+    const bool take = i < r && want(i);
+    const unsigned bal = __ballot_sync(0xffffffffu, take);
+    if (lane == 0) s_warp[wid] = __popc(bal);
+    __syncthreads();
+    int off = base, step = 0;
+    for (int q = 0; q < nw; q++) {
+      off += q < wid ? s_warp[q] : 0;
+      step += s_warp[q];
+    }
+    if (take) out[off + __popc(bal & ((1u << lane) - 1u))] = i;
+    base += step;
+    __syncthreads(); /* s_warp is rewritten by the next step */
+  }
+  return base;
+}
+
+struct class_member { /* model.c's keep list filtered by class c */
+  const int *cls;
+  const float *score;
+  int c, use_min;
+  float min_conf;
+  __device__ bool operator()(int i) const { return cls[i] == c && (!use_min || score[i] >= min_conf); }
+};
+struct is_alive {
+  const unsigned char *alive;
+  __device__ bool operator()(int i) const { return alive[i] != 0; }
+};
+
+/* Per-block working set of class_nms for r rows: boxes in rank order (16 B), keys (4), members
+ * (4), rank order (4), removed flags (1); in shared memory up to 48 KB (r <= 1694, the
+ * default 1000), else in the global workspace. */
+__host__ __device__ inline size_t class_nms_block_bytes(int r) { return ((size_t)29 * r + 15) / 16 * 16; }
+#define CLASS_NMS_SMEM_MAX (48 * 1024)
+
+/* grid (nc - 1, n): blockIdx.x + 1 = class, blockIdx.y = image. ws: NULL (shared memory) or
+ * n * (nc - 1) blocks' working sets. */
 __global__ void class_nms_kernel(const float *__restrict__ refined, const int *__restrict__ cls,
                                  const float *__restrict__ score, int r, int nc, int max_out, int use_min,
-                                 float min_conf, float thr, int *__restrict__ members, int *__restrict__ order,
+                                 float min_conf, float thr, unsigned char *__restrict__ ws,
                                  unsigned char *__restrict__ alive) {
-  extern __shared__ unsigned char removed[];
-  __shared__ int s_n;
+  extern __shared__ uint4 nms_smem[]; /* uint4: 16-byte aligned */
+  __shared__ int s_warp[32];
+  unsigned char *smem = reinterpret_cast<unsigned char *>(nms_smem);
   const int c = blockIdx.x + 1, b = blockIdx.y;
+  unsigned char *base = ws ? ws + ((size_t)b * (nc - 1) + blockIdx.x) * class_nms_block_bytes(r) : smem;
+  float *box = reinterpret_cast<float *>(base);            /* [r][4], rank order */
+  uint32_t *key = reinterpret_cast<uint32_t *>(box + (size_t)r * 4);
+  int *mem = reinterpret_cast<int *>(key + r), *ord = mem + r;
+  unsigned char *removed = reinterpret_cast<unsigned char *>(ord + r);
   const int *bcls = cls + (size_t)b * r;
   const float *bscore = score + (size_t)b * r;
   const float *bbox = refined + (size_t)b * r * 4;
-  int *mem = members + ((size_t)b * nc + c) * r;
-  int *ord = order + ((size_t)b * nc + c) * r;
   unsigned char *balive = alive + (size_t)b * r;
-  if (threadIdx.x == 0) {
-    /* keep (class > 0, confidence) and this class, ascending row order: model.c's keep list
-     * filtered by class */
-    int cnt = 0;
-    for (int i = 0; i < r; i++)
-      if (bcls[i] == c && (!use_min || bscore[i] >= min_conf)) mem[cnt++] = i;
-    s_n = cnt;
+  const int cnt = block_compact(r, class_member{bcls, bscore, c, use_min, min_conf}, mem, s_warp);
+  if (cnt == 0) return; /* uniform */
+  for (int t = threadIdx.x; t < cnt; t += blockDim.x) {
+    key[t] = cx_desc_key_dev(bscore[mem[t]]);
+    removed[t] = 0;
   }
   __syncthreads();
-  const int cnt = s_n;
-  if (cnt == 0) return;
+  /* stable descending-score rank (cx_nms's order), then the boxes gathered in that order */
   for (int t = threadIdx.x; t < cnt; t += blockDim.x) {
-    const uint32_t kt = cx_desc_key_dev(bscore[mem[t]]);
+    const uint32_t kt = key[t];
     int rank = 0;
-    for (int u = 0; u < cnt; u++)
-      if (rank_less(cx_desc_key_dev(bscore[mem[u]]), u, kt, t)) rank++;
+    for (int u = 0; u < cnt; u++) rank += rank_less(key[u], u, kt, t);
     ord[rank] = mem[t];
-    removed[t] = 0;
+    const float *src = bbox + (size_t)mem[t] * 4;
+    for (int j = 0; j < 4; j++) box[(size_t)rank * 4 + j] = src[j];
   }
   __syncthreads();
   int kept = 0;
   for (int q = 0; q < cnt; q++) {
     if (removed[q]) continue; /* every thread reads the same flag: the loop stays uniform */
-    const int iq = ord[q];
-    if (threadIdx.x == 0) balive[iq] = 1;
+    if (threadIdx.x == 0) balive[ord[q]] = 1;
     kept++;
     if (kept == max_out) break;
-    const float *bq = bbox + (size_t)iq * 4;
+    const float *bq = box + (size_t)q * 4;
     const float y0i = bq[0] < bq[2] ? bq[0] : bq[2], y1i = bq[0] < bq[2] ? bq[2] : bq[0];
     const float x0i = bq[1] < bq[3] ? bq[1] : bq[3], x1i = bq[1] < bq[3] ? bq[3] : bq[1];
     const float ai = (y1i - y0i) * (x1i - x0i);
     if (!(ai > 0.0f)) continue; /* a zero-area box suppresses nothing (uniform) */
     for (int j = q + 1 + threadIdx.x; j < cnt; j += blockDim.x) {
       if (removed[j]) continue;
-      const float *bj = bbox + (size_t)ord[j] * 4;
+      const float *bj = box + (size_t)j * 4;
       const float ymin = bj[0] < bj[2] ? bj[0] : bj[2], ymax = bj[0] < bj[2] ? bj[2] : bj[0];
       const float xmin = bj[1] < bj[3] ? bj[1] : bj[3], xmax = bj[1] < bj[3] ? bj[3] : bj[1];
       const float aj = (ymax - ymin) * (xmax - xmin);
@@ -241,34 +286,35 @@ __global__ void class_nms_kernel(const float *__restrict__ refined, const int *_
   }
 }
 
-/* one block per image; list: [n][r] ints of scratch */
+/* det_finalize's working set: the survivors' rows and keys, in shared memory up to 48 KB
+ * (r <= 6144), else in the global workspace ([n] of them) */
+__host__ __device__ inline size_t finalize_block_bytes(int r) { return (size_t)8 * r; }
+
+/* one block per image: survivors in ascending row order, stable top-k by score, det rows */
 __global__ void det_finalize_kernel(const float *__restrict__ refined, const int *__restrict__ cls,
                                     const float *__restrict__ score, const unsigned char *__restrict__ alive, int r,
-                                    int max_out, int *__restrict__ list, float *__restrict__ det,
+                                    int max_out, unsigned char *__restrict__ ws, float *__restrict__ det,
                                     int *__restrict__ det_count) {
-  __shared__ int s_n;
+  extern __shared__ uint4 fin_smem[];
+  __shared__ int s_warp[32];
+  unsigned char *smem = reinterpret_cast<unsigned char *>(fin_smem);
   const int b = blockIdx.x;
-  const unsigned char *balive = alive + (size_t)b * r;
+  unsigned char *base = ws ? ws + (size_t)b * finalize_block_bytes(r) : smem;
+  int *lst = reinterpret_cast<int *>(base);
+  uint32_t *key = reinterpret_cast<uint32_t *>(lst + r);
   const float *bscore = score + (size_t)b * r;
-  int *lst = list + (size_t)b * r;
   float *bdet = det + (size_t)b * max_out * 6;
   for (int t = threadIdx.x; t < max_out * 6; t += blockDim.x) bdet[t] = 0.0f;
-  if (threadIdx.x == 0) {
-    int cnt = 0;
-    for (int i = 0; i < r; i++)
-      if (balive[i]) lst[cnt++] = i;
-    s_n = cnt;
-  }
-  __syncthreads();
-  const int cnt = s_n;
+  const int cnt = block_compact(r, is_alive{alive + (size_t)b * r}, lst, s_warp);
   const int num = cnt < max_out ? cnt : max_out;
+  for (int t = threadIdx.x; t < cnt; t += blockDim.x) key[t] = cx_desc_key_dev(bscore[lst[t]]);
+  __syncthreads(); /* also orders the zero fill above before the rows below */
   for (int t = threadIdx.x; t < cnt; t += blockDim.x) {
-    const int i = lst[t];
-    const uint32_t kt = cx_desc_key_dev(bscore[i]);
+    const uint32_t kt = key[t];
     int rank = 0;
-    for (int u = 0; u < cnt; u++)
-      if (rank_less(cx_desc_key_dev(bscore[lst[u]]), u, kt, t)) rank++;
+    for (int u = 0; u < cnt; u++) rank += rank_less(key[u], u, kt, t);
     if (rank < num) {
+      const int i = lst[t];
       const float *bx = refined + ((size_t)b * r + i) * 4;
       float *o = bdet + (size_t)rank * 6;
       o[0] = bx[0];
@@ -423,36 +469,121 @@ int cx_cuda_pyramid_roi_align(const void *const p[4], int p16, const int fh[4], 
   return 0;
 }
 
-int cx_cuda_det_select(const float *probs, const float *deltas, int rows, int nc, const float sd[4], int *cls,
-                       float *score, float *d) {
-  if (rows <= 0) return 0;
-  det_select_kernel<<<cx_blocks((size_t)rows, 128), 128, 0, cx_cuda_stream()>>>(probs, deltas, rows, nc, sd[0], sd[1],
-                                                                                 sd[2], sd[3], cls, score, d);
-  CX_CUDA_LAUNCH_CHECK();
-  return 0;
+/* The proposal layer's workspace (byte offsets, 256-aligned): scores [n, a], topk [n, k],
+ * pre_boxes and pre_deltas [n, k, 4], pre_scores [n, k], sel [n, r], kept counts [n] */
+namespace {
+struct prop_ws {
+  size_t scores, topk, boxes, deltas, pre_scores, sel, kept, bytes;
+};
+size_t up256(size_t b) { return (b + 255) / 256 * 256; }
+prop_ws prop_ws_layout(int n, int a, int k, int r) {
+  prop_ws L;
+  size_t o = 0;
+  const size_t nk = (size_t)n * k;
+  L.scores = o, o += up256((size_t)n * a * 4);
+  L.topk = o, o += up256(nk * 4);
+  L.boxes = o, o += up256(nk * 16);
+  L.deltas = o, o += up256(nk * 16);
+  L.pre_scores = o, o += up256(nk * 4);
+  L.sel = o, o += up256((size_t)n * r * 4);
+  L.kept = o, o += up256((size_t)n * 4);
+  L.bytes = o;
+  return L;
+}
+} // namespace
+
+size_t cx_cuda_proposals_ws(int n, int a, int pre_nms, int r) {
+  if (n <= 0 || a <= 0 || r <= 0) return 256;
+  return prop_ws_layout(n, a, pre_nms < a ? pre_nms : a, r).bytes;
 }
 
-size_t cx_cuda_class_nms_ws(int n, int r, int nc) { return (size_t)2 * n * nc * r * sizeof(int); }
+int cx_cuda_proposals(const cx_cuda_props *p, void (*step)(void *ctx, const char *name), void *ctx) {
+  const int n = p->n, a = p->a, r = p->r;
+  if (n <= 0 || a <= 0 || r <= 0) return 0;
+  if (p->pre_nms < 1) return CX_CUDA_FAIL("proposals: PRE_NMS_LIMIT %d must be positive", p->pre_nms);
+  const int k0 = p->pre_nms < a ? p->pre_nms : a;
+  const prop_ws L = prop_ws_layout(n, a, k0, r);
+  unsigned char *w = static_cast<unsigned char *>(p->ws);
+  float *scores = reinterpret_cast<float *>(w + L.scores), *boxes = reinterpret_cast<float *>(w + L.boxes);
+  float *deltas = reinterpret_cast<float *>(w + L.deltas), *pre_scores = reinterpret_cast<float *>(w + L.pre_scores);
+  int *topk = reinterpret_cast<int *>(w + L.topk), *sel = reinterpret_cast<int *>(w + L.sel);
+  int *kept = reinterpret_cast<int *>(w + L.kept);
+  if (step) step(ctx, "proposals: top-k");
+  if (cx_cuda_column(p->probs, n * a, 2, 1, scores)) return -1;
+  const int k = cx_cuda_topk_stable_seg(scores, n, a, k0, topk);
+  if (k < 0) return -1;
+  if (step) step(ctx, "proposals: gather, decode, clip");
+  const float unit[4] = {0, 0, 1, 1};
+  if (cx_cuda_gather_proposals(topk, n, k, a, scores, p->bbox, p->anchors, p->sd, pre_scores, deltas, boxes) ||
+      cx_cuda_apply_box_deltas(boxes, deltas, n * k, boxes) || cx_cuda_clip_boxes(boxes, n * k, unit))
+    return -1;
+  if (step) step(ctx, "proposals: NMS");
+  if (cx_cuda_nms_batched_dev(boxes, pre_scores, n, k, r, p->nms_thr, sel, kept)) return -1;
+  if (step) step(ctx, "proposals: gather ROIs");
+  return cx_cuda_gather_rois_dev(boxes, k, sel, kept, n, r, p->rois);
+}
 
-int cx_cuda_class_nms(const float *refined, const int *cls, const float *score, int n, int r, int nc, int max_out,
-                      int use_min, float min_conf, float thr, int *ws, unsigned char *alive) {
+/* The detection workspace's parts (byte offsets, 256-aligned): cls [nR], score [nR], chosen
+ * deltas and refined boxes [nR, 4], alive flags [nR], then class_nms's and det_finalize's
+ * global working sets where shared memory is too small for r (0: none) */
+namespace {
+struct det_ws {
+  size_t cls, score, d, refined, alive, nms, fin, bytes;
+};
+det_ws det_ws_layout(int n, int r, int nc) {
+  const size_t nR = (size_t)n * r;
+  det_ws L;
+  size_t o = 0;
+  L.cls = o, o += up256(nR * 4);
+  L.score = o, o += up256(nR * 4);
+  L.d = o, o += up256(nR * 16);
+  L.refined = o, o += up256(nR * 16);
+  L.alive = o, o += up256(nR);
+  L.nms = 0;
+  if (class_nms_block_bytes(r) > CLASS_NMS_SMEM_MAX)
+    L.nms = o, o += up256((size_t)n * (nc > 1 ? nc - 1 : 1) * class_nms_block_bytes(r));
+  L.fin = 0;
+  if (finalize_block_bytes(r) > CLASS_NMS_SMEM_MAX) L.fin = o, o += up256((size_t)n * finalize_block_bytes(r));
+  L.bytes = o;
+  return L;
+}
+} // namespace
+
+size_t cx_cuda_detection_ws(int n, int r, int nc) {
+  if (n <= 0 || r <= 0) return 256;
+  return det_ws_layout(n, r, nc).bytes;
+}
+
+int cx_cuda_detection(const cx_cuda_det *a, void (*step)(void *ctx, const char *name), void *ctx) {
+  const int n = a->n, r = a->r, nc = a->nc;
   if (n <= 0 || r <= 0) return 0;
-  if (r > 48 * 1024)
-    return CX_CUDA_FAIL("class_nms: %d ROIs per image exceed the kernel's shared-memory limit of %d", r, 48 * 1024);
-  CX_CUDA_CHECK(cudaMemsetAsync(alive, 0, (size_t)n * r, cx_cuda_stream()));
-  if (nc < 2 || max_out <= 0) return 0;
-  int *members = ws, *order = ws + (size_t)n * nc * r;
-  class_nms_kernel<<<dim3((unsigned)(nc - 1), (unsigned)n), 128, (size_t)r, cx_cuda_stream()>>>(
-      refined, cls, score, r, nc, max_out, use_min, min_conf, thr, members, order, alive);
+  if (nc < 1 || a->max_out < 1 || a->max_out > r)
+    return CX_CUDA_FAIL("detection: %d classes and %d detections of %d rows are not a valid layer", nc, a->max_out, r);
+  const int nR = n * r;
+  const cudaStream_t st = cx_cuda_stream();
+  const det_ws L = det_ws_layout(n, r, nc);
+  unsigned char *w = static_cast<unsigned char *>(a->ws);
+  int *cls = reinterpret_cast<int *>(w + L.cls);
+  float *score = reinterpret_cast<float *>(w + L.score), *d = reinterpret_cast<float *>(w + L.d);
+  float *refined = reinterpret_cast<float *>(w + L.refined);
+  unsigned char *alive = w + L.alive, *nms_ws = L.nms ? w + L.nms : NULL, *fin_ws = L.fin ? w + L.fin : NULL;
+  if (step) step(ctx, "detection: class, refine, clip");
+  det_select_kernel<<<cx_blocks((size_t)nR, 128), 128, 0, st>>>(a->probs, a->deltas, nR, nc, a->sd[0], a->sd[1],
+                                                                 a->sd[2], a->sd[3], cls, score, d);
   CX_CUDA_LAUNCH_CHECK();
-  return 0;
-}
-
-int cx_cuda_det_finalize(const float *refined, const int *cls, const float *score, const unsigned char *alive, int n,
-                         int r, int max_out, int *list_ws, float *det, int *det_count) {
-  if (n <= 0) return 0;
-  det_finalize_kernel<<<(unsigned)n, 256, 0, cx_cuda_stream()>>>(refined, cls, score, alive, r, max_out, list_ws, det,
-                                                                  det_count);
+  if (cx_cuda_apply_box_deltas(a->rois, d, nR, refined) || cx_cuda_clip_boxes_windows(refined, n, r, a->windows))
+    return -1;
+  if (step) step(ctx, "detection: per-class NMS");
+  CX_CUDA_CHECK(cudaMemsetAsync(alive, 0, (size_t)nR, st));
+  if (nc >= 2) {
+    class_nms_kernel<<<dim3((unsigned)(nc - 1), (unsigned)n), 128, nms_ws ? 0 : class_nms_block_bytes(r), st>>>(
+        refined, cls, score, r, nc, a->max_out, a->use_min, a->min_conf, a->nms_thr, nms_ws, alive);
+    CX_CUDA_LAUNCH_CHECK();
+  }
+  if (step) step(ctx, "detection: top-k");
+  det_finalize_kernel<<<(unsigned)n, 256, fin_ws ? 0 : finalize_block_bytes(r), st>>>(refined, cls, score, alive, r,
+                                                                                     a->max_out, fin_ws, a->det,
+                                                                                     a->det_count);
   CX_CUDA_LAUNCH_CHECK();
   return 0;
 }

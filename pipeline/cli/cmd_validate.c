@@ -10,6 +10,10 @@
  * the GEMM ops (conv2d, dense, deconv2x2) and a rounding-level tolerance for ops that use
  * expf; "max_abs" = max |got - ref| with tolerance 0 (bit-exact ops); "mismatch" = number
  * of differing indices/levels/values, tolerance 0. Any NaN left in an output fails.
+ * Then two layers as composed for the GPU graph (cuda only), each against model.c's own code
+ * for the layer (cx_proposal_layer, cx_detection_layer), exact: "proposals" (top-k, decode,
+ * clip, NMS, ROI gather of a batch) and "detection" (argmax, refine, clip to windows, per-class
+ * NMS, top-k).
  * --device cpu runs the CPU backend against itself (a self-check of this harness; every
  * error must be 0). Exit status: 0 all pass, 1 any failure, 2 usage, 77 no CUDA device.
  * Last, the whole model (--op model selects it alone): synthetic weights (resnet101 and
@@ -833,6 +837,137 @@ static void t_nms_batched(vdev *v, int nimg, int n, int max_out, float thr) {
   free(boxes), free(s), free(ref), free(got), free(cr), free(cg);
 }
 
+/* The ProposalLayer (cuda): n images of A anchors against model.c's cx_proposal_layer on each,
+ * exact (rois bit for bit, zero rows included). Foreground scores with many ties (the stable
+ * order of the segmented top-k), anchors in overlapping clusters (zero-area and flipped ones
+ * among them), deltas that move boxes past the unit square (the clip). */
+static void t_proposals(vdev *v, int n, int A, int pre_nms, int R, double thr) {
+  cx_config c;
+  cx_config_default(&c);
+  c.PRE_NMS_LIMIT = pre_nms;
+  c.POST_NMS_ROIS_INFERENCE = R;
+  c.RPN_NMS_THRESHOLD = thr;
+  const size_t nA = (size_t)n * A;
+  float *anchors = nms_boxes(A), *fg = tied_scores((int)nA, 1000), *bbox = rand_f(nA * 4, -2.0f, 2.0f);
+  float *probs = xmalloc(nA * 8);
+  NEED(bbox);
+  for (size_t i = 0; i < nA; i++) probs[i * 2] = 1.0f - fg[i], probs[i * 2 + 1] = fg[i];
+  free(fg);
+  const int K = pre_nms < A ? pre_nms : A;
+  float *ref = xmalloc((size_t)n * R * 16), *got = xmalloc((size_t)n * R * 16);
+  cx_prop_scratch sc = {.scores = xmalloc((size_t)A * 4), .topk = xmalloc((size_t)K * 4),
+                        .topk_ws = xmalloc((size_t)A * 8), .pre_boxes = xmalloc((size_t)K * 16),
+                        .pre_deltas = xmalloc((size_t)K * 16), .pre_scores = xmalloc((size_t)K * 4),
+                        .sel = xmalloc((size_t)R * 4), .nms_ws = xmalloc(cx_nms_workspace(K))};
+  int kept = 0;
+  for (int b = 0; b < n; b++)
+    kept += cx_proposal_layer(CPU, &c, A, anchors, probs + (size_t)b * A * 2, bbox + (size_t)b * A * 4, &sc,
+                              ref + (size_t)b * R * 4);
+  free(sc.scores), free(sc.topk), free(sc.topk_ws), free(sc.pre_boxes), free(sc.pre_deltas), free(sc.pre_scores);
+  free(sc.sel), free(sc.nms_ws);
+  cx_cuda_props a = {.n = n, .a = A, .pre_nms = pre_nms, .r = R, .nms_thr = (float)thr};
+  for (int j = 0; j < 4; j++) a.sd[j] = (float)c.RPN_BBOX_STD_DEV[j];
+  a.probs = d_in(v, probs, nA * 8);
+  a.bbox = d_in(v, bbox, nA * 16);
+  a.anchors = d_in(v, anchors, (size_t)A * 16);
+  a.ws = d_alloc(v, cx_cuda_proposals_ws(n, A, pre_nms, R));
+  a.rois = d_out(v, (size_t)n * R * 16);
+  double err = NAN;
+  if (!d_error(v) && !cx_cuda_proposals(&a, NULL, NULL) && !d_fetch(v, got, a.rois, (size_t)n * R * 16)) {
+    err = 0.0;
+    for (size_t i = 0; i < (size_t)n * R * 4; i++) err += memcmp(got + i, ref + i, 4) != 0;
+  }
+  char shape[128];
+  snprintf(shape, sizeof shape, "%dx%d anchors -> %d -> %d thr %g (kept %d)", n, A, K, R, thr, kept);
+  report(v, "proposals", shape, "mismatch", err, 0.0);
+  free(anchors), free(probs), free(bbox), free(ref), free(got);
+}
+
+/* The DetectionLayer (cuda): n images of R rois against model.c's cx_detection_layer on each,
+ * exact (det rows bit for bit, counts). Inputs that exercise its rules: rois in overlapping
+ * clusters (zero-area and flipped boxes among them), a few dominant classes so that classes
+ * hold more than D members, scores on a coarse grid (ties: the stable order), argmax ties
+ * between classes (the first wins), background rows, windows that clip, box pairs of IoU
+ * exactly 0.5, scores exactly at the confidence threshold. R above 1694 runs
+ * class_nms from global memory instead of shared memory, above 6144 det_finalize too. */
+static void t_detection(vdev *v, int n, int R, int NC, int D, double min_conf, double thr) {
+  cx_config c;
+  cx_config_default(&c);
+  c.POST_NMS_ROIS_INFERENCE = R;
+  c.DETECTION_MAX_INSTANCES = D;
+  c.DETECTION_MIN_CONFIDENCE = min_conf;
+  c.DETECTION_NMS_THRESHOLD = thr;
+  const size_t nR = (size_t)n * R;
+  float *rois = xmalloc(nR * 16), *probs = xmalloc(nR * NC * 4), *deltas = rand_f(nR * NC * 4, -1.0f, 1.0f);
+  float *win = xmalloc((size_t)n * 16);
+  NEED(deltas);
+  const int hot[3] = {1 + uint_below(NC - 1), 1 + uint_below(NC - 1), 1 + uint_below(NC - 1)};
+  for (int b = 0; b < n; b++) {
+    float *bb = nms_boxes(R);
+    memcpy(rois + (size_t)b * R * 4, bb, (size_t)R * 16);
+    free(bb);
+    const float w[4] = {0.04f * (float)b, 0.1f, 1.0f - 0.05f * (float)b, 0.93f};
+    memcpy(win + b * 4, w, 16);
+  }
+  for (size_t i = 0; i < nR; i++) {
+    float *pr = probs + i * NC;
+    for (int k = 0; k < NC; k++) pr[k] = (float)uint_below(16) / 512.0f;
+    const int kind = uint_below(10);
+    const int k = kind == 0 ? 0 : kind < 7 ? hot[uint_below(3)] : uint_below(NC);
+    const float top = 0.25f + (float)uint_below(48) / 64.0f; /* [0.25, 0.98]: ties across rows */
+    pr[k] = top;
+    if (uint_below(20) == 0 && k > 1) pr[uint_below(k)] = top; /* an earlier class ties: it wins */
+  }
+  /* IoU exactly 0.5 (dyadic boxes, zero deltas: refined exactly): 5 pairs per image, the
+   * best-scoring rows of a hot class; at DETECTION_NMS_THRESHOLD 0.5 the second box stays */
+  for (int b = 0; b < n && R >= 10; b++)
+    for (int q = 0; q < 10; q++) {
+      const size_t i = (size_t)b * R + q;
+      const float lo = 0.125f * (float)(1 + q / 2), hi = lo + 0.125f;
+      const float box[4] = {lo, lo, hi, q % 2 ? lo + 0.0625f : hi};
+      memcpy(rois + i * 4, box, 16);
+      memset(deltas + i * NC * 4, 0, (size_t)NC * 16);
+      for (int k = 0; k < NC; k++) probs[i * NC + k] = 0.0f;
+      probs[i * NC + hot[0]] = 0.999f - 0.001f * (float)q;
+    }
+  float *ref = xmalloc((size_t)n * D * 24), *got = xmalloc((size_t)n * D * 24);
+  int *cref = xmalloc((size_t)n * 4), *cgot = xmalloc((size_t)n * 4);
+  cx_det_scratch sc = {.cls = xmalloc((size_t)R * 4), .scores = xmalloc((size_t)R * 4),
+                       .refined = xmalloc((size_t)R * 16), .boxes = xmalloc((size_t)R * 16),
+                       .idx = xmalloc((size_t)R * 4), .idx_scores = xmalloc((size_t)R * 4),
+                       .keep = xmalloc((size_t)R * 16), .sel = xmalloc((size_t)R * 4),
+                       .nms_ws = xmalloc(cx_nms_workspace(R))};
+  int kept = 0;
+  for (int b = 0; b < n; b++) {
+    cref[b] = cx_detection_layer(CPU, &c, NC, rois + (size_t)b * R * 4, probs + (size_t)b * R * NC,
+                                 deltas + (size_t)b * R * NC * 4, win + b * 4, &sc, ref + (size_t)b * D * 6);
+    kept += cref[b];
+  }
+  free(sc.cls), free(sc.scores), free(sc.refined), free(sc.boxes), free(sc.idx), free(sc.idx_scores);
+  free(sc.keep), free(sc.sel), free(sc.nms_ws);
+  cx_cuda_det a = {.n = n, .r = R, .nc = NC, .max_out = D, .use_min = min_conf != 0, .min_conf = (float)min_conf,
+                   .nms_thr = (float)thr};
+  for (int j = 0; j < 4; j++) a.sd[j] = (float)c.BBOX_STD_DEV[j];
+  a.rois = d_in(v, rois, nR * 16);
+  a.probs = d_in(v, probs, nR * NC * 4);
+  a.deltas = d_in(v, deltas, nR * NC * 16);
+  a.windows = d_in(v, win, (size_t)n * 16);
+  a.ws = d_alloc(v, cx_cuda_detection_ws(n, R, NC));
+  a.det = d_out(v, (size_t)n * D * 24);
+  a.det_count = d_out(v, (size_t)n * 4);
+  double err = NAN;
+  if (!d_error(v) && !cx_cuda_detection(&a, NULL, NULL) && !d_fetch(v, got, a.det, (size_t)n * D * 24) &&
+      !d_fetch(v, cgot, a.det_count, (size_t)n * 4)) {
+    err = mismatch_i(cgot, cref, (size_t)n) * D; /* a wrong count weighs a whole image */
+    for (size_t i = 0; i < (size_t)n * D * 6; i++) err += memcmp(got + i, ref + i, 4) != 0;
+  }
+  char shape[128];
+  snprintf(shape, sizeof shape, "%dx%d rois %d cls -> %d min %g thr %g (kept %d)", n, R, NC, D, min_conf, thr,
+           kept);
+  report(v, "detection", shape, "mismatch", err, 0.0);
+  free(rois), free(probs), free(deltas), free(win), free(ref), free(got), free(cref), free(cgot);
+}
+
 static void t_resize_u8(vdev *v, int ih, int iw, int c, int oh, int ow) {
   const size_t ni = (size_t)ih * iw * c, no = (size_t)oh * ow * c;
   uint8_t *in = xmalloc(ni), *ref = xmalloc(no), *got = xmalloc(no);
@@ -1355,6 +1490,18 @@ int cx_cmd_validate(int argc, char **argv) {
       t_nms_batched(&v, 3, 6000, 1000, 0.7f);
       t_nms_batched(&v, 5, 130, 40, 0.5f);
     }
+  }
+  if (want("proposals") && v.is_cuda) {
+    t_proposals(&v, 2, 65472, 6000, 1000, 0.7); /* 512x512 images' anchors */
+    t_proposals(&v, 3, 5000, 6000, 2000, 0.5);  /* PRE_NMS_LIMIT above A; fewer than R kept */
+    t_proposals(&v, 1, 261888, 6000, 1000, 0.7); /* one 1024x1024 image */
+  }
+  if (want("detection") && v.is_cuda) {
+    t_detection(&v, 2, 1000, 81, 100, 0.7, 0.3); /* COCO inference settings */
+    t_detection(&v, 3, 1000, 81, 100, 0.0, 0.3); /* no threshold: classes of > D members */
+    t_detection(&v, 4, 1000, 81, 100, 0.953125, 0.3); /* fewer than D (zero padding); scores = min */
+    t_detection(&v, 2, 2000, 5, 100, 0.5, 0.5);  /* class_nms from global memory */
+    t_detection(&v, 1, 7000, 3, 300, 0.0, 0.7);  /* det_finalize from global memory too */
   }
   if (want("resize_u8")) {
     t_resize_u8(&v, 480, 640, 3, 768, 1024);
