@@ -350,6 +350,7 @@ static void rpn(cx_model *m) {
   m->be->softmax_rows(p->rpn_logits, (size_t)p->n * A, 2, p->rpn_probs);
 }
 
+/* ProposalLayer (spec §8) on one image's anchors (model_internal.h); validate runs it alone. */
 int cx_proposal_layer(const cx_backend *be, const cx_config *c, int A, const float *anchors, const float *probs,
                       const float *bbox, const cx_prop_scratch *s, float *rois) {
   const int R = c->POST_NMS_ROIS_INFERENCE;
@@ -375,6 +376,7 @@ int cx_proposal_layer(const cx_backend *be, const cx_config *c, int A, const flo
   return kept;
 }
 
+/* ProposalLayer for image b, on the plan's buffers. */
 static void proposals(cx_model *m, int b) {
   cx_plan *p = &m->plan;
   const int A = (int)p->anchors_total, R = m->cfg.POST_NMS_ROIS_INFERENCE;
@@ -417,7 +419,7 @@ void cx_norm_window(const int win_px[4], int H, int W, float win[4]) {
   win[3] = ((float)win_px[3] - 1.0f) / (Wf - 1.0f);
 }
 
-/* DetectionLayer (spec §11) for image b with molded window `win_px`. */
+/* DetectionLayer (spec §11) on one image's rows (model_internal.h); validate runs it alone. */
 int cx_detection_layer(const cx_backend *be, const cx_config *c, int NC, const float *rois, const float *probs,
                        const float *deltas, const float win[4], const cx_det_scratch *s, float *det) {
   const int R = c->POST_NMS_ROIS_INFERENCE, D = c->DETECTION_MAX_INSTANCES;
@@ -473,6 +475,7 @@ int cx_detection_layer(const cx_backend *be, const cx_config *c, int NC, const f
   return num;
 }
 
+/* DetectionLayer for image b with molded window `win_px`, on the plan's buffers. */
 static void detection(cx_model *m, int b, const int win_px[4]) {
   cx_plan *p = &m->plan;
   const cx_config *c = &m->cfg;

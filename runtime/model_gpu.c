@@ -780,13 +780,13 @@ static void rpn(cx_model *m, const cx_backend *be) {
   be->softmax_rows(p->rpn_logits, (size_t)n * p->A, 2, p->rpn_probs);
 }
 
+/* the profile's mark before each step of cx_cuda_proposals / cx_cuda_detection */
+static void mark_step(void *g, const char *name) { mark((cx_gpu_model *)g, 0, 0, "%s", name); }
+
 /* ProposalLayer for all images of the batch in the same launches (model.c runs it per image:
  * the same top-k, decoding, clipping and NMS per image, so the same ROIs): one segmented sort
  * for the top-k, one NMS whose scans run one block per image. No wait: the NMS counts go from
- * nms_batched_dev to gather_rois_dev on the device (kept_dev[b]). */
-static void mark_step(void *g, const char *name) { mark((cx_gpu_model *)g, 0, 0, "%s", name); }
-
-/* ProposalLayer (spec §8) for all images: the counts stay on the device */
+ * the NMS to the ROI gather on the device. */
 static void proposals(cx_model *m) {
   cx_gpu_model *g = m->gpu;
   gplan *p = &g->plan;
