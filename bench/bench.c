@@ -74,7 +74,7 @@ static int cmp_op_ms(const void *a, const void *b) {
 static double tflops(double flops, double ms) { return ms > 0 ? flops / (ms * 1e-3) / 1e12 : 0; }
 
 /* --profile's tables: stages, convolution kernels, then every op slowest first. */
-static void print_profile(const cx_op_time *ops, int n, const char *title) {
+static void print_profile(const cx_op_time *ops, int n, const char *title, int cuda) {
   static const char *const stage[6] = {"preprocess", "backbone/FPN", "RPN/proposals", "classifier/detection", "mask head", "unmold"};
   double st_ms[6] = {0}, st_fl[6] = {0}, total = 0;
   int st_n[6] = {0};
@@ -85,7 +85,8 @@ static void print_profile(const cx_op_time *ops, int n, const char *title) {
     st_n[s]++;
     total += ops[i].ms;
   }
-  printf("profile: %s (one batch, ops launched one by one, CUDA events between them; ms per batch)\n", title);
+  printf("profile: %s (one batch, %s; ms per batch)\n", title,
+         cuda ? "ops launched one by one, CUDA events between them" : "wall clock between ops");
   printf("  %-22s %9s %6s %5s %9s %8s\n", "stage", "ms", "%", "ops", "GFLOP", "TFLOP/s");
   for (int s = 0; s < 6; s++)
     printf("  %-22s %9.3f %6.1f %5d %9.1f %8.2f\n", stage[s], st_ms[s], total > 0 ? 100 * st_ms[s] / total : 0, st_n[s],
@@ -107,17 +108,17 @@ static void print_profile(const cx_op_time *ops, int n, const char *title) {
     k_fl[j] += ops[i].flops;
     k_n[j] += ops[i].calls;
   }
-  printf("  %-28s %5s %9s %6s %9s %8s\n", "conv kernel", "calls", "ms", "%", "GFLOP", "TFLOP/s");
+  printf("  %-30s %5s %9s %6s %9s %8s\n", "conv kernel", "calls", "ms", "%", "GFLOP", "TFLOP/s");
   for (int j = 0; j < nk; j++)
-    printf("  %-28s %5d %9.3f %6.1f %9.1f %8.2f\n", kn[j], k_n[j], k_ms[j], total > 0 ? 100 * k_ms[j] / total : 0,
+    printf("  %-30s %5d %9.3f %6.1f %9.1f %8.2f\n", kn[j], k_n[j], k_ms[j], total > 0 ? 100 * k_ms[j] / total : 0,
            k_fl[j] / 1e9, tflops(k_fl[j], k_ms[j]));
   cx_op_time *s = malloc((size_t)n * sizeof *s);
   if (!s) return;
   memcpy(s, ops, (size_t)n * sizeof *s);
   qsort(s, (size_t)n, sizeof *s, cmp_op_ms);
-  printf("  %-4s %-44s %-22s %5s %9s %6s %9s %8s\n", "#", "op", "kernel", "calls", "ms", "%", "GFLOP", "TFLOP/s");
+  printf("  %-4s %-44s %-30s %5s %9s %6s %9s %8s\n", "#", "op", "kernel", "calls", "ms", "%", "GFLOP", "TFLOP/s");
   for (int i = 0; i < n; i++)
-    printf("  %-4d %-44s %-22s %5d %9.3f %6.1f %9.3f %8.2f\n", i + 1, s[i].name, s[i].kernel[0] ? s[i].kernel : "-",
+    printf("  %-4d %-44s %-30s %5d %9.3f %6.1f %9.3f %8.2f\n", i + 1, s[i].name, s[i].kernel[0] ? s[i].kernel : "-",
            s[i].calls, s[i].ms, total > 0 ? 100 * s[i].ms / total : 0, s[i].flops / 1e9, tflops(s[i].flops, s[i].ms));
   free(s);
 }
@@ -141,10 +142,11 @@ static void usage(void) {
          "overlap), over max(--iters, 2) batches after 4 warm-up batches (none with --warmup 0);\n"
          "images_per_s is one batch at a time; gpu_mem_used_mb is the device memory in use after the\n"
          "pipelined run (cudaMemGetInfo: the whole device, other processes included).\n"
-         "--profile (--device cuda) adds, after each JSON line, one more batch run op by op without the\n"
-         "CUDA graphs, a CUDA event before every op: a table of the stages, of the convolution kernels\n"
-         "that ran (ms, GFLOP, TFLOP/s) and of every op (matterport's layer names), slowest first.\n"
-         "Small ops include launch gaps, so the profile's total exceeds the graph-replayed stages.\n");
+         "--profile adds, after each JSON line, one more batch timed op by op: a table of the stages, of\n"
+         "the convolution kernels that ran (ms, GFLOP, TFLOP/s) and of every op (matterport's layer\n"
+         "names), slowest first. On cuda the batch runs without the CUDA graphs, a CUDA event before\n"
+         "every op; small ops include launch gaps, so the total exceeds the graph-replayed stages.\n"
+         "On the CPU it is the wall clock between ops.\n");
 }
 
 int cx_cmd_bench(int argc, char **argv) {
@@ -203,10 +205,6 @@ int cx_cmd_bench(int argc, char **argv) {
   int cuda_index;
   cx_err pe;
   const int cuda = cx_device_parse(device, &cuda_index, &pe) == 1;
-  if (profile && !cuda) {
-    fprintf(stderr, "ctxdiff bench: --profile needs --device cuda (it times the GPU's ops)\n");
-    return 2;
-  }
   if (precision && !cuda && strcmp(precision, "fp32")) {
     fprintf(stderr, "ctxdiff bench: --precision %s needs --device cuda (the CPU path is fp32)\n", precision);
     return 2;
@@ -313,9 +311,13 @@ int cx_cmd_bench(int argc, char **argv) {
           int nops;
           if (cx_model_profile(m, ims, B, &ops, &nops, &e)) { fprintf(stderr, "ctxdiff bench: --profile: %s\n", e.msg); return 1; }
           char title[160];
-          snprintf(title, sizeof title, "%s %dx%d batch %d %s on %s", cx_backbone_name((cx_backbone)bbs[ib]), size, size, B,
-                   precision ? precision : "fp32", gpu_name);
-          print_profile(ops, nops, title);
+          if (cuda)
+            snprintf(title, sizeof title, "%s %dx%d batch %d %s on %s", cx_backbone_name((cx_backbone)bbs[ib]), size, size,
+                     B, precision ? precision : "fp32", gpu_name);
+          else
+            snprintf(title, sizeof title, "%s %dx%d batch %d fp32 on the CPU (%s, %s)",
+                     cx_backbone_name((cx_backbone)bbs[ib]), size, size, B, cx_gemm_name(), cx_conv_name());
+          print_profile(ops, nops, title, cuda);
           free(ops);
           fflush(stdout);
         }

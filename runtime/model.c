@@ -3,6 +3,7 @@
  * DetectionLayer -> mask head -> unmold. Buffers come from a plan made once per
  * (batch, molded shape); the per-image path does not allocate except for the results. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,8 +124,10 @@ static int plan_make(cx_model *m, int n, int H, int W, cx_err *e) {
     off += (size_t)((ah[l] + a - 1) / a) * ((aw[l] + a - 1) / a) * nr;
   }
   int K = c->PRE_NMS_LIMIT < (int)A ? c->PRE_NMS_LIMIT : (int)A;
-  size_t act = MAXZ((size_t)n * h1 * w1 * 64, (size_t)n * hs[0] * wsz[0] * 256);
   int rh = (p->fh[0] + a - 1) / a, rw = (p->fw[0] + a - 1) / a;
+  /* act[0] also takes the merged RPN heads' output of the largest level (rpn()) */
+  size_t act = MAXZ(MAXZ((size_t)n * h1 * w1 * 64, (size_t)n * hs[0] * wsz[0] * 256),
+                    (size_t)n * rh * rw * (size_t)m->rpn_heads.d.cout);
   const size_t nR = (size_t)n * R, nD = (size_t)n * D;
   size_t mask_rows = nD ? nD : 1;
 #define ALLOC(ptr, count)                                                         \
@@ -285,22 +288,63 @@ void cx_mold_image(const cx_backend *be, const cx_config *c, const cx_image *im,
 
 /* ---- network stages ---------------------------------------------------------------------- */
 
-static void conv(cx_model *m, const cx_layer *L, const float *x, int n, int h, int w, float *y, const float *res,
-                 int relu, int *ho, int *wo) {
+/* ---- --profile on the CPU (cx_model_profile): a wall-clock mark before every op; op i ran
+ * from mark i to mark i + 1. fmt NULL only closes the open op (a stage's end). ---- */
+static void cmark(cx_model *m, double flops, const char *kernel, const char *fmt, ...) {
+  cx_cpu_prof *P = &m->cprof;
+  if (P->on <= 0) return;
+  const double t = now_ms();
+  if (P->open) P->op[P->n - 1].ms = t - P->t;
+  P->open = 0;
+  if (!fmt) return;
+  if (P->n == P->cap) {
+    const int cap = P->cap ? 2 * P->cap : 256;
+    cx_op_time *op = realloc(P->op, (size_t)cap * sizeof *op);
+    if (!op) {
+      P->on = -1;
+      return;
+    }
+    P->op = op;
+    P->cap = cap;
+  }
+  cx_op_time *o = &P->op[P->n++];
+  memset(o, 0, sizeof *o);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(o->name, sizeof o->name, fmt, ap);
+  va_end(ap);
+  if (kernel) snprintf(o->kernel, sizeof o->kernel, "%s", kernel);
+  o->stage = P->stage;
+  o->flops = flops;
+  o->calls = 1;
+  P->open = 1;
+  P->t = now_ms();
+}
+
+/* name: matterport's layer name, for the profile */
+static void conv(cx_model *m, const char *name, const cx_layer *L, const float *x, int n, int h, int w, float *y,
+                 const float *res, int relu, int *ho, int *wo) {
   cx_conv2d_desc d = L->d;
   if (L->same) {
     cx_same_pads(h, d.kh, d.stride, &d.pad_t, &d.pad_b);
     cx_same_pads(w, d.kw, d.stride, &d.pad_l, &d.pad_r);
   }
+  const int oh = cx_conv2d_out(h, d.kh, d.stride, d.pad_t, d.pad_b), ow = cx_conv2d_out(w, d.kw, d.stride, d.pad_l, d.pad_r);
+  if (m->cprof.on > 0) {
+    char k[40];
+    snprintf(k, sizeof k, "%s, %s", cx_conv2d_path(&d, h, w), cx_gemm_name());
+    cmark(m, 2.0 * n * oh * ow * (double)d.kh * d.kw * d.cin * d.cout, k, "%s", name);
+  }
   m->be->conv2d(&d, x, n, h, w, y, res, relu, m->plan.conv_ws);
-  if (ho) *ho = cx_conv2d_out(h, d.kh, d.stride, d.pad_t, d.pad_b);
-  if (wo) *wo = cx_conv2d_out(w, d.kw, d.stride, d.pad_l, d.pad_r);
+  if (ho) *ho = oh;
+  if (wo) *wo = ow;
 }
 
 static void backbone(cx_model *m) {
   cx_plan *p = &m->plan;
   int n = p->n, h, w;
-  conv(m, &m->conv1, p->molded, n, p->H, p->W, p->act[0], NULL, 1, &h, &w);
+  conv(m, "conv1", &m->conv1, p->molded, n, p->H, p->W, p->act[0], NULL, 1, &h, &w);
+  cmark(m, 0, NULL, "pool1 (max 3x3/2)");
   m->be->maxpool_same(p->act[0], n, h, w, 64, 3, 2, p->act[1]);
   h = (h + 1) / 2; w = (w + 1) / 2;
   float *x = p->act[1];
@@ -309,45 +353,76 @@ static void backbone(cx_model *m) {
       const cx_block *B = &m->blocks[s][b];
       float *out = (b == m->nblocks[s] - 1) ? p->C[s] : (x == p->act[0] ? p->act[1] : p->act[0]);
       int h2, w2;
-      conv(m, &B->a, x, n, h, w, p->act[2], NULL, 1, &h2, &w2);
-      conv(m, &B->b, p->act[2], n, h2, w2, p->act[3], NULL, 1, NULL, NULL);
+      char nm[4][32];
+      cx_block_names(s, b, nm);
+      conv(m, nm[0], &B->a, x, n, h, w, p->act[2], NULL, 1, &h2, &w2);
+      conv(m, nm[1], &B->b, p->act[2], n, h2, w2, p->act[3], NULL, 1, NULL, NULL);
       const float *sc = x;
       if (B->has_shortcut) {
-        conv(m, &B->shortcut, x, n, h, w, p->act[4], NULL, 0, NULL, NULL);
+        conv(m, nm[2], &B->shortcut, x, n, h, w, p->act[4], NULL, 0, NULL, NULL);
         sc = p->act[4];
       }
-      conv(m, &B->c, p->act[3], n, h2, w2, out, sc, 1, NULL, NULL);
+      conv(m, nm[3], &B->c, p->act[3], n, h2, w2, out, sc, 1, NULL, NULL);
       x = out;
       h = h2; w = w2;
     }
 }
 
+void cx_block_names(int s, int b, char nm[4][32]) {
+  const char *br[4] = {"branch2a", "branch2b", "branch1", "branch2c"};
+  for (int k = 0; k < 4; k++) snprintf(nm[k], 32, "res%d%c_%s", s + 2, 'a' + b, br[k]);
+}
+
 static void fpn(cx_model *m) {
   cx_plan *p = &m->plan;
   int n = p->n;
+  char nm[32];
   for (int l = 3; l >= 0; l--) {
-    conv(m, &m->fpn_lat[l], p->C[l], n, p->fh[l], p->fw[l], p->Q[l], NULL, 0, NULL, NULL);
-    if (l < 3) m->be->upsample2_add(p->Q[l + 1], n, p->fh[l + 1], p->fw[l + 1], FEAT, p->Q[l]);
+    snprintf(nm, sizeof nm, "fpn_c%dp%d", l + 2, l + 2);
+    conv(m, nm, &m->fpn_lat[l], p->C[l], n, p->fh[l], p->fw[l], p->Q[l], NULL, 0, NULL, NULL);
+    if (l < 3) {
+      cmark(m, 0, NULL, "fpn_p%dupsampled + add", l + 3);
+      m->be->upsample2_add(p->Q[l + 1], n, p->fh[l + 1], p->fw[l + 1], FEAT, p->Q[l]);
+    }
   }
-  for (int l = 0; l < 4; l++) conv(m, &m->fpn_out[l], p->Q[l], n, p->fh[l], p->fw[l], p->P[l], NULL, 0, NULL, NULL);
+  for (int l = 0; l < 4; l++) {
+    snprintf(nm, sizeof nm, "fpn_p%d", l + 2);
+    conv(m, nm, &m->fpn_out[l], p->Q[l], n, p->fh[l], p->fw[l], p->P[l], NULL, 0, NULL, NULL);
+  }
+  cmark(m, 0, NULL, "fpn_p6 (subsample)");
   m->be->subsample2(p->P[3], n, p->fh[3], p->fw[3], FEAT, p->P[4]);
 }
 
 static void rpn(cx_model *m) {
   cx_plan *p = &m->plan;
   const size_t A = p->anchors_total;
+  const int n = p->n, ld = m->rpn_heads.d.cout, apl = ld / 6;
   for (int l = 0; l < 5; l++) {
     int hs, ws;
-    conv(m, &m->rpn_shared, p->P[l], p->n, p->fh[l], p->fw[l], p->rpn_shared, NULL, 1, &hs, &ws);
-    for (int b = 0; b < p->n; b++) {
-      const float *s = p->rpn_shared + (size_t)b * hs * ws * 512;
-      /* A 1x1 conv over (y, x) writes anchor (y*W + x)*A + a, channel 2a+k: exactly the
-       * concatenated [anchors, 2] layout, so it lands in place. */
-      conv(m, &m->rpn_class, s, 1, hs, ws, p->rpn_logits + ((size_t)b * A + p->level_off[l]) * 2, NULL, 0, NULL, NULL);
-      conv(m, &m->rpn_bbox, s, 1, hs, ws, p->rpn_bbox + ((size_t)b * A + p->level_off[l]) * 4, NULL, 0, NULL, NULL);
+    char nm[40];
+    snprintf(nm, sizeof nm, "rpn_conv_shared P%d", l + 2);
+    conv(m, nm, &m->rpn_shared, p->P[l], n, p->fh[l], p->fw[l], p->rpn_shared, NULL, 1, &hs, &ws);
+    /* both heads of every image in one GEMM (N = 6 * apl; apart, OpenBLAS packs the shared
+     * features twice for N = 2 * apl and 4 * apl) into act[0], free after the backbone */
+    snprintf(nm, sizeof nm, "rpn_class_raw + rpn_bbox_pred P%d", l + 2);
+    conv(m, nm, &m->rpn_heads, p->rpn_shared, n, hs, ws, p->act[0], NULL, 0, NULL, NULL);
+    /* Location q's anchor a is anchor (q * apl + a) of the level: its 2 logits and 4 deltas go to
+     * the image's concatenated [anchors, 2] / [anchors, 4] rows. */
+    cmark(m, 0, NULL, "rpn heads to anchor order P%d", l + 2);
+    const size_t hw = (size_t)hs * ws;
+#pragma omp parallel for schedule(static)
+    for (size_t bq = 0; bq < (size_t)n * hw; bq++) {
+      const float *h = p->act[0] + bq * ld;
+      const size_t b = bq / hw, q = bq % hw;
+      for (int a = 0; a < apl; a++) {
+        const size_t r = b * A + p->level_off[l] + q * apl + a;
+        memcpy(p->rpn_logits + r * 2, h + 2 * a, 2 * sizeof(float));
+        memcpy(p->rpn_bbox + r * 4, h + 2 * apl + 4 * a, 4 * sizeof(float));
+      }
     }
   }
-  m->be->softmax_rows(p->rpn_logits, (size_t)p->n * A, 2, p->rpn_probs);
+  cmark(m, 0, NULL, "rpn_class (softmax)");
+  m->be->softmax_rows(p->rpn_logits, (size_t)n * A, 2, p->rpn_probs);
 }
 
 /* ProposalLayer (spec §8) on one image's anchors (model_internal.h); validate runs it alone. */
@@ -379,6 +454,7 @@ int cx_proposal_layer(const cx_backend *be, const cx_config *c, int A, const flo
 /* ProposalLayer for image b, on the plan's buffers. */
 static void proposals(cx_model *m, int b) {
   cx_plan *p = &m->plan;
+  cmark(m, 0, NULL, "proposals (top-k, decode, clip, NMS)");
   const int A = (int)p->anchors_total, R = m->cfg.POST_NMS_ROIS_INFERENCE;
   const cx_prop_scratch s = {.scores = p->scores, .topk = p->topk, .topk_ws = p->topk_ws, .pre_boxes = p->pre_boxes,
                              .pre_deltas = p->pre_deltas, .pre_scores = p->pre_scores, .sel = p->sel,
@@ -403,11 +479,17 @@ static void roi_align(cx_model *m, int b, const float *boxes, int nb, int pool, 
 static void classifier(cx_model *m) {
   cx_plan *p = &m->plan;
   const int R = m->cfg.POST_NMS_ROIS_INFERENCE, NC = m->num_classes, nR = p->n * R;
+  cmark(m, 0, NULL, "roi_align_classifier (levels + 7x7 crop_and_resize)");
   for (int b = 0; b < p->n; b++) roi_align(m, b, p->rois + (size_t)b * R * 4, R, 7, p->pool7 + (size_t)b * R * 49 * FEAT);
-  conv(m, &m->cls_conv1, p->pool7, nR, 7, 7, p->fc1, NULL, 1, NULL, NULL);
-  conv(m, &m->cls_conv2, p->fc1, nR, 1, 1, p->fc2, NULL, 1, NULL, NULL);
+  conv(m, "mrcnn_class_conv1", &m->cls_conv1, p->pool7, nR, 7, 7, p->fc1, NULL, 1, NULL, NULL);
+  conv(m, "mrcnn_class_conv2", &m->cls_conv2, p->fc1, nR, 1, 1, p->fc2, NULL, 1, NULL, NULL);
+  char k[40];
+  snprintf(k, sizeof k, "dense, %s", cx_gemm_name());
+  cmark(m, 2.0 * nR * 1024 * NC, k, "mrcnn_class_logits");
   m->be->dense(p->fc2, nR, 1024, m->cls_logits.kernel, m->cls_logits.bias, NC, 0, p->logits);
+  cmark(m, 0, NULL, "mrcnn_class (softmax)");
   m->be->softmax_rows(p->logits, (size_t)nR, NC, p->probs);
+  cmark(m, 2.0 * nR * 1024 * 4 * NC, k, "mrcnn_bbox_fc");
   m->be->dense(p->fc2, nR, 1024, m->cls_bbox.kernel, m->cls_bbox.bias, 4 * NC, 0, p->deltas);
 }
 
@@ -478,6 +560,7 @@ int cx_detection_layer(const cx_backend *be, const cx_config *c, int NC, const f
 /* DetectionLayer for image b with molded window `win_px`, on the plan's buffers. */
 static void detection(cx_model *m, int b, const int win_px[4]) {
   cx_plan *p = &m->plan;
+  cmark(m, 0, NULL, "detection layer (refine, clip, per-class NMS, top-k)");
   const cx_config *c = &m->cfg;
   const int R = c->POST_NMS_ROIS_INFERENCE, NC = m->num_classes, D = c->DETECTION_MAX_INSTANCES;
   float win[4];
@@ -494,6 +577,7 @@ static int mask_head(cx_model *m) {
   cx_plan *p = &m->plan;
   const int D = m->cfg.DETECTION_MAX_INSTANCES;
   int total = 0;
+  cmark(m, 0, NULL, "roi_align_mask (levels + 14x14 crop_and_resize)");
   for (int b = 0; b < p->n; b++) {
     int cnt = p->det_count[b];
     for (int t = 0; t < cnt; t++) memcpy(p->cls_boxes + t * 4, p->det + ((size_t)b * D + t) * 6, 4 * sizeof(float));
@@ -504,11 +588,17 @@ static int mask_head(cx_model *m) {
   const float *x = p->pool14;
   float *bufs[2] = {p->mask_a, p->mask_b};
   for (int k = 0; k < 4; k++) {
-    conv(m, &m->mask_conv[k], x, total, 14, 14, bufs[k & 1], NULL, 1, NULL, NULL);
+    char nm[24];
+    snprintf(nm, sizeof nm, "mrcnn_mask_conv%d", k + 1);
+    conv(m, nm, &m->mask_conv[k], x, total, 14, 14, bufs[k & 1], NULL, 1, NULL, NULL);
     x = bufs[k & 1];
   }
+  char k[40];
+  snprintf(k, sizeof k, "deconv 2x2/2, %s", cx_gemm_name());
+  cmark(m, 2.0 * total * 196 * FEAT * 4 * FEAT, k, "mrcnn_mask_deconv");
   m->be->deconv2x2(x, total, 14, 14, FEAT, m->deconv_packed, m->deconv_bias, FEAT, 1, p->deconv, p->deconv_ws);
-  conv(m, &m->mask_out, p->deconv, total, 28, 28, p->masks, NULL, 0, NULL, NULL);
+  conv(m, "mrcnn_mask", &m->mask_out, p->deconv, total, 28, 28, p->masks, NULL, 0, NULL, NULL);
+  cmark(m, 0, NULL, "mrcnn_mask (sigmoid)");
   m->be->sigmoid(p->masks, (size_t)total * 784 * m->num_classes);
   return total;
 }
@@ -659,11 +749,53 @@ int cx_detect(cx_model *m, const cx_image *images, int n, cx_detections *out, cx
   return cpu_detect(m, images, n, out, e);
 }
 
+void cx_profile_add(cx_op_time *r, int *k, const cx_op_time *o) {
+  int j = 0;
+  while (j < *k && (strcmp(r[j].name, o->name) || r[j].stage != o->stage)) j++;
+  if (j < *k) {
+    r[j].calls++;
+    r[j].ms += o->ms;
+    r[j].flops += o->flops;
+  } else {
+    r[(*k)++] = *o;
+  }
+}
+
+/* One batch with cmark's wall-clock marks (the RPN heads, proposals and detection layer of
+ * each image summed by name); preprocessing and unmolding from the call's stage timings. */
+static int cpu_profile(cx_model *m, const cx_image *images, int n, cx_op_time **ops, int *count, cx_err *e) {
+  if (m->cpu_npending) return cx_fail(e, "profile: %d batch(es) pending (collect them first)", m->cpu_npending);
+  cx_detections *out = calloc((size_t)n, sizeof *out);
+  if (!out) return cx_fail(e, "out of memory");
+  cx_cpu_prof *P = &m->cprof;
+  P->on = 1;
+  P->n = 0;
+  P->open = 0;
+  const int rc = cpu_detect(m, images, n, out, e);
+  const int ok = P->on > 0;
+  P->on = 0;
+  P->stage = 0;
+  cx_detections_free(out, n);
+  free(out);
+  if (rc) return rc;
+  if (!ok) return cx_fail(e, "profile: out of memory for the op table");
+  cx_op_time *r = calloc((size_t)P->n + 2, sizeof *r);
+  if (!r) return cx_fail(e, "out of memory");
+  int k = 0;
+  const cx_timings *t = &m->timings;
+  r[k++] = (cx_op_time){"preprocess (resize + mold)", "", 0, 1, t->preprocess, 0};
+  for (int i = 0; i < P->n; i++) cx_profile_add(r, &k, &P->op[i]);
+  r[k++] = (cx_op_time){"unmold (mask resize + paste)", "", 5, 1, t->unmold, 0};
+  *ops = r;
+  *count = k;
+  return 0;
+}
+
 int cx_model_profile(cx_model *m, const cx_image *images, int n, cx_op_time **ops, int *count, cx_err *e) {
   *ops = NULL;
   *count = 0;
   if (batch_size_ok(n, e)) return -1;
-  if (!m->gpu) return cx_fail(e, "the per-op profile needs the GPU backend (device cuda)");
+  if (!m->gpu) return cpu_profile(m, images, n, ops, count, e);
   return cx_gpu_profile(m, images, n, ops, count, e);
 }
 
@@ -717,19 +849,27 @@ static int cpu_detect(cx_model *m, const cx_image *images, int n, cx_detections 
   for (int i = 0; i < n; i++) cx_mold_image(m->be, c, &images[i], &mi[i], p->resized, p->molded + (size_t)i * p->H * p->W * 3);
   double t1 = now_ms();
   t.preprocess = t1 - t0;
+  m->cprof.stage = 1;
   backbone(m);
   fpn(m);
+  cmark(m, 0, NULL, NULL);
   double t2 = now_ms();
   t.backbone_fpn = t2 - t1;
+  m->cprof.stage = 2;
   rpn(m);
   for (int b = 0; b < n; b++) proposals(m, b);
+  cmark(m, 0, NULL, NULL);
   double t3 = now_ms();
   t.rpn_proposals = t3 - t2;
+  m->cprof.stage = 3;
   classifier(m);
   for (int b = 0; b < n; b++) detection(m, b, mi[b].window);
+  cmark(m, 0, NULL, NULL);
   double t4 = now_ms();
   t.classifier_detection = t4 - t3;
+  m->cprof.stage = 4;
   mask_head(m);
+  cmark(m, 0, NULL, NULL);
   double t5 = now_ms();
   t.mask_head = t5 - t4;
   if (m->dump_dir) dump_all(m, p->det_count[0]);

@@ -279,35 +279,13 @@ static int up_layer(cx_gpu_model *g, const cx_layer *L, glayer *G, cx_err *e);
  * zero columns after them: one GEMM over all images of a level instead of two per image, and
  * the 64-wide tile a head would fill to 6 or 12 columns filled to 18 */
 static int up_rpn_heads(const cx_model *m, cx_gpu_model *g, cx_err *e) {
-  const cx_layer *c = &m->rpn_class, *b = &m->rpn_bbox;
-  const int apl = c->d.cout / 2, cin = c->d.cin, ld = RPN_HEADS_LD(apl);
-  if (c->d.kh != 1 || c->d.kw != 1 || b->d.kh != 1 || b->d.kw != 1 || b->d.cin != cin || c->d.cout != 2 * apl ||
-      b->d.cout != 4 * apl || apl < 1 || !c->kernel || !b->kernel)
-    return cx_fail(e, "internal: RPN heads of unexpected shapes (%dx%d %d->%d, %dx%d %d->%d)", c->d.kh, c->d.kw, cin,
-                   c->d.cout, b->d.kh, b->d.kw, b->d.cin, b->d.cout);
-  float *k = calloc((size_t)cin * ld, sizeof *k), *bias = calloc((size_t)ld, sizeof *bias);
-  if (!k || !bias) {
-    free(k);
-    free(bias);
-    return cx_fail(e, "out of memory for the RPN heads");
-  }
-  for (int i = 0; i < cin; i++) {
-    memcpy(k + (size_t)i * ld, c->kernel + (size_t)i * 2 * apl, (size_t)2 * apl * sizeof *k);
-    memcpy(k + (size_t)i * ld + 2 * apl, b->kernel + (size_t)i * 4 * apl, (size_t)4 * apl * sizeof *k);
-  }
-  for (int j = 0; j < 2 * apl; j++) bias[j] = c->bias ? c->bias[j] : 0.0f;
-  for (int j = 0; j < 4 * apl; j++) bias[2 * apl + j] = b->bias ? b->bias[j] : 0.0f;
-  cx_layer L = *c;
-  L.d.cout = ld;
-  L.d.winograd = NULL;
-  L.d.winograd_tile = 0;
-  L.kernel = k;
-  L.bias = bias;
-  L.winograd = NULL;
+  const int apl = m->rpn_class.d.cout / 2;
+  cx_layer L;
+  if (cx_rpn_heads_layer(m, RPN_HEADS_LD(apl), &L, e)) return -1;
   g->rpn_apl = apl;
   const int rc = up_layer(g, &L, &g->rpn_heads, e);
-  free(k);
-  free(bias);
+  free(L.kernel);
+  free(L.bias);
   return rc;
 }
 
@@ -714,9 +692,8 @@ static void backbone_fpn(cx_model *m, const cx_backend *be) {
       const gblock *B = &g->blocks[s][b];
       void *out = (b == m->nblocks[s] - 1) ? (void *)p->C[s] : (x == p->act[0] ? p->act[1] : p->act[0]);
       int h2, w2;
-      char nm[4][32]; /* matterport's layer names: res4b_branch2a, ... (block letters a, b, c, ...) */
-      const char *br[4] = {"branch2a", "branch2b", "branch1", "branch2c"};
-      for (int k = 0; k < 4; k++) snprintf(nm[k], sizeof nm[k], "res%d%c_%s", s + 2, 'a' + b, br[k]);
+      char nm[4][32]; /* matterport's layer names: res4b_branch2a, ... */
+      cx_block_names(s, b, nm);
       fconv(g, nm[0], &B->a, x, 1, n, h, w, p->act[2], 1, NULL, 1, &h2, &w2);
       fconv(g, nm[1], &B->b, p->act[2], 1, n, h2, w2, p->act[3], 1, NULL, 1, NULL, NULL);
       const void *sc = x;
@@ -1346,15 +1323,7 @@ int cx_gpu_profile(cx_model *m, const cx_image *images, int n, cx_op_time **ops,
     if (!o.name[0]) continue; /* a stage's end */
     o.ms = cx_cuda_event_elapsed_ms(P->ev[i], P->ev[i + 1]);
     if (P->flags[i] & MARK_ROWS) o.flops *= rows;
-    int j = 0;
-    while (j < k && (strcmp(r[j].name, o.name) || r[j].stage != o.stage)) j++;
-    if (j < k) {
-      r[j].calls++;
-      r[j].ms += o.ms;
-      r[j].flops += o.flops;
-    } else {
-      r[k++] = o;
-    }
+    cx_profile_add(r, &k, &o);
   }
   r[k++] = (cx_op_time){"unmold (boxes, device resampling, download, paste)", "", NSTAGE + 1, 1, t->unmold, 0};
   if (cx_cuda_last_error()) {

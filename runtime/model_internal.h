@@ -128,6 +128,25 @@ int cx_gpu_pending(const cx_model *m);
 int cx_gpu_profile(cx_model *m, const cx_image *images, int n, cx_op_time **ops, int *count, cx_err *e);
 int cx_gpu_available(int device_index, cx_err *e); /* 0 when CUDA device N can be used, else why not */
 
+/* The RPN heads as one 1x1 layer of ld >= 6 * apl columns (apl anchors per location): per
+ * location rpn_class_raw's 2 * apl logits, then rpn_bbox_pred's 4 * apl deltas, then zero
+ * columns; *out owns its kernel and bias. */
+int cx_rpn_heads_layer(const cx_model *m, int ld, cx_layer *out, cx_err *e);
+
+/* --profile on the CPU (model.c's cmark): the ops of one batch in run order, wall clock */
+typedef struct cx_cpu_prof {
+  int on;    /* 1 recording, -1 failed (out of memory), 0 off */
+  int stage; /* cx_op_time's stage of the ops marked now */
+  int n, cap, open;
+  cx_op_time *op;
+  double t; /* start of the open op */
+} cx_cpu_prof;
+/* matterport's names of block b (0 = 'a') of residual stage s (0 = res2): branch2a, branch2b,
+ * branch1 (the shortcut), branch2c, e.g. "res4b_branch2a" */
+void cx_block_names(int s, int b, char nm[4][32]);
+/* Adds op o to the profile rows r[0..*k) (same name and stage: one row, calls and times summed) */
+void cx_profile_add(cx_op_time *r, int *k, const cx_op_time *o);
+
 /* A batch submitted on the CPU: computed in cx_detect_submit, kept until collected. */
 typedef struct cx_cpu_batch {
   cx_detections *d;
@@ -147,6 +166,7 @@ struct cx_model {
   cx_layer fpn_lat[4]; /* c2p2..c5p5 */
   cx_layer fpn_out[4]; /* p2..p5 */
   cx_layer rpn_shared, rpn_class, rpn_bbox;
+  cx_layer rpn_heads; /* rpn_class and rpn_bbox as one layer of 6 * anchors-per-location columns */
   cx_layer cls_conv1, cls_conv2, cls_logits, cls_bbox;
   cx_layer mask_conv[4], mask_out;
   float *deconv_packed, *deconv_bias;
@@ -157,6 +177,7 @@ struct cx_model {
   cx_gpu_model *gpu; /* non-NULL: cx_detect runs on the GPU */
   cx_cpu_batch cpu_q[CX_DETECT_DEPTH]; /* CPU batches submitted, not collected */
   int cpu_head, cpu_npending;
+  cx_cpu_prof cprof;
 };
 
 #endif

@@ -61,6 +61,38 @@ static void free_layer(cx_layer *L) {
   L->kernel = L->bias = L->winograd = NULL;
 }
 
+int cx_rpn_heads_layer(const cx_model *m, int ld, cx_layer *out, cx_err *e) {
+  const cx_layer *c = &m->rpn_class, *b = &m->rpn_bbox;
+  const int apl = c->d.cout / 2, cin = c->d.cin;
+  memset(out, 0, sizeof *out);
+  if (c->d.kh != 1 || c->d.kw != 1 || b->d.kh != 1 || b->d.kw != 1 || b->d.cin != cin || c->d.cout != 2 * apl ||
+      b->d.cout != 4 * apl || apl < 1 || ld < 6 * apl || !c->kernel || !b->kernel)
+    return cx_fail(e, "internal: RPN heads of unexpected shapes (%dx%d %d->%d, %dx%d %d->%d)", c->d.kh, c->d.kw, cin,
+                   c->d.cout, b->d.kh, b->d.kw, b->d.cin, b->d.cout);
+  float *k = calloc((size_t)cin * ld, sizeof *k), *bias = calloc((size_t)ld, sizeof *bias);
+  if (!k || !bias) {
+    free(k);
+    free(bias);
+    return cx_fail(e, "out of memory for the RPN heads");
+  }
+  for (int i = 0; i < cin; i++) {
+    memcpy(k + (size_t)i * ld, c->kernel + (size_t)i * 2 * apl, (size_t)2 * apl * sizeof *k);
+    memcpy(k + (size_t)i * ld + 2 * apl, b->kernel + (size_t)i * 4 * apl, (size_t)4 * apl * sizeof *k);
+  }
+  for (int j = 0; j < 2 * apl; j++) bias[j] = c->bias ? c->bias[j] : 0.0f;
+  for (int j = 0; j < 4 * apl; j++) bias[2 * apl + j] = b->bias ? b->bias[j] : 0.0f;
+  *out = *c;
+  out->d.cout = ld;
+  out->d.winograd = NULL;
+  out->d.winograd_tile = 0;
+  out->kernel = k;
+  out->bias = bias;
+  out->d.kernel = k;
+  out->d.bias = bias;
+  out->winograd = NULL;
+  return 0;
+}
+
 void cx_plan_free(cx_plan *p);
 void cx_scratch_free(cx_plan *p);
 
@@ -72,6 +104,7 @@ void cx_model_free(cx_model *m) {
     cx_detections_free(q->d, q->n);
     free(q->d);
   }
+  free(m->cprof.op);
   free_layer(&m->conv1);
   for (int s = 0; s < 4; s++)
     for (int b = 0; b < m->nblocks[s]; b++) {
@@ -88,6 +121,7 @@ void cx_model_free(cx_model *m) {
   free_layer(&m->rpn_shared);
   free_layer(&m->rpn_class);
   free_layer(&m->rpn_bbox);
+  free_layer(&m->rpn_heads);
   free_layer(&m->cls_conv1);
   free_layer(&m->cls_conv2);
   free_layer(&m->cls_logits);
@@ -243,6 +277,8 @@ int cx_model_from_store(cx_tensor_store *store, const cx_config *cfg, cx_model *
       make_layer(m, &m->cls_logits, "mrcnn_class_logits", NULL, 1, 0, e) ||
       make_layer(m, &m->cls_bbox, "mrcnn_bbox_fc", NULL, 1, 0, e) || make_layer(m, &m->mask_out, "mrcnn_mask", NULL, 1, 0, e))
     goto fail;
+  /* the CPU graph runs both RPN heads as one 1x1 conv (one pass over the shared features) */
+  if (cx_rpn_heads_layer(m, 3 * m->rpn_class.d.cout, &m->rpn_heads, e)) goto fail;
   for (int k = 0; k < 4; k++) {
     char conv[32], bn[32];
     snprintf(conv, sizeof conv, "mrcnn_mask_conv%d", k + 1);

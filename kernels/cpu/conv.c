@@ -41,6 +41,12 @@ static size_t chunk_rows(const cx_conv2d_desc *d, size_t m) {
   return rows < m ? rows : m;
 }
 
+const char *cx_conv2d_path(const cx_conv2d_desc *d, int h, int w) {
+  if (cx_winograd_applies(d)) return d->winograd_tile == 4 ? "winograd F(4x4,3x3)" : "winograd F(2x2,3x3)";
+  if (direct_gemm(d, h, w)) return d->kh == 1 && d->kw == 1 ? "GEMM (1x1)" : "GEMM (whole input)";
+  return "im2col + GEMM";
+}
+
 size_t cx_conv2d_workspace(const cx_conv2d_desc *d, int n, int h, int w) {
   if (cx_winograd_applies(d)) return cx_winograd_workspace(d, n, h, w);
   if (direct_gemm(d, h, w)) return 0;

@@ -14,17 +14,7 @@ case $rc in
      grep -q '"tflops":' "$out" || { echo "FAIL: no tflops in the JSON line"; exit 1; }
      grep -q '"pipelined_images_per_s":' "$out" || { echo "FAIL: no pipelined throughput in the JSON line"; exit 1; }
      grep -q '"gpu_mem_used_mb":[1-9]' "$out" || { echo "FAIL: no device memory figure in the JSON line"; exit 1; }
-     # --profile: one row per op; the counted FLOPs of its rows add up to the JSON line's
-     # (cx_model_flops walks the graph separately), every row with FLOPs names the conv kernel
-     # that ran, and ResNet-101's 103 residual-stage convolutions each have a row
-     grep -q '^profile: resnet101 256x256 batch 1 fp16' "$out" || { echo "FAIL: no profile table"; cat "$out"; exit 1; }
-     awk '/"gflop_per_batch"/ { match($0, /"gflop_per_batch":[0-9.]+/); j = substr($0, RSTART + 18, RLENGTH - 18) + 0 }
-          /^  [0-9]+ / { n++; f += $(NF - 1); if ($(NF - 1) > 0 && $(NF - 5) == "-") { print "FAIL: no kernel: " $0; bad = 1 }
-                         if ($2 ~ /^res[2-5][a-w]_branch(1|2a|2b|2c)$/) r++; if ($2 == "conv1") c1++ }
-          END { d = f - j; if (d < 0) d = -d
-                if (bad || j <= 0 || d > 0.005 * j || r != 103 || c1 != 1) {
-                  printf "FAIL: profile: %d ops, %.3f GFLOP vs %.3f in the JSON line, %d residual convs, conv1 %d\n", n, f, j, r, c1; exit 1 }
-                printf "ok: profile: %d ops, %.3f GFLOP (JSON line %.1f), 103 residual convs\n", n, f, j }' "$out" || exit 1
+     sh "$(dirname "$0")/../model/profile_check.sh" "$out" 'resnet101 256x256 batch 1 fp16' || exit 1
      echo "ok: GPU bench ran: $(head -1 "$out")" ;;
   77) grep -q 'no CUDA device\|no CUDA backend' "$err" || { echo "FAIL: status 77 without a clear message:"; cat "$err"; exit 1; }
       [ -s "$out" ] && { echo "FAIL: status 77 but a result was printed"; exit 1; }
@@ -34,9 +24,6 @@ esac
 "$CTX" bench --precision fp16 >/dev/null 2>"$err"
 rc=$?
 [ $rc = 2 ] && grep -q 'needs --device cuda' "$err" || { echo "FAIL: --precision fp16 on cpu: status $rc"; cat "$err"; exit 1; }
-"$CTX" bench --profile >/dev/null 2>"$err"
-rc=$?
-[ $rc = 2 ] && grep -q 'profile needs --device cuda' "$err" || { echo "FAIL: --profile on cpu: status $rc"; cat "$err"; exit 1; }
 "$CTX" bench --device tpu >/dev/null 2>"$err"
 rc=$?
 [ $rc = 2 ] && grep -q "unknown device 'tpu'" "$err" || { echo "FAIL: --device tpu: status $rc"; cat "$err"; exit 1; }
