@@ -288,14 +288,20 @@ int cx_cmd_bench(int argc, char **argv) {
           }
           /* device memory after the pipelined run: both slots' buffers, the scratch arena, graphs */
           double mem_mb = 0;
+          char tac[128] = ""; /* CTXDIFF_CUDA_CONV=tune: what the tuning chose */
 #ifdef CTXDIFF_HAVE_CUDA
           size_t used, total;
           if (cx_cuda_mem_used(&used, &total)) cx_cuda_clear_error(); /* informative only: 0 */
           else mem_mb = (double)used / (1024.0 * 1024.0);
+          if (cx_cuda_conv_version() == 7) {
+            char t[96];
+            cx_cuda_conv_tactics(t, sizeof t);
+            snprintf(tac, sizeof tac, "\"conv_tactics\":\"%s\",", t);
+          }
 #endif
           printf("{\"device\":\"cuda\",\"precision\":\"%s\",\"gpu\":\"%s\",\"pipelined_images_per_s\":%.4f,"
-                 "\"gpu_mem_used_mb\":%.0f,",
-                 precision ? precision : "fp32", gpu_name, pips, mem_mb);
+                 "\"gpu_mem_used_mb\":%.0f,%s",
+                 precision ? precision : "fp32", gpu_name, pips, mem_mb, tac);
         } else
           printf("{\"device\":\"cpu\",\"gemm\":\"%s\",\"conv3x3\":\"%s\",", cx_gemm_name(), cx_conv_name());
         printf("\"backbone\":\"%s\",\"size\":%d,\"batch\":%d,\"iters\":%d,\"num_classes\":%d,"

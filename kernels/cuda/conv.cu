@@ -1209,7 +1209,8 @@ __global__ void __launch_bounds__(H_THREADS, NH == 1 ? 2 : 1)
 
 /* ---- version choice ------------------------------------------------------------------ */
 int g_conv_version = -1; /* -1: CTXDIFF_CUDA_CONV not read yet; then 0 auto, 1 v1, 2 v2, 4 auto + v4 tiles,
-                            5 auto + v5 (wgmma) where it runs */
+                            5 auto + v5 (wgmma) where it runs, 6 as 5 with v6's tiles, 7 tuned */
+#define CONV_TUNE 7
 
 int conv_version() {
   if (g_conv_version < 0) {
@@ -1219,6 +1220,7 @@ int conv_version() {
                      : (e && !strcmp(e, "v4")) ? 4
                      : (e && !strcmp(e, "v5")) ? 5
                      : (e && !strcmp(e, "v6")) ? 6
+                     : (e && !strcmp(e, "tune")) ? CONV_TUNE
                                                : 0;
   }
   return g_conv_version;
@@ -1542,7 +1544,9 @@ int cx_cuda_from16(const void *src, float *dst, size_t n) {
   return 0;
 }
 
-void cx_cuda_set_conv_version(int v) { g_conv_version = (v == 1 || v == 2 || v == 4 || v == 5 || v == 6) ? v : 0; }
+void cx_cuda_set_conv_version(int v) {
+  g_conv_version = (v == 1 || v == 2 || v == 4 || v == 5 || v == 6 || v == CONV_TUNE) ? v : 0;
+}
 int cx_cuda_conv_wgmma_available(void) { return wgmma_ok() ? 1 : 0; }
 void cx_cuda_set_sm_count_hint(int n) { g_sm_count_hint = n > 0 ? n : 0; }
 int cx_cuda_conv_version(void) { return conv_version(); }
@@ -1561,6 +1565,42 @@ int cx_cuda_conv2d_live(const cx_conv2d_desc *d, const float *x, int n, int h, i
 
 /* Every convolution: x16 / y16 say whether x / (y, residual) hold 16-bit activations. */
 /* The kernel the last conv2d call queued, for the per-op profile (cx_cuda_conv_last_kernel). */
+/* ---- tactics (CTXDIFF_CUDA_CONV=tune) ---------------------------------------------------
+ * Where the 16-bit cp.async path runs unsplit 128-wide tiles, up to four kernels can compute
+ * the same conv: v3, v4 (256 x 128), v5 (wgmma 128 x 128), v6 (wgmma 128 x 256). With tuning on,
+ * the first time a shape runs outside a stream capture each of them is launched on the real
+ * operands and timed with CUDA events (one warm-up, the best of three), the fastest is kept for
+ * the shape for the rest of the process, and it runs once more so that y holds its result. A
+ * plan's first call is eager, so the captured graphs replay tuned choices. */
+namespace {
+struct tactic {
+  conv_geom g; /* the shape (live: only whether there is a device-side row limit) */
+  int x16, y16, res, relu, prec, sms, ver;
+  float ms[4]; /* v3, v4, v5, v6 (0: not a candidate) */
+};
+#define MAX_TACTICS 1024
+tactic g_tactics[MAX_TACTICS];
+int g_ntactics;
+
+bool same_shape(const tactic &t, const tactic &q) {
+  const conv_geom &a = t.g, &b = q.g;
+  return a.h == b.h && a.w == b.w && a.cin == b.cin && a.cout == b.cout && a.kh == b.kh && a.kw == b.kw &&
+         a.stride == b.stride && a.pad_t == b.pad_t && a.pad_l == b.pad_l && a.m == b.m && (a.live != NULL) == (b.live != NULL) &&
+         a.live_per == b.live_per && t.x16 == q.x16 && t.y16 == q.y16 && t.res == q.res && t.relu == q.relu &&
+         t.prec == q.prec && t.sms == q.sms;
+}
+
+} // namespace
+
+int cx_cuda_conv_tactics(char *buf, size_t size) {
+  int n[4] = {0, 0, 0, 0};
+  for (int i = 0; i < g_ntactics; i++) n[g_tactics[i].ver == 0 ? 0 : g_tactics[i].ver - 3]++;
+  if (buf && size) snprintf(buf, size, "%d shapes tuned: v3 %d, v4 %d, v5 %d, v6 %d", g_ntactics, n[0], n[1], n[2], n[3]);
+  return g_ntactics;
+}
+
+void cx_cuda_conv_tactics_clear(void) { g_ntactics = 0; }
+
 static char g_last_kernel[40];
 const char *cx_cuda_conv_last_kernel(void) { return g_last_kernel; }
 
@@ -1655,29 +1695,92 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
       /* out_vec stays: the scratch arena is 256-byte aligned and cout % 4 == 0 */
     }
     const bool narrow = only64 || (splits == 1 && (long long)mt * ((g.cout + 127) / 128) < sm_count());
-    a.v4 = a.v3 && !narrow && splits == 1 && conv_version() == 4; /* 256-row tiles */
-    a.v5 = a.v3 && !narrow && splits == 1 && conv_version() >= 5 && wgmma_ok(); /* 128 x 128, wgmma */
-    /* v6: 128 x 256 where cout fills more than one 128-wide tile and the 256-wide grid still
-     * has a block for every SM (one block per SM: its 195 KB of shared memory) */
-    a.v6 = a.v5 && conv_version() == 6 && g.cout > 128 && (long long)mt * ((g.cout + 255) / 256) >= sm_count();
-    const dim3 grid(a.v4 ? (unsigned)((g.m + 255) / 256) : mt,
-                    (unsigned)(narrow ? (g.cout + 63) / 64 : a.v6 ? (g.cout + 255) / 256 : (g.cout + 127) / 128),
-                    (unsigned)splits);
-    char sk[24] = "";
-    if (splits > 1) snprintf(sk, sizeof sk, " split-K %d", splits);
-    snprintf(g_last_kernel, sizeof g_last_kernel, "%s %s%s%s",
-             a.v6 ? "v6 wgmma" : a.v5 ? "v5 wgmma" : a.v4 ? "v4" : a.v3 ? "v3" : "v2",
-             a.v4 ? "256x128" : narrow ? "128x64" : a.v6 ? "128x256" : "128x128", io16 ? " a16" : "", sk);
+    /* the kernels that can run this conv besides v3: v4, v5, v6 (unsplit 128-wide 16-bit tiles) */
+    const bool alt = a.v3 && !narrow && splits == 1;
+    const bool v6_fits = g.cout > 128 && (long long)mt * ((g.cout + 255) / 256) >= sm_count();
+    /* ver: 0 v3 (or v2 where v3 cannot run), 4, 5, 6 */
+    auto launch = [&](int ver, const char *suffix) {
+      a.v4 = alt && ver == 4; /* 256-row tiles */
+      a.v5 = alt && ver >= 5 && wgmma_ok(); /* 128 x 128, wgmma */
+      /* v6: 128 x 256 where cout fills more than one 128-wide tile and the 256-wide grid still
+       * has a block for every SM (one block per SM: its 195 KB of shared memory) */
+      a.v6 = a.v5 && ver == 6 && v6_fits;
+      const dim3 grid(a.v4 ? (unsigned)((g.m + 255) / 256) : mt,
+                      (unsigned)(narrow ? (g.cout + 63) / 64 : a.v6 ? (g.cout + 255) / 256 : (g.cout + 127) / 128),
+                      (unsigned)splits);
+      char sk[24] = "";
+      if (splits > 1) snprintf(sk, sizeof sk, " split-K %d", splits);
+      snprintf(g_last_kernel, sizeof g_last_kernel, "%s %s%s%s%s",
+               a.v6 ? "v6 wgmma" : a.v5 ? "v5 wgmma" : a.v4 ? "v4" : a.v3 ? "v3" : "v2",
+               a.v4 ? "256x128" : narrow ? "128x64" : a.v6 ? "128x256" : "128x128", io16 ? " a16" : "", sk, suffix);
+      if (p == CX_PREC_FP32) {
+        if (narrow) fp32_v2_ab<64>(av, bv, grid, st, a);
+        else fp32_v2_ab<128>(av, bv, grid, st, a);
+      } else if (p == CX_PREC_FP16) {
+        if (narrow) tc_v2_w<__half, 64>(w16, av16, bv, grid, st, a);
+        else tc_v2_w<__half, 128>(w16, av16, bv, grid, st, a);
+      } else {
+        if (narrow) tc_v2_w<__nv_bfloat16, 64>(w16, av16, bv, grid, st, a);
+        else tc_v2_w<__nv_bfloat16, 128>(w16, av16, bv, grid, st, a);
+      }
+    };
     const int had_err = cx_cuda_has_error(); /* the launchers record their own failures */
-    if (p == CX_PREC_FP32) {
-      if (narrow) fp32_v2_ab<64>(av, bv, grid, st, a);
-      else fp32_v2_ab<128>(av, bv, grid, st, a);
-    } else if (p == CX_PREC_FP16) {
-      if (narrow) tc_v2_w<__half, 64>(w16, av16, bv, grid, st, a);
-      else tc_v2_w<__half, 128>(w16, av16, bv, grid, st, a);
+    int ver = conv_version();
+    if (ver == CONV_TUNE) {
+      ver = 0;
+      /* rerunning must not change y: no tuning where y is also an input */
+      if (alt && y != x && y != residual) {
+        tactic q;
+        memset(&q, 0, sizeof q);
+        q.g = g; /* same_shape compares whether g.live is set, not its address */
+        q.x16 = x16, q.y16 = y16, q.res = residual != NULL, q.relu = relu, q.prec = (int)p, q.sms = sm_count();
+        int i = 0;
+        while (i < g_ntactics && !same_shape(g_tactics[i], q)) i++;
+        cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+        if (i < g_ntactics) {
+          ver = g_tactics[i].ver;
+          launch(ver, " tuned");
+        } else if (cudaStreamIsCapturing(st, &cap) == cudaSuccess && cap == cudaStreamCaptureStatusNone &&
+                   g_ntactics < MAX_TACTICS) {
+          const int cand[4] = {0, 4, wgmma_ok() ? 5 : -1, wgmma_ok() && v6_fits ? 6 : -1};
+          cudaEvent_t e0, e1;
+          CX_CUDA_CHECK(cudaEventCreate(&e0));
+          if (cudaEventCreate(&e1) != cudaSuccess) {
+            cudaEventDestroy(e0);
+            return CX_CUDA_FAIL("conv2d: cannot create the tuning events");
+          }
+          float best = 0.0f;
+          for (int c = 0; c < 4; c++) {
+            if (cand[c] < 0) continue;
+            launch(cand[c], ""); /* warm-up */
+            float t = 0.0f;
+            for (int r = 0; r < 3; r++) {
+              float ms = 0.0f;
+              if (cudaEventRecord(e0, st) != cudaSuccess) break;
+              launch(cand[c], "");
+              if (cudaEventRecord(e1, st) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess ||
+                  cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess)
+                break;
+              t = r == 0 || ms < t ? ms : t;
+            }
+            q.ms[c] = t;
+            if (!(t > 0.0f)) continue;
+            if (best == 0.0f || t < best) best = t, ver = cand[c];
+          }
+          cudaEventDestroy(e0);
+          cudaEventDestroy(e1);
+          if (cudaGetLastError() != cudaSuccess) return CX_CUDA_FAIL("conv2d: timing the candidate kernels failed");
+          q.ver = ver;
+          g_tactics[g_ntactics++] = q;
+          launch(ver, " tuned"); /* y holds the chosen kernel's result */
+        } else {
+          launch(0, "");
+        }
+      } else {
+        launch(0, "");
+      }
     } else {
-      if (narrow) tc_v2_w<__nv_bfloat16, 64>(w16, av16, bv, grid, st, a);
-      else tc_v2_w<__nv_bfloat16, 128>(w16, av16, bv, grid, st, a);
+      launch(ver == 4 || ver == 5 || ver == 6 ? ver : 0, "");
     }
     if (splits > 1) {
       CX_CUDA_LAUNCH_CHECK();

@@ -69,13 +69,19 @@ const char *cx_precision_name(cx_precision p);
  * rounded while staging, with half the weight traffic. Synchronous. */
 void *cx_cuda_weights16_upload(cx_precision p, const float *host, size_t count);
 /* Which conv2d/dense kernels run (A/B timing, diagnosis; see kernels/cuda/conv.cu). Until it is
- * called, CTXDIFF_CUDA_CONV=v1|v2|v4|v5|v6 gives the initial value (read at the first conv). */
+ * called, CTXDIFF_CUDA_CONV=v1|v2|v4|v5|v6|tune gives the initial value (read at the first conv). */
 /* 0 auto (default; v3, cp.async, for 16-bit activations and weights), 1 v1 only, 2 v2 wherever
  * valid, 4 auto with v3's 256 x 128 tiles of 64 x 64 warp tiles where 128-wide unsplit tiles run,
  * 5 auto with the wgmma kernel there (sm_90a build on a compute capability 9.0 device, else as 0),
  * 6 as 5 with 128 x 256 wgmma tiles where cout > 128 and their grid fills the SMs */
 void cx_cuda_set_conv_version(int v);
-int cx_cuda_conv_version(void); /* the setting in force (0, 1, 2, 4, 5 or 6) */
+int cx_cuda_conv_version(void); /* the setting in force (0, 1, 2, 4, 5, 6 or 7 = tune) */
+/* CTXDIFF_CUDA_CONV=tune (version 7): each 16-bit conv shape where v3 runs unsplit 128-wide tiles
+ * gets the fastest of v3, v4, v5 and v6 (those the device and shape allow), timed on its
+ * operands on first use outside a stream capture and kept for the process. cx_cuda_conv_tactics writes a summary ("12 shapes tuned: v3 4, v4 3, ...") and
+ * returns the number of shapes; _clear forgets them. */
+int cx_cuda_conv_tactics(char *buf, size_t size);
+void cx_cuda_conv_tactics_clear(void);
 /* The kernel the last conv2d / dense call queued ("v3 128x128 a16", "v2 128x64 split-K 4",
  * "winograd F(4x4,3x3)", "v1"), "" when it queued none or failed early: the per-op profile. */
 const char *cx_cuda_conv_last_kernel(void);

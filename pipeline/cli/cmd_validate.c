@@ -319,8 +319,8 @@ static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, 
   if (!d_error(v)) {
     if (!d_fetch(v, got, dy, ny * 4)) {
       /* output rows from the first whole row tile (128; v4: 256) past the live ones stay poisoned */
-      /* the row tile: 128, or v4's 256 (cx_cuda_set_conv_version(4)) */
-      const size_t tile = v->is_cuda && cx_cuda_conv_version() == 4 ? 256 : 128;
+      /* the row tile: 128, or v4's 256 (cx_cuda_set_conv_version(4), or 7: tuning runs v4 too) */
+      const size_t tile = v->is_cuda && (cx_cuda_conv_version() == 4 || cx_cuda_conv_version() == 7) ? 256 : 128;
       const size_t rows = (size_t)nl * ho * wo, untouched = (rows + tile - 1) / tile * tile;
       err = live < 0 ? rel_rms(got, ref, ny)
                      : live_err(got, ref, rows * cout, untouched * cout < ny ? untouched * cout : ny, ny, o.o16);
@@ -346,6 +346,7 @@ static void forced_rows(vdev *v, int version) {
   char lb[4][64];
   const char *shape[4] = {"3x3 SAME", "odd 3x3 SAME", "1x1", "mask"};
   for (int i = 0; i < 4; i++) snprintf(lb[i], sizeof lb[i], "v%d forced: %s", version, shape[i]);
+  const int prev = cx_cuda_conv_version();
   cx_cuda_set_conv_version(version);
   cx_cuda_set_sm_count_hint(1);
   conv_case(v, lb[0], 1, 64, 64, 256, 256, 3, 1, 1, 0, 1, 1, (conv_opt){.a16 = 1, .o16 = 1});
@@ -357,7 +358,7 @@ static void forced_rows(vdev *v, int version) {
     conv_case(v, "v6 forced: cin 16 3x3", 1, 24, 20, 16, 384, 3, 1, 1, 1, 0, 1, (conv_opt){.a16 = 1, .o16 = 1});
   conv_case(v, lb[3], 8, 14, 14, 256, 256, 3, 1, 1, 0, 0, 1, (conv_opt){.live_on = 1, .live = 3, .a16 = 1, .o16 = 1});
   cx_cuda_set_sm_count_hint(0);
-  cx_cuda_set_conv_version(0);
+  cx_cuda_set_conv_version(prev);
 }
 
 /* Split-K (cuda): `slices` forced (cx_cuda_set_splitk) for one case, then back to auto */
@@ -1388,9 +1389,11 @@ int cx_cmd_validate(int argc, char **argv) {
       t_conv_split(&v, 3, "1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, (conv_opt){.a16 = 1, .o16 = 1});
       conv_case(&v, "fp32 in, 3x3 SAME", 1, 32, 32, 256, 512, 3, 1, 1, 0, 0, 1, (conv_opt){.o16 = 1}); /* FPN P */
       /* the rows above with 16-bit inputs and cout % 8 == 0 run v3 (cp.async); the v2 forms too */
+      const int setting = cx_cuda_conv_version(); /* the default, or CTXDIFF_CUDA_CONV's */
       cx_cuda_set_conv_version(2);
       conv_case(&v, "v2 forced: 3x3 SAME", 1, 64, 64, 256, 256, 3, 1, 1, 0, 1, 1, (conv_opt){.a16 = 1, .o16 = 1});
       t_conv_split(&v, 3, "v2 forced: 1x1", 1, 32, 32, 1024, 256, 1, 1, 0, 0, 1, 1, (conv_opt){.a16 = 1});
+      cx_cuda_set_conv_version(setting);
       /* v4 (opt-in): v3 with 256 x 128 tiles of 64 x 64 warp tiles; v5 (opt-in, sm_90a): wgmma
        * from 128-byte-swizzled shared memory; v6: v5 with 128 x 256 tiles; all where unsplit
        * 128-wide v3 runs */
@@ -1525,6 +1528,11 @@ int cx_cmd_validate(int argc, char **argv) {
   if (g_pass + g_fail == 0 && !(want("model") && v.is_cuda)) {
     fprintf(stderr, "ctxdiff validate: no op matches '%s'\n", g_only ? g_only : "");
     return 2;
+  }
+  if (v.is_cuda && cx_cuda_conv_version() == 7) { /* CTXDIFF_CUDA_CONV=tune */
+    char tac[96];
+    cx_cuda_conv_tactics(tac, sizeof tac);
+    printf("conv tactics: %s\n", tac);
   }
   printf("\nvalidate %s %s: %d passed, %d failed\n", v.name, cx_precision_name(g_prec), g_pass, g_fail);
   if (v.is_cuda) cx_cuda_release_scratch();
