@@ -1575,8 +1575,9 @@ int cx_cuda_conv2d_live(const cx_conv2d_desc *d, const float *x, int n, int h, i
 namespace {
 struct tactic {
   conv_geom g; /* the shape (live: only whether there is a device-side row limit) */
+  int kind;    /* 0: 16-bit kernel version (ver 0 = v3, 4, 5, 6); 1: fp32 3x3 (ver 0 direct, 1 Winograd) */
   int x16, y16, res, relu, prec, sms, ver;
-  float ms[4]; /* v3, v4, v5, v6 (0: not a candidate) */
+  float ms[4]; /* per candidate (0: not a candidate) */
 };
 #define MAX_TACTICS 1024
 tactic g_tactics[MAX_TACTICS];
@@ -1584,18 +1585,76 @@ int g_ntactics;
 
 bool same_shape(const tactic &t, const tactic &q) {
   const conv_geom &a = t.g, &b = q.g;
-  return a.h == b.h && a.w == b.w && a.cin == b.cin && a.cout == b.cout && a.kh == b.kh && a.kw == b.kw &&
+  return t.kind == q.kind && a.h == b.h && a.w == b.w && a.cin == b.cin && a.cout == b.cout && a.kh == b.kh && a.kw == b.kw &&
          a.stride == b.stride && a.pad_t == b.pad_t && a.pad_l == b.pad_l && a.m == b.m && (a.live != NULL) == (b.live != NULL) &&
          a.live_per == b.live_per && t.x16 == q.x16 && t.y16 == q.y16 && t.res == q.res && t.relu == q.relu &&
          t.prec == q.prec && t.sms == q.sms;
 }
 
+/* the tactic recorded for q's shape, or -1 */
+int tactic_find(const tactic &q) {
+  for (int i = 0; i < g_ntactics; i++)
+    if (same_shape(g_tactics[i], q)) return i;
+  return -1;
+}
+
+/* whether a new shape can be timed now: not while st is being captured, and room to keep it */
+bool tactic_can_time(cudaStream_t st) {
+  cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+  return g_ntactics < MAX_TACTICS && cudaStreamIsCapturing(st, &cap) == cudaSuccess && cap == cudaStreamCaptureStatusNone;
+}
+
+/* Times run(c) for the candidates c < n with ok[c] on stream st (one warm-up, the best of three
+ * between CUDA events) into ms[c]; returns the fastest c (ok[0] must hold), or -1 with the CUDA
+ * runtime's error recorded. */
+template <class Run>
+int tactic_time(int n, const bool *ok, Run run, cudaStream_t st, float *ms) {
+  cudaEvent_t e0, e1;
+  if (cudaEventCreate(&e0) != cudaSuccess) return -1;
+  if (cudaEventCreate(&e1) != cudaSuccess) {
+    cudaEventDestroy(e0);
+    return -1;
+  }
+  int best = -1;
+  for (int c = 0; c < n; c++) {
+    ms[c] = 0.0f;
+    if (!ok[c]) continue;
+    run(c); /* warm-up */
+    float t = 0.0f;
+    for (int r = 0; r < 3; r++) {
+      float m = 0.0f;
+      if (cudaEventRecord(e0, st) != cudaSuccess) break;
+      run(c);
+      if (cudaEventRecord(e1, st) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess ||
+          cudaEventElapsedTime(&m, e0, e1) != cudaSuccess)
+        break;
+      t = r == 0 || m < t ? m : t;
+    }
+    ms[c] = t;
+    if (t > 0.0f && (best < 0 || t < ms[best])) best = c;
+  }
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  if (cudaGetLastError() != cudaSuccess) {
+    CX_CUDA_FAIL("conv2d: timing the candidate kernels failed");
+    return -1;
+  }
+  for (int c = 0; c < n && best < 0; c++) /* nothing measurable: the first candidate */
+    if (ok[c]) best = c;
+  return best;
+}
 } // namespace
 
 int cx_cuda_conv_tactics(char *buf, size_t size) {
-  int n[4] = {0, 0, 0, 0};
-  for (int i = 0; i < g_ntactics; i++) n[g_tactics[i].ver == 0 ? 0 : g_tactics[i].ver - 3]++;
-  if (buf && size) snprintf(buf, size, "%d shapes tuned: v3 %d, v4 %d, v5 %d, v6 %d", g_ntactics, n[0], n[1], n[2], n[3]);
+  int n[4] = {0, 0, 0, 0}, wd[2] = {0, 0};
+  for (int i = 0; i < g_ntactics; i++) {
+    const tactic &t = g_tactics[i];
+    if (t.kind == 1) wd[t.ver]++;
+    else n[t.ver == 0 ? 0 : t.ver - 3]++;
+  }
+  if (buf && size)
+    snprintf(buf, size, "%d shapes tuned: v3 %d, v4 %d, v5 %d, v6 %d; fp32 3x3 winograd %d, direct %d", g_ntactics,
+             n[0], n[1], n[2], n[3], wd[1], wd[0]);
   return g_ntactics;
 }
 
@@ -1604,18 +1663,10 @@ void cx_cuda_conv_tactics_clear(void) { g_ntactics = 0; }
 static char g_last_kernel[40];
 const char *cx_cuda_conv_last_kernel(void) { return g_last_kernel; }
 
-static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int h, int w, void *y, bool y16,
-                    const void *residual, int relu, const int *live, int per) {
-  g_last_kernel[0] = 0;
-  if (live && per <= 0) return CX_CUDA_FAIL("conv2d: %d images per live item", per);
+/* The implicit-GEMM kernels (v1, v2, v3 and the opt-in v4/v5/v6) */
+static int conv_direct(const cx_conv2d_desc *d, const void *x, bool x16, int n, int h, int w, void *y, bool y16,
+                       const void *residual, int relu, const int *live, int per) {
   const bool io16 = x16 || y16;
-  /* 3x3 / stride 1 / pad 1 with a packed Winograd kernel: 4x fewer multiplications (F(4x4,3x3)).
-   * Strict fp32 only: the transforms amplify 16-bit operand rounding. */
-  if (!io16 && d->winograd && cx_cuda_precision() == CX_PREC_FP32 && cx_cuda_winograd_on() && cx_winograd_applies(d)) {
-    snprintf(g_last_kernel, sizeof g_last_kernel, "winograd F(%dx%d,3x3)", d->winograd_tile, d->winograd_tile);
-    return cx_cuda_conv3x3_winograd(d, static_cast<const float *>(x), n, h, w, static_cast<float *>(y),
-                                    static_cast<const float *>(residual), relu, live, per);
-  }
   conv_geom g;
   g.h = h;
   g.w = w;
@@ -1727,55 +1778,22 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
     const int had_err = cx_cuda_has_error(); /* the launchers record their own failures */
     int ver = conv_version();
     if (ver == CONV_TUNE) {
-      ver = 0;
       /* rerunning must not change y: no tuning where y is also an input */
-      if (alt && y != x && y != residual) {
-        tactic q;
-        memset(&q, 0, sizeof q);
-        q.g = g; /* same_shape compares whether g.live is set, not its address */
-        q.x16 = x16, q.y16 = y16, q.res = residual != NULL, q.relu = relu, q.prec = (int)p, q.sms = sm_count();
-        int i = 0;
-        while (i < g_ntactics && !same_shape(g_tactics[i], q)) i++;
-        cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
-        if (i < g_ntactics) {
-          ver = g_tactics[i].ver;
-          launch(ver, " tuned");
-        } else if (cudaStreamIsCapturing(st, &cap) == cudaSuccess && cap == cudaStreamCaptureStatusNone &&
-                   g_ntactics < MAX_TACTICS) {
-          const int cand[4] = {0, 4, wgmma_ok() ? 5 : -1, wgmma_ok() && v6_fits ? 6 : -1};
-          cudaEvent_t e0, e1;
-          CX_CUDA_CHECK(cudaEventCreate(&e0));
-          if (cudaEventCreate(&e1) != cudaSuccess) {
-            cudaEventDestroy(e0);
-            return CX_CUDA_FAIL("conv2d: cannot create the tuning events");
-          }
-          float best = 0.0f;
-          for (int c = 0; c < 4; c++) {
-            if (cand[c] < 0) continue;
-            launch(cand[c], ""); /* warm-up */
-            float t = 0.0f;
-            for (int r = 0; r < 3; r++) {
-              float ms = 0.0f;
-              if (cudaEventRecord(e0, st) != cudaSuccess) break;
-              launch(cand[c], "");
-              if (cudaEventRecord(e1, st) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess ||
-                  cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess)
-                break;
-              t = r == 0 || ms < t ? ms : t;
-            }
-            q.ms[c] = t;
-            if (!(t > 0.0f)) continue;
-            if (best == 0.0f || t < best) best = t, ver = cand[c];
-          }
-          cudaEventDestroy(e0);
-          cudaEventDestroy(e1);
-          if (cudaGetLastError() != cudaSuccess) return CX_CUDA_FAIL("conv2d: timing the candidate kernels failed");
-          q.ver = ver;
-          g_tactics[g_ntactics++] = q;
-          launch(ver, " tuned"); /* y holds the chosen kernel's result */
-        } else {
-          launch(0, "");
-        }
+      tactic q;
+      memset(&q, 0, sizeof q);
+      q.g = g; /* same_shape compares whether g.live is set, not its address */
+      q.x16 = x16, q.y16 = y16, q.res = residual != NULL, q.relu = relu, q.prec = (int)p, q.sms = sm_count();
+      const int i = alt && y != x && y != residual ? tactic_find(q) : -2;
+      if (i >= 0) {
+        launch(g_tactics[i].ver, " tuned");
+      } else if (i == -1 && tactic_can_time(st)) {
+        const int vers[4] = {0, 4, 5, 6};
+        const bool ok[4] = {true, true, wgmma_ok(), wgmma_ok() && v6_fits};
+        const int c = tactic_time(4, ok, [&](int k) { launch(vers[k], ""); }, st, q.ms);
+        if (c < 0) return -1;
+        q.ver = vers[c];
+        g_tactics[g_ntactics++] = q;
+        launch(q.ver, " tuned"); /* y holds the chosen kernel's result */
       } else {
         launch(0, "");
       }
@@ -1811,6 +1829,45 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
   }
   CX_CUDA_LAUNCH_CHECK();
   return 0;
+}
+
+static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int h, int w, void *y, bool y16,
+                    const void *residual, int relu, const int *live, int per) {
+  g_last_kernel[0] = 0;
+  if (live && per <= 0) return CX_CUDA_FAIL("conv2d: %d images per live item", per);
+  /* 3x3 / stride 1 / pad 1 with a packed Winograd kernel: 4x fewer multiplications (F(4x4,3x3)).
+   * Strict fp32 only: the transforms amplify 16-bit operand rounding. */
+  if (x16 || y16 || !d->winograd || cx_cuda_precision() != CX_PREC_FP32 || !cx_cuda_winograd_on() ||
+      !cx_winograd_applies(d))
+    return conv_direct(d, x, x16, n, h, w, y, y16, residual, relu, live, per);
+  auto wino = [&](const char *suffix) {
+    snprintf(g_last_kernel, sizeof g_last_kernel, "winograd F(%dx%d,3x3)%s", d->winograd_tile, d->winograd_tile, suffix);
+    return cx_cuda_conv3x3_winograd(d, static_cast<const float *>(x), n, h, w, static_cast<float *>(y),
+                                    static_cast<const float *>(residual), relu, live, per);
+  };
+  /* tuning: Winograd or the direct kernels, where the descriptor has both forms and rerunning
+   * cannot change y */
+  if (conv_version() != CONV_TUNE || !d->kernel || y == x || y == residual || n <= 0) return wino("");
+  tactic q;
+  memset(&q, 0, sizeof q);
+  q.kind = 1;
+  q.g.h = h, q.g.w = w, q.g.cin = d->cin, q.g.cout = d->cout, q.g.kh = 3, q.g.kw = 3, q.g.stride = 1;
+  q.g.pad_t = q.g.pad_l = 1, q.g.m = (long long)n * h * w, q.g.live = live, q.g.live_per = per;
+  q.res = residual != NULL, q.relu = relu, q.prec = (int)CX_PREC_FP32, q.sms = sm_count();
+  auto direct = [&](const char *suffix) {
+    const int rc = conv_direct(d, x, false, n, h, w, y, false, residual, relu, live, per);
+    if (suffix[0] && strlen(g_last_kernel) + strlen(suffix) < sizeof g_last_kernel) strcat(g_last_kernel, suffix);
+    return rc;
+  };
+  const int i = tactic_find(q);
+  if (i >= 0) return g_tactics[i].ver ? wino(" tuned") : direct(" tuned");
+  if (!tactic_can_time(cx_cuda_stream())) return wino("");
+  const bool ok[2] = {true, true};
+  const int c = tactic_time(2, ok, [&](int k) { k ? wino("") : direct(""); }, cx_cuda_stream(), q.ms);
+  if (c < 0) return -1;
+  q.ver = c;
+  g_tactics[g_ntactics++] = q;
+  return c ? wino(" tuned") : direct(" tuned"); /* y holds the chosen path's result */
 }
 
 int cx_cuda_conv2d_rows(const cx_conv2d_desc *d, const float *x, int n, int h, int w, float *y, const float *residual,

@@ -77,9 +77,11 @@ void *cx_cuda_weights16_upload(cx_precision p, const float *host, size_t count);
 void cx_cuda_set_conv_version(int v);
 int cx_cuda_conv_version(void); /* the setting in force (0, 1, 2, 4, 5, 6 or 7 = tune) */
 /* CTXDIFF_CUDA_CONV=tune (version 7): each 16-bit conv shape where v3 runs unsplit 128-wide tiles
- * gets the fastest of v3, v4, v5 and v6 (those the device and shape allow), timed on its
- * operands on first use outside a stream capture and kept for the process. cx_cuda_conv_tactics writes a summary ("12 shapes tuned: v3 4, v4 3, ...") and
- * returns the number of shapes; _clear forgets them. */
+ * gets the fastest of v3, v4, v5 and v6 (those the device and shape allow), each fp32 3x3 conv
+ * whose descriptor has both forms the faster of Winograd and the direct kernels; timed on its
+ * operands on first use outside a stream capture and kept for the process.
+ * cx_cuda_conv_tactics writes a summary ("12 shapes tuned: v3 4, v4 3, ...; fp32 3x3 winograd 9,
+ * direct 3") and returns the number of shapes; _clear forgets them. */
 int cx_cuda_conv_tactics(char *buf, size_t size);
 void cx_cuda_conv_tactics_clear(void);
 /* The kernel the last conv2d / dense call queued ("v3 128x128 a16", "v2 128x64 split-K 4",

@@ -241,6 +241,8 @@ static double live_err(const float *got, const float *ref, size_t live_count, si
  * the fp32 values, so the error includes that rounding). */
 typedef struct {
   int wino, live_on, live, w16, a16, o16;
+  int both; /* wino: the device descriptor keeps its direct kernel too (the model's layers; what
+               CTXDIFF_CUDA_CONV=tune chooses between) */
 } conv_opt;
 
 static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, int cout, int k, int s, int same,
@@ -278,7 +280,7 @@ static void conv_case(vdev *v, const char *label, int n, int h, int w, int cin, 
   float *dx = d_in(v, x, nx * 4);
   int *dlive = live >= 0 ? d_in(v, &live, sizeof live) : NULL;
   const int direct = !wino || !v->is_cuda || !cx_cuda_winograd_on() || !cx_winograd_applies(&d);
-  dd.kernel = direct && !w16 ? d_in(v, kk, nk * 4) : NULL;
+  dd.kernel = (direct || o.both) && !w16 ? d_in(v, kk, nk * 4) : NULL;
   if (w16) {
     void *k16 = cx_cuda_weights16_upload(g_prec, kk, nk);
     if (k16 && v->nallocs < MAX_ALLOCS) v->allocs[v->nallocs++] = k16; /* freed by report() */
@@ -1371,6 +1373,11 @@ int cx_cmd_validate(int argc, char **argv) {
       t_conv_wino(&v, "winograd odd", 4, 1, 70, 66, 13, 37, 1, 0);
       t_conv_wino(&v, "winograd res5", 4, 1, 9, 7, 512, 512, 0, 1);
       t_conv_wino(&v, "winograd2 odd", 2, 2, 33, 35, 13, 37, 1, 1);
+      /* as the model's layers: both forms (under CTXDIFF_CUDA_CONV=tune the faster is timed and kept) */
+      conv_case(&v, "winograd+direct", 2, 24, 20, 64, 64, 3, 1, 1, 0, 1, 1, (conv_opt){.wino = 4, .both = 1});
+      if (v.is_cuda)
+        conv_case(&v, "winograd+direct mask", 8, 14, 14, 64, 64, 3, 1, 1, 0, 0, 1,
+                  (conv_opt){.wino = 4, .both = 1, .live_on = 1, .live = 3});
     }
     if (v.is_cuda && g_prec != CX_PREC_FP32) {
       /* 16-bit models' weights (converted once at load): every kernel variant that reads them */
