@@ -288,13 +288,13 @@ int cx_cmd_bench(int argc, char **argv) {
           }
           /* device memory after the pipelined run: both slots' buffers, the scratch arena, graphs */
           double mem_mb = 0;
-          char tac[128] = ""; /* CTXDIFF_CUDA_CONV=tune: what the tuning chose */
+          char tac[224] = ""; /* CTXDIFF_CUDA_CONV=tune: what the tuning chose */
 #ifdef CTXDIFF_HAVE_CUDA
           size_t used, total;
           if (cx_cuda_mem_used(&used, &total)) cx_cuda_clear_error(); /* informative only: 0 */
           else mem_mb = (double)used / (1024.0 * 1024.0);
           if (cx_cuda_conv_version() == 7) {
-            char t[96];
+            char t[192];
             cx_cuda_conv_tactics(t, sizeof t);
             snprintf(tac, sizeof tac, "\"conv_tactics\":\"%s\",", t);
           }

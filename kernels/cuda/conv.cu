@@ -1575,9 +1575,12 @@ int cx_cuda_conv2d_live(const cx_conv2d_desc *d, const float *x, int n, int h, i
 namespace {
 struct tactic {
   conv_geom g; /* the shape (live: only whether there is a device-side row limit) */
-  int kind;    /* 0: 16-bit kernel version (ver 0 = v3, 4, 5, 6); 1: fp32 3x3 (ver 0 direct, 1 Winograd) */
-  int x16, y16, res, relu, prec, sms, ver;
-  float ms[4]; /* per candidate (0: not a candidate) */
+  int kind;    /* 0: the direct kernels' configuration; 1: fp32 3x3 (ver 0 direct, 1 Winograd) */
+  int x16, y16, res, relu, prec, sms;
+  int ver;           /* kind 0: 0 (v3 or v2), 4, 5, 6 */
+  int splits, wide;  /* kind 0: K slices requested, 128-wide tile forced */
+  int changed;       /* kind 0: not the heuristic's configuration */
+  float ms[2];       /* kind 1: per candidate */
 };
 #define MAX_TACTICS 1024
 tactic g_tactics[MAX_TACTICS];
@@ -1646,19 +1649,24 @@ int tactic_time(int n, const bool *ok, Run run, cudaStream_t st, float *ms) {
 } // namespace
 
 int cx_cuda_conv_tactics(char *buf, size_t size) {
-  int n[4] = {0, 0, 0, 0}, wd[2] = {0, 0};
+  int n[4] = {0, 0, 0, 0}, wd[2] = {0, 0}, split = 0, changed = 0;
   for (int i = 0; i < g_ntactics; i++) {
     const tactic &t = g_tactics[i];
-    if (t.kind == 1) wd[t.ver]++;
-    else n[t.ver == 0 ? 0 : t.ver - 3]++;
+    if (t.kind == 1) {
+      wd[t.ver]++;
+      continue;
+    }
+    n[t.ver == 0 ? 0 : t.ver - 3]++;
+    split += t.splits > 1;
+    changed += t.changed;
   }
   if (buf && size)
-    snprintf(buf, size, "%d shapes tuned: v3 %d, v4 %d, v5 %d, v6 %d; fp32 3x3 winograd %d, direct %d", g_ntactics,
-             n[0], n[1], n[2], n[3], wd[1], wd[0]);
+    snprintf(buf, size,
+             "%d shapes tuned: v3/v2 %d, v4 %d, v5 %d, v6 %d (split-K %d, not the heuristic's choice %d); fp32 3x3 "
+             "winograd %d, direct %d",
+             g_ntactics, n[0], n[1], n[2], n[3], split, changed, wd[1], wd[0]);
   return g_ntactics;
 }
-
-void cx_cuda_conv_tactics_clear(void) { g_ntactics = 0; }
 
 static char g_last_kernel[40];
 const char *cx_cuda_conv_last_kernel(void) { return g_last_kernel; }
@@ -1730,80 +1738,108 @@ static int conv_direct(const cx_conv2d_desc *d, const void *x, bool x16, int n, 
      * all-vector ones) with the widest tile; where K is too short for that, 64-wide tiles (res4
      * at 1024^2 batch 1: 64x64 pixels x 256 -> 32x2 = 64 blocks at 128 wide) */
     const bool vec_all = (p == CX_PREC_FP32 ? av : av16) && bv && ov;
-    int splits = vec_all ? pick_splits(g, (long long)mt * ((g.cout + wide - 1) / wide)) : 1;
-    a.zs.kz = split_kz(g.k, splits);
-    splits = a.zs.kz ? (g.k + a.zs.kz - 1) / a.zs.kz : 1;
-    float *ws = NULL;
-    if (splits > 1) {
-      a.zs.y = g.m * g.cout;
-      ws = static_cast<float *>(cx_cuda_scratch((size_t)splits * (size_t)a.zs.y * sizeof(float)));
-      if (!ws) return -1;
-      a.y = ws; /* fp32 partial sums; bias, residual, ReLU and the 16-bit store in splitk_reduce */
-      a.bias = NULL;
-      a.res = NULL;
-      a.relu = 0;
-      a.o16 = false;
-      /* out_vec stays: the scratch arena is 256-byte aligned and cout % 4 == 0 */
-    }
-    const bool narrow = only64 || (splits == 1 && (long long)mt * ((g.cout + 127) / 128) < sm_count());
-    /* the kernels that can run this conv besides v3: v4, v5, v6 (unsplit 128-wide 16-bit tiles) */
-    const bool alt = a.v3 && !narrow && splits == 1;
+    const int splits_h = vec_all ? pick_splits(g, (long long)mt * ((g.cout + wide - 1) / wide)) : 1;
     const bool v6_fits = g.cout > 128 && (long long)mt * ((g.cout + 255) / 256) >= sm_count();
-    /* ver: 0 v3 (or v2 where v3 cannot run), 4, 5, 6 */
-    auto launch = [&](int ver, const char *suffix) {
-      a.v4 = alt && ver == 4; /* 256-row tiles */
-      a.v5 = alt && ver >= 5 && wgmma_ok(); /* 128 x 128, wgmma */
+    /* One configuration: s_req slices of K (split_kz may make fewer), the 128-wide tile even where
+     * the rule takes 64 for an under-filled grid (force_wide), kernel version ver (0: v3, or v2
+     * where v3 cannot run; 4, 5, 6 where unsplit 128-wide v3 would run). */
+    auto run = [&](int s_req, bool force_wide, int ver, const char *suffix) {
+      conv_args b = a;
+      b.zs.kz = split_kz(g.k, s_req);
+      const int splits = b.zs.kz ? (g.k + b.zs.kz - 1) / b.zs.kz : 1;
+      float *ws = NULL;
+      if (splits > 1) {
+        b.zs.y = g.m * g.cout;
+        ws = static_cast<float *>(cx_cuda_scratch((size_t)splits * (size_t)b.zs.y * sizeof(float)));
+        if (!ws) return;
+        b.y = ws; /* fp32 partial sums; bias, residual, ReLU and the 16-bit store in splitk_reduce */
+        b.bias = NULL;
+        b.res = NULL;
+        b.relu = 0;
+        b.o16 = false;
+        /* out_vec stays: the scratch arena is 256-byte aligned and cout % 4 == 0 */
+      }
+      const bool narrow =
+          only64 || (!force_wide && splits == 1 && (long long)mt * ((g.cout + 127) / 128) < sm_count());
+      const bool alt = b.v3 && !narrow && splits == 1; /* v4, v5, v6 can run it too */
+      b.v4 = alt && ver == 4;                       /* 256-row tiles */
+      b.v5 = alt && ver >= 5 && wgmma_ok();         /* 128 x 128, wgmma */
       /* v6: 128 x 256 where cout fills more than one 128-wide tile and the 256-wide grid still
        * has a block for every SM (one block per SM: its 195 KB of shared memory) */
-      a.v6 = a.v5 && ver == 6 && v6_fits;
-      const dim3 grid(a.v4 ? (unsigned)((g.m + 255) / 256) : mt,
-                      (unsigned)(narrow ? (g.cout + 63) / 64 : a.v6 ? (g.cout + 255) / 256 : (g.cout + 127) / 128),
+      b.v6 = b.v5 && ver == 6 && v6_fits;
+      const dim3 grid(b.v4 ? (unsigned)((g.m + 255) / 256) : mt,
+                      (unsigned)(narrow ? (g.cout + 63) / 64 : b.v6 ? (g.cout + 255) / 256 : (g.cout + 127) / 128),
                       (unsigned)splits);
       char sk[24] = "";
       if (splits > 1) snprintf(sk, sizeof sk, " split-K %d", splits);
       snprintf(g_last_kernel, sizeof g_last_kernel, "%s %s%s%s%s",
-               a.v6 ? "v6 wgmma" : a.v5 ? "v5 wgmma" : a.v4 ? "v4" : a.v3 ? "v3" : "v2",
-               a.v4 ? "256x128" : narrow ? "128x64" : a.v6 ? "128x256" : "128x128", io16 ? " a16" : "", sk, suffix);
+               b.v6 ? "v6 wgmma" : b.v5 ? "v5 wgmma" : b.v4 ? "v4" : b.v3 ? "v3" : "v2",
+               b.v4 ? "256x128" : narrow ? "128x64" : b.v6 ? "128x256" : "128x128", io16 ? " a16" : "", sk, suffix);
       if (p == CX_PREC_FP32) {
-        if (narrow) fp32_v2_ab<64>(av, bv, grid, st, a);
-        else fp32_v2_ab<128>(av, bv, grid, st, a);
+        if (narrow) fp32_v2_ab<64>(av, bv, grid, st, b);
+        else fp32_v2_ab<128>(av, bv, grid, st, b);
       } else if (p == CX_PREC_FP16) {
-        if (narrow) tc_v2_w<__half, 64>(w16, av16, bv, grid, st, a);
-        else tc_v2_w<__half, 128>(w16, av16, bv, grid, st, a);
+        if (narrow) tc_v2_w<__half, 64>(w16, av16, bv, grid, st, b);
+        else tc_v2_w<__half, 128>(w16, av16, bv, grid, st, b);
       } else {
-        if (narrow) tc_v2_w<__nv_bfloat16, 64>(w16, av16, bv, grid, st, a);
-        else tc_v2_w<__nv_bfloat16, 128>(w16, av16, bv, grid, st, a);
+        if (narrow) tc_v2_w<__nv_bfloat16, 64>(w16, av16, bv, grid, st, b);
+        else tc_v2_w<__nv_bfloat16, 128>(w16, av16, bv, grid, st, b);
+      }
+      if (splits > 1) {
+        if (cudaGetLastError() != cudaSuccess) {
+          CX_CUDA_FAIL("conv2d: the split-K GEMM did not launch");
+          return;
+        }
+        if (p == CX_PREC_BF16) splitk_reduce<__nv_bfloat16>(ws, splits, b.zs.y, bias, residual, relu, y, y16, g, st);
+        else splitk_reduce<__half>(ws, splits, b.zs.y, bias, residual, relu, y, y16, g, st);
       }
     };
     const int had_err = cx_cuda_has_error(); /* the launchers record their own failures */
     int ver = conv_version();
     if (ver == CONV_TUNE) {
-      /* rerunning must not change y: no tuning where y is also an input */
+      /* Candidates: the heuristic configuration; unsplit where it splits K; the 128-wide tile
+       * where it takes 64 for an under-filled grid; v4, v5, v6 on the unsplit 128-wide tile. A
+       * forced split-K setting stays forced. Rerunning must not change y: no tuning where y is
+       * also an input. */
+      struct cfg {
+        int s;
+        bool wide;
+        int ver;
+      } cand[6];
+      int nc = 0;
+      const bool rule_narrow = !only64 && (long long)mt * ((g.cout + 127) / 128) < sm_count();
+      cand[nc++] = {splits_h, false, 0};
+      const bool split_auto = splitk_setting() == 0; /* CTXDIFF_CUDA_SPLITK / cx_cuda_set_splitk win */
+      if (split_auto && splits_h > 1) cand[nc++] = {1, false, 0};
+      if (rule_narrow && (split_auto || splits_h == 1)) cand[nc++] = {1, true, 0};
+      if (a.v3 && !only64 && (split_auto || splits_h == 1)) { /* v3 on the unsplit 128-wide tile is above */
+        cand[nc++] = {1, true, 4};
+        if (wgmma_ok()) cand[nc++] = {1, true, 5};
+        if (wgmma_ok() && v6_fits) cand[nc++] = {1, true, 6};
+      }
       tactic q;
       memset(&q, 0, sizeof q);
       q.g = g; /* same_shape compares whether g.live is set, not its address */
       q.x16 = x16, q.y16 = y16, q.res = residual != NULL, q.relu = relu, q.prec = (int)p, q.sms = sm_count();
-      const int i = alt && y != x && y != residual ? tactic_find(q) : -2;
+      const int i = nc > 1 && y != x && y != residual ? tactic_find(q) : -2;
       if (i >= 0) {
-        launch(g_tactics[i].ver, " tuned");
+        const tactic &t = g_tactics[i];
+        run(t.splits, t.wide, t.ver, " tuned");
       } else if (i == -1 && tactic_can_time(st)) {
-        const int vers[4] = {0, 4, 5, 6};
-        const bool ok[4] = {true, true, wgmma_ok(), wgmma_ok() && v6_fits};
-        const int c = tactic_time(4, ok, [&](int k) { launch(vers[k], ""); }, st, q.ms);
+        bool ok[6];
+        float ms[6];
+        for (int c = 0; c < nc; c++) ok[c] = true;
+        const int c = tactic_time(nc, ok, [&](int k) { run(cand[k].s, cand[k].wide, cand[k].ver, ""); }, st, ms);
         if (c < 0) return -1;
-        q.ver = vers[c];
+        q.splits = cand[c].s, q.wide = cand[c].wide, q.ver = cand[c].ver;
+        q.changed = c > 0;
         g_tactics[g_ntactics++] = q;
-        launch(q.ver, " tuned"); /* y holds the chosen kernel's result */
+        run(q.splits, q.wide, q.ver, " tuned"); /* y holds the chosen configuration's result */
       } else {
-        launch(0, "");
+        run(splits_h, false, 0, "");
       }
     } else {
-      launch(ver == 4 || ver == 5 || ver == 6 ? ver : 0, "");
-    }
-    if (splits > 1) {
-      CX_CUDA_LAUNCH_CHECK();
-      if (p == CX_PREC_BF16) splitk_reduce<__nv_bfloat16>(ws, splits, a.zs.y, bias, residual, relu, y, y16, g, st);
-      else splitk_reduce<__half>(ws, splits, a.zs.y, bias, residual, relu, y, y16, g, st);
+      run(splits_h, false, ver == 4 || ver == 5 || ver == 6 ? ver : 0, "");
     }
     CX_CUDA_LAUNCH_CHECK();
     return !had_err && cx_cuda_has_error() ? -1 : 0;

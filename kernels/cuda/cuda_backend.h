@@ -76,14 +76,15 @@ void *cx_cuda_weights16_upload(cx_precision p, const float *host, size_t count);
  * 6 as 5 with 128 x 256 wgmma tiles where cout > 128 and their grid fills the SMs */
 void cx_cuda_set_conv_version(int v);
 int cx_cuda_conv_version(void); /* the setting in force (0, 1, 2, 4, 5, 6 or 7 = tune) */
-/* CTXDIFF_CUDA_CONV=tune (version 7): each 16-bit conv shape where v3 runs unsplit 128-wide tiles
- * gets the fastest of v3, v4, v5 and v6 (those the device and shape allow), each fp32 3x3 conv
- * whose descriptor has both forms the faster of Winograd and the direct kernels; timed on its
- * operands on first use outside a stream capture and kept for the process.
- * cx_cuda_conv_tactics writes a summary ("12 shapes tuned: v3 4, v4 3, ...; fp32 3x3 winograd 9,
- * direct 3") and returns the number of shapes; _clear forgets them. */
+/* CTXDIFF_CUDA_CONV=tune (version 7): each conv shape gets the fastest of its candidate
+ * configurations: the heuristic's; unsplit where it splits K (unless CTXDIFF_CUDA_SPLITK forces
+ * a setting); the 128-wide tile where it takes 64 for an under-filled grid; v4, v5, v6 where
+ * unsplit 128-wide v3 runs (those the device allows); for fp32 3x3 convs whose descriptor has
+ * both forms, Winograd or the direct kernels. Timed on the conv's operands on first use outside
+ * a stream capture and kept for the process.
+ * cx_cuda_conv_tactics writes a summary ("12 shapes tuned: v3/v2 4, v4 3, ...; fp32 3x3
+ * winograd 9, direct 3") and returns the number of shapes. */
 int cx_cuda_conv_tactics(char *buf, size_t size);
-void cx_cuda_conv_tactics_clear(void);
 /* The kernel the last conv2d / dense call queued ("v3 128x128 a16", "v2 128x64 split-K 4",
  * "winograd F(4x4,3x3)", "v1"), "" when it queued none or failed early: the per-op profile. */
 const char *cx_cuda_conv_last_kernel(void);

@@ -1537,7 +1537,7 @@ int cx_cmd_validate(int argc, char **argv) {
     return 2;
   }
   if (v.is_cuda && cx_cuda_conv_version() == 7) { /* CTXDIFF_CUDA_CONV=tune */
-    char tac[96];
+    char tac[192];
     cx_cuda_conv_tactics(tac, sizeof tac);
     printf("conv tactics: %s\n", tac);
   }
