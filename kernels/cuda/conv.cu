@@ -1577,6 +1577,7 @@ struct tactic {
   conv_geom g; /* the shape (live: only whether there is a device-side row limit) */
   int kind;    /* 0: the direct kernels' configuration; 1: fp32 3x3 (ver 0 direct, 1 Winograd) */
   int x16, y16, res, relu, prec, sms;
+  int split_set;     /* splitk_setting() when tuned: a forced split-K setting is another shape */
   int ver;           /* kind 0: 0 (v3 or v2), 4, 5, 6 */
   int splits, wide;  /* kind 0: K slices requested, 128-wide tile forced */
   int changed;       /* kind 0: not the heuristic's configuration */
@@ -1591,7 +1592,7 @@ bool same_shape(const tactic &t, const tactic &q) {
   return t.kind == q.kind && a.h == b.h && a.w == b.w && a.cin == b.cin && a.cout == b.cout && a.kh == b.kh && a.kw == b.kw &&
          a.stride == b.stride && a.pad_t == b.pad_t && a.pad_l == b.pad_l && a.m == b.m && (a.live != NULL) == (b.live != NULL) &&
          a.live_per == b.live_per && t.x16 == q.x16 && t.y16 == q.y16 && t.res == q.res && t.relu == q.relu &&
-         t.prec == q.prec && t.sms == q.sms;
+         t.prec == q.prec && t.sms == q.sms && t.split_set == q.split_set;
 }
 
 /* the tactic recorded for q's shape, or -1 */
@@ -1821,6 +1822,7 @@ static int conv_direct(const cx_conv2d_desc *d, const void *x, bool x16, int n, 
       memset(&q, 0, sizeof q);
       q.g = g; /* same_shape compares whether g.live is set, not its address */
       q.x16 = x16, q.y16 = y16, q.res = residual != NULL, q.relu = relu, q.prec = (int)p, q.sms = sm_count();
+      q.split_set = splitk_setting();
       const int i = nc > 1 && y != x && y != residual ? tactic_find(q) : -2;
       if (i >= 0) {
         const tactic &t = g_tactics[i];
@@ -1890,6 +1892,7 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
   q.g.h = h, q.g.w = w, q.g.cin = d->cin, q.g.cout = d->cout, q.g.kh = 3, q.g.kw = 3, q.g.stride = 1;
   q.g.pad_t = q.g.pad_l = 1, q.g.m = (long long)n * h * w, q.g.live = live, q.g.live_per = per;
   q.res = residual != NULL, q.relu = relu, q.prec = (int)CX_PREC_FP32, q.sms = sm_count();
+  q.split_set = splitk_setting();
   auto direct = [&](const char *suffix) {
     const int rc = conv_direct(d, x, false, n, h, w, y, false, residual, relu, live, per);
     if (suffix[0] && strlen(g_last_kernel) + strlen(suffix) < sizeof g_last_kernel) strcat(g_last_kernel, suffix);
