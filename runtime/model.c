@@ -289,7 +289,8 @@ void cx_mold_image(const cx_backend *be, const cx_config *c, const cx_image *im,
 /* ---- network stages ---------------------------------------------------------------------- */
 
 /* ---- --profile on the CPU (cx_model_profile): a wall-clock mark before every op; op i ran
- * from mark i to mark i + 1. fmt NULL only closes the open op (a stage's end). ---- */
+ * from mark i to mark i + 1. fmt NULL only closes the open op (a stage's end); kernel: the
+ * GEMM-based path, named with the GEMM in use. ---- */
 static void cmark(cx_model *m, double flops, const char *kernel, const char *fmt, ...) {
   cx_cpu_prof *P = &m->cprof;
   if (P->on <= 0) return;
@@ -313,7 +314,7 @@ static void cmark(cx_model *m, double flops, const char *kernel, const char *fmt
   va_start(ap, fmt);
   vsnprintf(o->name, sizeof o->name, fmt, ap);
   va_end(ap);
-  if (kernel) snprintf(o->kernel, sizeof o->kernel, "%s", kernel);
+  if (kernel) snprintf(o->kernel, sizeof o->kernel, "%s, %s", kernel, cx_gemm_name()); /* every CPU kernel is a GEMM */
   o->stage = P->stage;
   o->flops = flops;
   o->calls = 1;
@@ -329,15 +330,10 @@ static void conv(cx_model *m, const char *name, const cx_layer *L, const float *
     cx_same_pads(h, d.kh, d.stride, &d.pad_t, &d.pad_b);
     cx_same_pads(w, d.kw, d.stride, &d.pad_l, &d.pad_r);
   }
-  const int oh = cx_conv2d_out(h, d.kh, d.stride, d.pad_t, d.pad_b), ow = cx_conv2d_out(w, d.kw, d.stride, d.pad_l, d.pad_r);
-  if (m->cprof.on > 0) {
-    char k[40];
-    snprintf(k, sizeof k, "%s, %s", cx_conv2d_path(&d, h, w), cx_gemm_name());
-    cmark(m, 2.0 * n * oh * ow * (double)d.kh * d.kw * d.cin * d.cout, k, "%s", name);
-  }
+  if (m->cprof.on > 0) cmark(m, cx_conv2d_flops(&d, n, h, w), cx_conv2d_path(&d, h, w), "%s", name);
   m->be->conv2d(&d, x, n, h, w, y, res, relu, m->plan.conv_ws);
-  if (ho) *ho = oh;
-  if (wo) *wo = ow;
+  if (ho) *ho = cx_conv2d_out(h, d.kh, d.stride, d.pad_t, d.pad_b);
+  if (wo) *wo = cx_conv2d_out(w, d.kw, d.stride, d.pad_l, d.pad_r);
 }
 
 static void backbone(cx_model *m) {
@@ -483,13 +479,11 @@ static void classifier(cx_model *m) {
   for (int b = 0; b < p->n; b++) roi_align(m, b, p->rois + (size_t)b * R * 4, R, 7, p->pool7 + (size_t)b * R * 49 * FEAT);
   conv(m, "mrcnn_class_conv1", &m->cls_conv1, p->pool7, nR, 7, 7, p->fc1, NULL, 1, NULL, NULL);
   conv(m, "mrcnn_class_conv2", &m->cls_conv2, p->fc1, nR, 1, 1, p->fc2, NULL, 1, NULL, NULL);
-  char k[40];
-  snprintf(k, sizeof k, "dense, %s", cx_gemm_name());
-  cmark(m, 2.0 * nR * 1024 * NC, k, "mrcnn_class_logits");
+  cmark(m, 2.0 * nR * 1024 * NC, "dense", "mrcnn_class_logits");
   m->be->dense(p->fc2, nR, 1024, m->cls_logits.kernel, m->cls_logits.bias, NC, 0, p->logits);
   cmark(m, 0, NULL, "mrcnn_class (softmax)");
   m->be->softmax_rows(p->logits, (size_t)nR, NC, p->probs);
-  cmark(m, 2.0 * nR * 1024 * 4 * NC, k, "mrcnn_bbox_fc");
+  cmark(m, 2.0 * nR * 1024 * 4 * NC, "dense", "mrcnn_bbox_fc");
   m->be->dense(p->fc2, nR, 1024, m->cls_bbox.kernel, m->cls_bbox.bias, 4 * NC, 0, p->deltas);
 }
 
@@ -593,9 +587,7 @@ static int mask_head(cx_model *m) {
     conv(m, nm, &m->mask_conv[k], x, total, 14, 14, bufs[k & 1], NULL, 1, NULL, NULL);
     x = bufs[k & 1];
   }
-  char k[40];
-  snprintf(k, sizeof k, "deconv 2x2/2, %s", cx_gemm_name());
-  cmark(m, 2.0 * total * 196 * FEAT * 4 * FEAT, k, "mrcnn_mask_deconv");
+  cmark(m, 2.0 * total * 196 * FEAT * 4 * FEAT, "deconv 2x2/2", "mrcnn_mask_deconv");
   m->be->deconv2x2(x, total, 14, 14, FEAT, m->deconv_packed, m->deconv_bias, FEAT, 1, p->deconv, p->deconv_ws);
   conv(m, "mrcnn_mask", &m->mask_out, p->deconv, total, 28, 28, p->masks, NULL, 0, NULL, NULL);
   cmark(m, 0, NULL, "mrcnn_mask (sigmoid)");

@@ -10,10 +10,9 @@ static double layer_flops(const cx_layer *L, double n, int h, int w, int *ho, in
     cx_same_pads(h, d.kh, d.stride, &d.pad_t, &d.pad_b);
     cx_same_pads(w, d.kw, d.stride, &d.pad_l, &d.pad_r);
   }
-  int oh = cx_conv2d_out(h, d.kh, d.stride, d.pad_t, d.pad_b), ow = cx_conv2d_out(w, d.kw, d.stride, d.pad_l, d.pad_r);
-  if (ho) *ho = oh;
-  if (wo) *wo = ow;
-  return 2.0 * n * oh * ow * (double)d.kh * d.kw * d.cin * d.cout;
+  if (ho) *ho = cx_conv2d_out(h, d.kh, d.stride, d.pad_t, d.pad_b);
+  if (wo) *wo = cx_conv2d_out(w, d.kw, d.stride, d.pad_l, d.pad_r);
+  return cx_conv2d_flops(&d, n, h, w);
 }
 
 double cx_model_flops(const cx_model *m, int H, int W, int n, int mask_rows) {

@@ -18,7 +18,7 @@
  *           planes instead and unmolds with model.c's cx_unmold, exactly the CPU code.
  *
  * Host round trips: none inside the network. The proposal NMS counts and the detection counts
- * stay on the device: cx_cuda_nms_batched_dev -> cx_cuda_gather_rois_dev, and mask_pack's total ->
+ * stay on the device: cx_cuda_proposals' NMS -> ROI gather, and mask_pack's total ->
  * the mask head, whose launches cover every possible detection row (n *
  * DETECTION_MAX_INSTANCES) and compute the first `total` only (the *_live kernels: whole
  * tiles past it return at once). The first wait reads the final detections; the unmold then
@@ -633,13 +633,6 @@ static void prof_free(gprof *P) {
   memset(P, 0, sizeof *P);
 }
 
-/* 2 x multiply-adds of a convolution (cx_model_flops' count) */
-static double conv_flops(const cx_conv2d_desc *d, double n, int h, int w) {
-  const int ho = cx_conv2d_out(h, d->kh, d->stride, d->pad_t, d->pad_b);
-  const int wo = cx_conv2d_out(w, d->kw, d->stride, d->pad_l, d->pad_r);
-  return 2.0 * n * ho * wo * (double)d->kh * d->kw * d->cin * d->cout;
-}
-
 /* The layer's descriptor with its SAME padding resolved for an h x w input. */
 static cx_conv2d_desc padded(const glayer *L, int h, int w) {
   cx_conv2d_desc d = L->d;
@@ -653,7 +646,7 @@ static cx_conv2d_desc padded(const glayer *L, int h, int w) {
 static void gconv(cx_gpu_model *g, const cx_backend *be, const char *name, const glayer *L, const float *x, int n, int h,
                   int w, float *y, const float *res, int relu, int *ho, int *wo) {
   const cx_conv2d_desc d = padded(L, h, w);
-  mark(g, conv_flops(&d, n, h, w), MARK_CONV, "%s", name);
+  mark(g, cx_conv2d_flops(&d, n, h, w), MARK_CONV, "%s", name);
   be->conv2d(&d, x, n, h, w, y, res, relu, NULL);
   if (ho) *ho = cx_conv2d_out(h, d.kh, d.stride, d.pad_t, d.pad_b);
   if (wo) *wo = cx_conv2d_out(w, d.kw, d.stride, d.pad_l, d.pad_r);
@@ -665,7 +658,7 @@ static void gconv(cx_gpu_model *g, const cx_backend *be, const char *name, const
 static void fconv(cx_gpu_model *g, const char *name, const glayer *L, const void *x, int x16, int n, int h, int w,
                   void *y, int y16, const void *res, int relu, int *ho, int *wo) {
   const cx_conv2d_desc d = padded(L, h, w);
-  mark(g, conv_flops(&d, n, h, w), MARK_CONV, "%s", name);
+  mark(g, cx_conv2d_flops(&d, n, h, w), MARK_CONV, "%s", name);
   cx_cuda_conv2d_io(&d, x, g->act16 && x16, n, h, w, y, g->act16 && y16, res, relu);
   if (ho) *ho = cx_conv2d_out(h, d.kh, d.stride, d.pad_t, d.pad_b);
   if (wo) *wo = cx_conv2d_out(w, d.kw, d.stride, d.pad_l, d.pad_r);
@@ -833,7 +826,7 @@ static void mask_head(cx_model *m, const cx_backend *be) {
   float *bufs[2] = {p->mask_a, p->mask_b};
   for (int k = 0; k < 4; k++) {
     const cx_conv2d_desc d = padded(&g->mask_conv[k], 14, 14);
-    mark(g, conv_flops(&d, 1, 14, 14), MARK_CONV | MARK_ROWS, "mrcnn_mask_conv%d", k + 1);
+    mark(g, cx_conv2d_flops(&d, 1, 14, 14), MARK_CONV | MARK_ROWS, "mrcnn_mask_conv%d", k + 1);
     cx_cuda_conv2d_io_rows(&d, x, a16, rows, 14, 14, bufs[k & 1], a16, NULL, 1, live, 1);
     x = bufs[k & 1];
   }
@@ -841,7 +834,7 @@ static void mask_head(cx_model *m, const cx_backend *be) {
   cx_cuda_deconv2x2_live(x, a16, rows, 14, 14, FEAT, g->deconv_packed, g->deconv16, g->deconv16 ? (int)g->prec : 0,
                          g->deconv_bias, FEAT, 1, p->deconv, p->deconv_ws, live);
   const cx_conv2d_desc dout = padded(&g->mask_out, 28, 28);
-  mark(g, conv_flops(&dout, 1, 28, 28), MARK_CONV | MARK_ROWS, "mrcnn_mask");
+  mark(g, cx_conv2d_flops(&dout, 1, 28, 28), MARK_CONV | MARK_ROWS, "mrcnn_mask");
   cx_cuda_conv2d_live(&dout, p->deconv, rows, 28, 28, p->masks, NULL, 0, live);
   mark(g, 0, 0, "mrcnn_mask (own class, sigmoid)");
   cx_cuda_mask_select(p->masks, p->mcls, rows, m->num_classes, p->slot[p->cur].mask_sel, live);

@@ -41,6 +41,12 @@ static size_t chunk_rows(const cx_conv2d_desc *d, size_t m) {
   return rows < m ? rows : m;
 }
 
+double cx_conv2d_flops(const cx_conv2d_desc *d, double n, int h, int w) {
+  const int ho = cx_conv2d_out(h, d->kh, d->stride, d->pad_t, d->pad_b);
+  const int wo = cx_conv2d_out(w, d->kw, d->stride, d->pad_l, d->pad_r);
+  return 2.0 * n * ho * wo * (double)d->kh * d->kw * d->cin * d->cout;
+}
+
 const char *cx_conv2d_path(const cx_conv2d_desc *d, int h, int w) {
   if (cx_winograd_applies(d)) return d->winograd_tile == 4 ? "winograd F(4x4,3x3)" : "winograd F(2x2,3x3)";
   if (direct_gemm(d, h, w)) return d->kh == 1 && d->kw == 1 ? "GEMM (1x1)" : "GEMM (whole input)";

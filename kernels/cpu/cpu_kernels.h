@@ -45,6 +45,8 @@ typedef struct cx_conv2d_desc {
 void cx_same_pads(int in, int k, int s, int *before, int *after);
 int cx_conv2d_out(int in, int k, int s, int pad_before, int pad_after);
 size_t cx_conv2d_workspace(const cx_conv2d_desc *d, int n, int h, int w);
+/* 2 x multiply-adds of d (pads resolved) on n images of h x w: the count bench and the profiles use */
+double cx_conv2d_flops(const cx_conv2d_desc *d, double n, int h, int w);
 /* The path cx_conv2d takes for d (pads resolved) on an h x w input, for the profile:
  * "winograd F(4x4,3x3)", "winograd F(2x2,3x3)", "GEMM (1x1)", "GEMM (whole input)", "im2col + GEMM" */
 const char *cx_conv2d_path(const cx_conv2d_desc *d, int h, int w);

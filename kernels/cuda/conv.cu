@@ -1563,15 +1563,13 @@ int cx_cuda_conv2d_live(const cx_conv2d_desc *d, const float *x, int n, int h, i
   return cx_cuda_conv2d_rows(d, x, n, h, w, y, residual, relu, live, 1);
 }
 
-/* Every convolution: x16 / y16 say whether x / (y, residual) hold 16-bit activations. */
-/* The kernel the last conv2d call queued, for the per-op profile (cx_cuda_conv_last_kernel). */
 /* ---- tactics (CTXDIFF_CUDA_CONV=tune) ---------------------------------------------------
- * Where the 16-bit cp.async path runs unsplit 128-wide tiles, up to four kernels can compute
- * the same conv: v3, v4 (256 x 128), v5 (wgmma 128 x 128), v6 (wgmma 128 x 256). With tuning on,
- * the first time a shape runs outside a stream capture each of them is launched on the real
- * operands and timed with CUDA events (one warm-up, the best of three), the fastest is kept for
- * the shape for the rest of the process, and it runs once more so that y holds its result. A
- * plan's first call is eager, so the captured graphs replay tuned choices. */
+ * Several configurations can compute the same conv (conv_direct's candidates: split-K or not,
+ * 64- or 128-wide tiles, v3/v4/v5/v6; conv_run's: Winograd or the direct kernels). With tuning
+ * on, the first time a shape runs outside a stream capture each candidate is launched on the
+ * real operands and timed with CUDA events (one warm-up, the best of three), the fastest is kept
+ * for the shape for the rest of the process, and it runs once more so that y holds its result.
+ * A plan's first call is eager, so the captured graphs replay tuned choices. */
 namespace {
 struct tactic {
   conv_geom g; /* the shape (live: only whether there is a device-side row limit) */
@@ -1581,7 +1579,6 @@ struct tactic {
   int ver;           /* kind 0: 0 (v3 or v2), 4, 5, 6 */
   int splits, wide;  /* kind 0: K slices requested, 128-wide tile forced */
   int changed;       /* kind 0: not the heuristic's configuration */
-  float ms[2];       /* kind 1: per candidate */
 };
 #define MAX_TACTICS 1024
 tactic g_tactics[MAX_TACTICS];
@@ -1608,21 +1605,20 @@ bool tactic_can_time(cudaStream_t st) {
   return g_ntactics < MAX_TACTICS && cudaStreamIsCapturing(st, &cap) == cudaSuccess && cap == cudaStreamCaptureStatusNone;
 }
 
-/* Times run(c) for the candidates c < n with ok[c] on stream st (one warm-up, the best of three
- * between CUDA events) into ms[c]; returns the fastest c (ok[0] must hold), or -1 with the CUDA
+/* Times run(c) for the candidates c < n on stream st (one warm-up, the best of three between
+ * CUDA events); returns the fastest c (0 when nothing was measurable), or -1 with the CUDA
  * runtime's error recorded. */
 template <class Run>
-int tactic_time(int n, const bool *ok, Run run, cudaStream_t st, float *ms) {
+int tactic_time(int n, Run run, cudaStream_t st) {
   cudaEvent_t e0, e1;
   if (cudaEventCreate(&e0) != cudaSuccess) return -1;
   if (cudaEventCreate(&e1) != cudaSuccess) {
     cudaEventDestroy(e0);
     return -1;
   }
-  int best = -1;
+  int best = 0;
+  float best_ms = 0.0f;
   for (int c = 0; c < n; c++) {
-    ms[c] = 0.0f;
-    if (!ok[c]) continue;
     run(c); /* warm-up */
     float t = 0.0f;
     for (int r = 0; r < 3; r++) {
@@ -1634,8 +1630,7 @@ int tactic_time(int n, const bool *ok, Run run, cudaStream_t st, float *ms) {
         break;
       t = r == 0 || m < t ? m : t;
     }
-    ms[c] = t;
-    if (t > 0.0f && (best < 0 || t < ms[best])) best = c;
+    if (t > 0.0f && (best_ms == 0.0f || t < best_ms)) best = c, best_ms = t;
   }
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
@@ -1643,8 +1638,6 @@ int tactic_time(int n, const bool *ok, Run run, cudaStream_t st, float *ms) {
     CX_CUDA_FAIL("conv2d: timing the candidate kernels failed");
     return -1;
   }
-  for (int c = 0; c < n && best < 0; c++) /* nothing measurable: the first candidate */
-    if (ok[c]) best = c;
   return best;
 }
 } // namespace
@@ -1669,6 +1662,7 @@ int cx_cuda_conv_tactics(char *buf, size_t size) {
   return g_ntactics;
 }
 
+/* The kernel the last conv2d call queued, for the per-op profile (cx_cuda_conv_last_kernel). */
 static char g_last_kernel[40];
 const char *cx_cuda_conv_last_kernel(void) { return g_last_kernel; }
 
@@ -1828,10 +1822,7 @@ static int conv_direct(const cx_conv2d_desc *d, const void *x, bool x16, int n, 
         const tactic &t = g_tactics[i];
         run(t.splits, t.wide, t.ver, " tuned");
       } else if (i == -1 && tactic_can_time(st)) {
-        bool ok[6];
-        float ms[6];
-        for (int c = 0; c < nc; c++) ok[c] = true;
-        const int c = tactic_time(nc, ok, [&](int k) { run(cand[k].s, cand[k].wide, cand[k].ver, ""); }, st, ms);
+        const int c = tactic_time(nc, [&](int k) { run(cand[k].s, cand[k].wide, cand[k].ver, ""); }, st);
         if (c < 0) return -1;
         q.splits = cand[c].s, q.wide = cand[c].wide, q.ver = cand[c].ver;
         q.changed = c > 0;
@@ -1869,6 +1860,7 @@ static int conv_direct(const cx_conv2d_desc *d, const void *x, bool x16, int n, 
   return 0;
 }
 
+/* Every convolution: x16 / y16 say whether x / (y, residual) hold 16-bit activations. */
 static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int h, int w, void *y, bool y16,
                     const void *residual, int relu, const int *live, int per) {
   g_last_kernel[0] = 0;
@@ -1901,8 +1893,8 @@ static int conv_run(const cx_conv2d_desc *d, const void *x, bool x16, int n, int
   const int i = tactic_find(q);
   if (i >= 0) return g_tactics[i].ver ? wino(" tuned") : direct(" tuned");
   if (!tactic_can_time(cx_cuda_stream())) return wino("");
-  const bool ok[2] = {true, true};
-  const int c = tactic_time(2, ok, [&](int k) { k ? wino("") : direct(""); }, cx_cuda_stream(), q.ms);
+  /* direct("") tunes its own configuration at its first (warm-up) run */
+  const int c = tactic_time(2, [&](int k) { k ? wino("") : direct(""); }, cx_cuda_stream());
   if (c < 0) return -1;
   q.ver = c;
   g_tactics[g_ntactics++] = q;

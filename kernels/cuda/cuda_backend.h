@@ -195,26 +195,12 @@ int cx_cuda_topk_stable_seg(const float *scores, int nseg, int n, int k, int *id
  * GPU graph (runtime/model_gpu.c). All pointers are device memory except sd[4], p[4], fh[4],
  * fw[4] (host arrays passed by value); all launch on the stream without synchronising and
  * return 0, or -1 with cx_cuda_last_error() set. See graph_glue.cu for each one's loop. */
-int cx_cuda_column(const float *x, int rows, int stride, int col, float *y);
 /* The RPN's two heads of one pyramid level, run as one 1x1 conv over the n images (rows b*hw + q
  * of `head`, ld values each: 2*apl class logits, then 4*apl box deltas, then padding), into
  * model.c's per-image concatenation: row b*A + off + q*apl + a of logits [n*A][2] and bbox
  * [n*A][4] (a < apl anchors per position, off: the level's first anchor). */
 int cx_cuda_rpn_split(const float *head, int ld, int n, int hw, int apl, size_t A, size_t off, float *logits,
                       float *bbox);
-/* nimg images' top-k anchors (topk [nimg][k] from cx_cuda_topk_stable_seg; scores [nimg][a], bbox
- * [nimg][a][4], anchors [a][4] shared) -> pre_scores [nimg*k], pre_deltas (times sd), pre_boxes */
-int cx_cuda_gather_proposals(const int *topk, int nimg, int k, int a, const float *scores, const float *bbox,
-                             const float *anchors, const float sd[4], float *pre_scores, float *pre_deltas,
-                             float *pre_boxes);
-/* ProposalLayer's last step for nimg images: rois [nimg][r][4], image b's row q = its box
- * sel[b][q] (boxes nb rows per image) for q below its count kept_dev[b] (device memory, from
- * cx_cuda_nms_batched_dev), zero rows after. */
-int cx_cuda_gather_rois_dev(const float *boxes, int nb, const int *sel, const int *kept_dev, int nimg, int r,
-                            float *rois);
-/* clip_boxes of n images' [r, 4] row groups, image b to windows[b*4 .. b*4+3] (device memory,
- * so that a captured graph reads each call's windows): exactly clip_boxes' arithmetic. */
-int cx_cuda_clip_boxes_windows(float *boxes, int n, int r, const float *windows);
 /* Molding on the device (cx_gpu_submit): the table's resize_u8 with the input's min/max in
  * `range` (2 doubles of device memory the caller owns, so it may run beside work that uses the
  * scratch arena), and cx_mold_image's canvas for one image: src [rh][rw][3] uint8 placed at

@@ -391,16 +391,19 @@ int cx_cuda_rpn_split(const float *head, int ld, int n, int hw, int apl, size_t 
   return 0;
 }
 
-int cx_cuda_column(const float *x, int rows, int stride, int col, float *y) {
+/* scores[i] = x[i][col]: a strided column copy */
+static int cx_cuda_column(const float *x, int rows, int stride, int col, float *y) {
   if (rows <= 0) return 0;
   column_kernel<<<cx_blocks((size_t)rows, 256), 256, 0, cx_cuda_stream()>>>(x, rows, stride, col, y);
   CX_CUDA_LAUNCH_CHECK();
   return 0;
 }
 
-int cx_cuda_gather_proposals(const int *topk, int nimg, int k, int a, const float *scores, const float *bbox,
-                             const float *anchors, const float sd[4], float *pre_scores, float *pre_deltas,
-                             float *pre_boxes) {
+/* nimg images' top-k anchors (topk [nimg][k] from cx_cuda_topk_stable_seg; scores [nimg][a], bbox
+ * [nimg][a][4], anchors [a][4] shared) -> pre_scores [nimg*k], pre_deltas (times sd), pre_boxes */
+static int cx_cuda_gather_proposals(const int *topk, int nimg, int k, int a, const float *scores,
+                                    const float *bbox, const float *anchors, const float sd[4], float *pre_scores,
+                                    float *pre_deltas, float *pre_boxes) {
   if (nimg <= 0 || k <= 0) return 0;
   gather_props_kernel<<<cx_blocks((size_t)nimg * k, 256), 256, 0, cx_cuda_stream()>>>(
       topk, nimg, k, a, scores, bbox, anchors, sd[0], sd[1], sd[2], sd[3], pre_scores, pre_deltas, pre_boxes);
@@ -408,8 +411,11 @@ int cx_cuda_gather_proposals(const int *topk, int nimg, int k, int a, const floa
   return 0;
 }
 
-int cx_cuda_gather_rois_dev(const float *boxes, int nb, const int *sel, const int *kept_dev, int nimg, int r,
-                            float *rois) {
+/* ProposalLayer's last step for nimg images: rois [nimg][r][4], image b's row q = its box
+ * sel[b][q] (boxes nb rows per image) for q below its count kept_dev[b] (device memory, from
+ * cx_cuda_nms_batched_dev), zero rows after. */
+static int cx_cuda_gather_rois_dev(const float *boxes, int nb, const int *sel, const int *kept_dev, int nimg,
+                                   int r, float *rois) {
   if (nimg <= 0 || r <= 0) return 0;
   gather_rois_kernel<<<cx_blocks((size_t)nimg * r, 256), 256, 0, cx_cuda_stream()>>>(boxes, nb, sel, kept_dev, nimg, r,
                                                                                       rois);
@@ -425,7 +431,9 @@ int cx_cuda_mold(const uint8_t *src, int rh, int rw, int H, int W, int top, int 
   return 0;
 }
 
-int cx_cuda_clip_boxes_windows(float *boxes, int n, int r, const float *windows) {
+/* clip_boxes of n images' [r, 4] row groups, image b to windows[b*4 .. b*4+3] (device memory,
+ * so that a captured graph reads each call's windows): exactly clip_boxes' arithmetic. */
+static int cx_cuda_clip_boxes_windows(float *boxes, int n, int r, const float *windows) {
   if (n <= 0 || r <= 0) return 0;
   clip_windows_kernel<<<cx_blocks((size_t)n * r, 256), 256, 0, cx_cuda_stream()>>>(boxes, n, r, windows);
   CX_CUDA_LAUNCH_CHECK();
