@@ -28,6 +28,7 @@ typedef enum cx_op {
   CX_OP_NMS,
   CX_OP_RESIZE_U8,       /* image resampling (preprocess) */
   CX_OP_RESIZE_MASK,     /* mask resampling (unmold) */
+  CX_OP_MASK_CLASS,      /* mrcnn_mask at each detection's own class, sigmoid */
   CX_OP_COUNT
 } cx_op;
 
@@ -55,6 +56,8 @@ typedef struct cx_backend {
   int (*nms)(const float *boxes, const float *scores, int n, int max_out, float iou_threshold, int *sel_out, void *ws);
   void (*resize_u8)(const uint8_t *in, int ih, int iw, int c, int oh, int ow, uint8_t *out);
   void (*resize_mask)(const float *in, int ih, int iw, int oh, int ow, double *out);
+  void (*mask_class_sigmoid)(const float *x, int rows, int pix, int cin, const float *kernel, const float *bias,
+                             int nc, const int *cls, float *y);
 } cx_backend;
 
 /* The CPU backend (kernels/cpu): supports every op. */

@@ -3,7 +3,8 @@
 
 static const char *const OP_NAMES[CX_OP_COUNT] = {
     "conv2d", "dense", "maxpool_same", "subsample2", "upsample2_add", "softmax", "sigmoid", "deconv2x2",
-    "crop_and_resize", "roi_levels", "box_deltas", "clip_boxes", "topk", "nms", "resize_u8", "resize_mask"};
+    "crop_and_resize", "roi_levels", "box_deltas", "clip_boxes", "topk", "nms", "resize_u8", "resize_mask",
+    "mask_class"};
 
 const char *cx_op_name(cx_op op) { return (op >= 0 && op < CX_OP_COUNT) ? OP_NAMES[op] : "?"; }
 
@@ -28,6 +29,7 @@ static const cx_backend CPU = {
     .nms = cx_nms,
     .resize_u8 = cx_skimage_resize_u8,
     .resize_mask = cx_skimage_resize_f32,
+    .mask_class_sigmoid = cx_mask_class_sigmoid,
 };
 
 const cx_backend *cx_backend_cpu(void) { return &CPU; }

@@ -31,7 +31,7 @@ void cx_plan_free(cx_plan *p) {
                   &p->mask_a, &p->mask_b, &p->deconv, &p->deconv_ws, &p->masks, &p->conv_ws};
   for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) { free(*fl[i]); *fl[i] = NULL; }
   free(p->topk); free(p->topk_ws); free(p->sel); free(p->nms_ws); free(p->det_count); free(p->cls_idx);
-  free(p->det_class);
+  free(p->det_class); free(p->mask_cls);
   /* The grow-only scratch survives a re-plan (it depends on the input, not the shape). */
   uint8_t *resized = p->resized;
   double *mask = p->mask_resized;
@@ -186,7 +186,9 @@ static int plan_make(cx_model *m, int n, int H, int W, cx_err *e) {
   ALLOC(p->mask_b, mask_rows * 14 * 14 * FEAT);
   ALLOC(p->deconv, mask_rows * 28 * 28 * FEAT);
   ALLOC(p->deconv_ws, mask_rows * 14 * 14 * 4 * FEAT);
-  ALLOC(p->masks, mask_rows * 28 * 28 * NC);
+  p->mask_ch = m->dump_dir ? NC : 1;
+  ALLOC(p->masks, mask_rows * 28 * 28 * p->mask_ch);
+  ALLOC(p->mask_cls, mask_rows);
   ALLOC(p->conv_ws, ws ? ws : 1);
 #undef ALLOC
   m->planned = 1;
@@ -320,6 +322,12 @@ static void cmark(cx_model *m, double flops, const char *kernel, const char *fmt
   o->calls = 1;
   P->open = 1;
   P->t = now_ms();
+}
+
+/* The kernel name of the op just marked, for ops that are not GEMMs (cmark appends the GEMM's) */
+static void cmark_kernel(cx_model *m, const char *kernel) {
+  cx_cpu_prof *P = &m->cprof;
+  if (P->on > 0 && P->n > 0) snprintf(P->op[P->n - 1].kernel, sizeof P->op[0].kernel, "%s", kernel);
 }
 
 /* name: matterport's layer name, for the profile */
@@ -574,7 +582,11 @@ static int mask_head(cx_model *m) {
   cmark(m, 0, NULL, "roi_align_mask (levels + 14x14 crop_and_resize)");
   for (int b = 0; b < p->n; b++) {
     int cnt = p->det_count[b];
-    for (int t = 0; t < cnt; t++) memcpy(p->cls_boxes + t * 4, p->det + ((size_t)b * D + t) * 6, 4 * sizeof(float));
+    for (int t = 0; t < cnt; t++) {
+      const float *dr = p->det + ((size_t)b * D + t) * 6;
+      memcpy(p->cls_boxes + t * 4, dr, 4 * sizeof(float));
+      p->mask_cls[total + t] = (int)dr[4];
+    }
     if (cnt) roi_align(m, b, p->cls_boxes, cnt, 14, p->pool14 + (size_t)total * 196 * FEAT);
     total += cnt;
   }
@@ -589,6 +601,14 @@ static int mask_head(cx_model *m) {
   }
   cmark(m, 2.0 * total * 196 * FEAT * 4 * FEAT, "deconv 2x2/2", "mrcnn_mask_deconv");
   m->be->deconv2x2(x, total, 14, 14, FEAT, m->deconv_packed, m->deconv_bias, FEAT, 1, p->deconv, p->deconv_ws);
+  if (p->mask_ch == 1) {
+    /* unmolding reads one class per detection: that column only (matterport computes all) */
+    const cx_conv2d_desc *d = &m->mask_out.d;
+    cmark(m, 2.0 * total * 784 * d->cin, NULL, "mrcnn_mask (own class) + sigmoid");
+    cmark_kernel(m, "1x1 conv, own class column");
+    m->be->mask_class_sigmoid(p->deconv, total, 784, d->cin, d->kernel, d->bias, d->cout, p->mask_cls, p->masks);
+    return total;
+  }
   conv(m, "mrcnn_mask", &m->mask_out, p->deconv, total, 28, 28, p->masks, NULL, 0, NULL, NULL);
   cmark(m, 0, NULL, "mrcnn_mask (sigmoid)");
   m->be->sigmoid(p->masks, (size_t)total * 784 * m->num_classes);
@@ -867,8 +887,8 @@ static int cpu_detect(cx_model *m, const cx_image *images, int n, cx_detections 
   if (m->dump_dir) dump_all(m, p->det_count[0]);
   int row = 0;
   for (int b = 0; b < n; b++) {
-    const int D = c->DETECTION_MAX_INSTANCES, NC = m->num_classes;
-    if (cx_unmold(m, p->H, p->W, p->det + (size_t)b * D * 6, p->det_count[b], p->masks + (size_t)row * 784 * NC, NC,
+    const int D = c->DETECTION_MAX_INSTANCES, ch = p->mask_ch;
+    if (cx_unmold(m, p->H, p->W, p->det + (size_t)b * D * 6, p->det_count[b], p->masks + (size_t)row * 784 * ch, ch,
                   &images[b], &mi[b], &out[b], e)) {
       cx_detections_free(out, n);
       return cx_failctx(e, "image %d", b);

@@ -136,7 +136,7 @@ typedef struct gplan {
   int *mtotal; /* [1] the batch's detection count: the mask head's live rows, on the device */
   float *mboxes;
   int *mimg, *mcls;
-  float *pool14, *mask_a, *mask_b, *deconv, *deconv_ws, *masks;
+  float *pool14, *mask_a, *mask_b, *deconv, *deconv_ws;
   dlist dev;
   gslot slot[NSLOT];
   int cur; /* the slot the stage functions read and write */
@@ -179,7 +179,8 @@ struct cx_gpu_model {
   glayer rpn_heads; /* rpn_class_raw and rpn_bbox_pred as one 1x1 conv: RPN_HEADS_LD columns */
   int rpn_apl;      /* anchors per position (rpn_class_raw's cout / 2) */
   glayer cls_conv1, cls_conv2, cls_logits, cls_bbox;
-  glayer mask_conv[4], mask_out;
+  glayer mask_conv[4];
+  float *mask_out_k, *mask_out_b; /* mrcnn_mask [256][nc] and [nc], fp32 in every precision */
   float *deconv_packed, *deconv_bias; /* deconv_packed NULL in 16-bit models: deconv16 */
   void *deconv16;
   dlist weights;
@@ -433,7 +434,9 @@ int cx_gpu_attach(cx_model *m, const char *precision, int device_index, cx_err *
          up_layer(g, &m->cls_logits, &g->cls_logits, e) || up_layer(g, &m->cls_bbox, &g->cls_bbox, e);
   for (int k = 0; k < 4 && !rc; k++) rc = up_layer(g, &m->mask_conv[k], &g->mask_conv[k], e);
   if (!rc)
-    rc = up_layer(g, &m->mask_out, &g->mask_out, e) ||
+    rc = up_floats(g, m->mask_out.kernel, (size_t)m->mask_out.d.cin * m->mask_out.d.cout, &g->mask_out_k, e,
+                   "the mask head's last layer") ||
+         up_floats(g, m->mask_out.bias, (size_t)m->mask_out.d.cout, &g->mask_out_b, e, "the mask head's last layer") ||
          (prec == CX_PREC_FP32
               ? up_floats(g, m->deconv_packed, (size_t)FEAT * 4 * FEAT, &g->deconv_packed, e, "the mask deconvolution")
               : up_16(g, m->deconv_packed, (size_t)FEAT * 4 * FEAT, &g->deconv16, e)) ||
@@ -536,7 +539,6 @@ static int plan_make(cx_model *m, int n, int H, int W, cx_err *e) {
   DALLOC(p->mask_b, mrows * 196 * FEAT);
   DALLOC(p->deconv, mrows * 784 * FEAT);
   DALLOC(p->deconv_ws, mrows * 196 * 4 * FEAT);
-  DALLOC(p->masks, mrows * 784 * NC);
   DALLOC(p->d_prm, mrows * 4);
   DALLOC(p->d_off, mrows);
 #undef DALLOC
@@ -623,6 +625,12 @@ static void mark(cx_gpu_model *g, double flops, int flags, const char *fmt, ...)
   o->flops = flops;
   o->calls = 1;
   P->flags[P->n++] = (unsigned char)flags;
+}
+
+/* The kernel name of the op just marked, for ops outside conv.cu */
+static void mark_kernel(cx_gpu_model *g, const char *kernel) {
+  gprof *P = &g->prof;
+  if (P->on > 0 && P->n > 0) snprintf(P->op[P->n - 1].kernel, sizeof P->op[0].kernel, "%s", kernel);
 }
 
 static void prof_free(gprof *P) {
@@ -833,11 +841,12 @@ static void mask_head(cx_model *m, const cx_backend *be) {
   mark(g, 2.0 * 196 * FEAT * 4 * FEAT, MARK_CONV | MARK_ROWS, "mrcnn_mask_deconv");
   cx_cuda_deconv2x2_live(x, a16, rows, 14, 14, FEAT, g->deconv_packed, g->deconv16, g->deconv16 ? (int)g->prec : 0,
                          g->deconv_bias, FEAT, 1, p->deconv, p->deconv_ws, live);
-  const cx_conv2d_desc dout = padded(&g->mask_out, 28, 28);
-  mark(g, cx_conv2d_flops(&dout, 1, 28, 28), MARK_CONV | MARK_ROWS, "mrcnn_mask");
-  cx_cuda_conv2d_live(&dout, p->deconv, rows, 28, 28, p->masks, NULL, 0, live);
-  mark(g, 0, 0, "mrcnn_mask (own class, sigmoid)");
-  cx_cuda_mask_select(p->masks, p->mcls, rows, m->num_classes, p->slot[p->cur].mask_sel, live);
+  /* unmolding reads one class per detection: that column only (matterport computes all nc) */
+  const cx_conv2d_desc *dout = &m->mask_out.d;
+  mark(g, 2.0 * 784 * dout->cin, MARK_ROWS, "mrcnn_mask (own class) + sigmoid");
+  mark_kernel(g, "1x1 conv, own class column");
+  cx_cuda_mask_class(p->deconv, rows, 784, dout->cin, g->mask_out_k, g->mask_out_b, dout->cout, p->mcls,
+                     p->slot[p->cur].mask_sel, live);
 }
 
 /* ---- unmolding (spec §13): model.c's cx_unmold split into boxes (host), masks (device),

@@ -47,7 +47,12 @@ typedef struct cx_plan {
   float *refined, *det_scores; /* [R, 4], [R] */
   int *det_class;           /* [R] */
   float *pool14, *mask_a, *mask_b; /* [n*D, 14, 14, 256] x 3 */
-  float *deconv, *deconv_ws, *masks; /* [n*D, 28, 28, 256], [n*D*14*14*1024], [n*D, 28, 28, NC] */
+  float *deconv, *deconv_ws; /* [n*D, 28, 28, 256], [n*D*14*14*1024] */
+  /* [n*D, 28, 28, mask_ch]: mask_ch 1, each row's own class (what unmolding reads), or NC, every
+   * class as matterport's mrcnn_mask tensor, when intermediates are dumped for the stage tests */
+  float *masks;
+  int mask_ch;
+  int *mask_cls;            /* [n*D] class of each packed mask row */
   float *conv_ws;
   size_t conv_ws_size;
   /* Grow-only scratch whose size depends on the input image rather than the molded shape:

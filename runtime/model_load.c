@@ -316,6 +316,7 @@ const char *cx_model_class_name(const cx_model *m, int id) {
 void cx_model_set_dump_dir(cx_model *m, const char *dir) {
   free(m->dump_dir);
   m->dump_dir = dir ? strdup(dir) : NULL;
+  m->planned = 0; /* the plan's mask buffer depends on it (model.c plan_make) */
 }
 
 int cx_model_set_device(cx_model *m, const char *device, const char *precision, cx_err *e) {

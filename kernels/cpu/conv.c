@@ -7,7 +7,9 @@
  * convolutions (the 7x7 classifier conv on 7x7 ROIs) use the input directly as A;
  * the rest build A in row chunks so the workspace stays bounded. GEMM: cx_sgemm (gemm.c).
  * The epilogue is fused by seeding Y with bias (+ residual) and accumulating (beta = 1).
- * Validated by tests/test_kernels against torch.nn.functional.conv2d with explicit TF pads. */
+ * Validated by tests/test_kernels against torch.nn.functional.conv2d with explicit TF pads
+ * (cx_mask_class_sigmoid: against torch.sigmoid(x @ kernel)[..., class]). */
+#include <math.h>
 #include <string.h>
 
 #include "cpu_kernels.h"
@@ -149,4 +151,33 @@ void cx_conv2d(const cx_conv2d_desc *d, const float *x, int n, int h, int w, flo
 void cx_dense(const float *x, int rows, int in, const float *k, const float *bias, int out, int relu, float *y) {
   cx_conv2d_desc d = {1, 1, in, out, 1, 0, 0, 0, 0, k, bias, NULL, 0, NULL, 0};
   cx_conv2d(&d, x, rows, 1, 1, y, NULL, relu, NULL);
+}
+
+void cx_mask_class_sigmoid(const float *x, int rows, int pix, int cin, const float *kernel, const float *bias,
+                           int nc, const int *cls, float *y) {
+  enum { KB = 256, L = 16 }; /* column block on the stack; 16 partial sums = one AVX-512 register */
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int r = 0; r < rows; r++) {
+    const int c = cls[r] < 0 ? 0 : (cls[r] >= nc ? nc - 1 : cls[r]);
+    const float *xr = x + (size_t)r * pix * cin;
+    float *yr = y + (size_t)r * pix;
+    for (int p = 0; p < pix; p++) yr[p] = bias ? bias[c] : 0.0f;
+    for (int k0 = 0; k0 < cin; k0 += KB) {
+      const int kc = cin - k0 < KB ? cin - k0 : KB;
+      float col[KB];
+      for (int k = 0; k < kc; k++) col[k] = kernel[(size_t)(k0 + k) * nc + c];
+      for (int p = 0; p < pix; p++) {
+        const float *xp = xr + (size_t)p * cin + k0;
+        float s[L] = {0};
+        int k = 0;
+        for (; k + L <= kc; k += L)
+          for (int j = 0; j < L; j++) s[j] += xp[k + j] * col[k + j];
+        float t = 0.0f;
+        for (int j = 0; j < L; j++) t += s[j];
+        for (; k < kc; k++) t += xp[k] * col[k];
+        yr[p] += t;
+      }
+    }
+    for (int p = 0; p < pix; p++) yr[p] = 1.0f / (1.0f + expf(-yr[p]));
+  }
 }

@@ -68,6 +68,13 @@ int cx_conv_select(const char *name);
 const char *cx_conv_name(void);
 int cx_winograd_default_tile(void); /* 4, 2, or 0 (im2col) */
 
+/* The mask head's last layer as unmolding uses it (matterport's mrcnn_mask, a 1x1 conv with
+ * sigmoid, read only at the detection's class): y[r, p] = sigmoid(bias[c] + sum_k x[r, p, k] *
+ * kernel[k, c]) with c = cls[r] clamped to [0, nc); x [rows, pix, cin], kernel (1, 1, cin, nc),
+ * y [rows, pix]. One column instead of nc: ~nc x fewer multiply-adds than the full conv. */
+void cx_mask_class_sigmoid(const float *x, int rows, int pix, int cin, const float *kernel, const float *bias,
+                           int nc, const int *cls, float *y);
+
 /* Dense: y[rows, out] = x[rows, in] * k[in, out] + bias, optional ReLU. */
 void cx_dense(const float *x, int rows, int in, const float *k, const float *bias, int out,
               int relu, float *y);

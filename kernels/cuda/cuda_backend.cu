@@ -350,10 +350,15 @@ static void t_resize_mask(const float *in, int ih, int iw, int oh, int ow, doubl
   if (!g_has_err) cx_cuda_resize_mask(in, ih, iw, oh, ow, out);
 }
 
+static void t_mask_class(const float *x, int rows, int pix, int cin, const float *kernel, const float *bias, int nc,
+                         const int *cls, float *y) {
+  if (!g_has_err) cx_cuda_mask_class(x, rows, pix, cin, kernel, bias, nc, cls, y, NULL);
+}
+
 static const cx_backend CUDA_BACKEND = {
     "cuda",       cuda_supports, t_conv2d, t_dense, t_maxpool,     t_subsample2, t_upsample2_add,
     t_softmax,    t_sigmoid,     t_deconv, t_crop,  t_roi_levels,  t_deltas,     t_clip,
-    t_topk,       t_nms,         t_resize_u8, t_resize_mask,
+    t_topk,       t_nms,         t_resize_u8, t_resize_mask, t_mask_class,
 };
 
 extern "C" const cx_backend *cx_backend_cuda(void) { return &CUDA_BACKEND; }

@@ -251,8 +251,10 @@ int cx_cuda_detection(const cx_cuda_det *a, void (*step)(void *ctx, const char *
 /* boxes [sum count, 4], img_of / cls_of [sum count]; *total (device, may be NULL) = sum count */
 int cx_cuda_mask_pack(const float *det, const int *det_count, int n, int d, float *boxes, int *img_of, int *cls_of,
                       int *total);
-/* masks [rows, 28, 28, nc] -> out [rows, 28, 28] = sigmoid(masks[..., cls_of[row]]), rows < *live */
-int cx_cuda_mask_select(const float *masks, const int *cls_of, int rows, int nc, float *out, const int *live);
+/* cx_mask_class_sigmoid on the device (x [rows, pix, cin], kernel [cin, nc], bias [nc], cls_of
+ * [rows] -> y [rows, pix]), rows < *live */
+int cx_cuda_mask_class(const float *x, int rows, int pix, int cin, const float *kernel, const float *bias, int nc,
+                       const int *cls_of, float *y, const int *live);
 
 /* Device-side row limits, so that a stage whose row count is computed on the device (the mask
  * head's detection count) runs without reading it back and can sit inside a CUDA graph: the

@@ -26,9 +26,10 @@
  *   mask_pack      mask_head(): boxes/classes of the valid detections of all images packed
  *                  contiguously (image b's rows after those of images < b), with img_of, and
  *                  their total: the mask head's row count, which stays on the device
- *   mask_select    unmold(): the 28x28 plane of each packed row's own class, sigmoid applied
- *                  (the same 1 / (1 + expf(-x)) as elementwise.cu)
- * roi_align and mask_select take an optional device-side row limit (`live`): the mask head is
+ *   mask_class     mask_head(): mrcnn_mask (the 1x1 conv) at each packed row's own class only,
+ *                  sigmoid applied (the same 1 / (1 + expf(-x)) as elementwise.cu): the plane
+ *                  unmolding reads, without the other nc - 1 (cx_mask_class_sigmoid of conv.c)
+ * roi_align and mask_class take an optional device-side row limit (`live`): the mask head is
  * launched for every possible detection row and computes the first *live only.
  *
  * Compiled with --fmad=false (kernels/CMakeLists.txt) like crop_resize.cu, nms.cu and boxes.cu
@@ -348,17 +349,30 @@ __global__ void mask_pack_kernel(const float *__restrict__ det, const int *__res
   }
 }
 
-__global__ void mask_select_kernel(const float *__restrict__ masks, const int *__restrict__ cls_of, int rows, int nc,
-                                   float *__restrict__ out, const int *__restrict__ live) {
-  if (live) rows = min(rows, __ldg(live));
-  const long long total = (long long)rows * 784;
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
-    const long long row = i / 784;
-    int c = cls_of[row];
-    c = c < 0 ? 0 : (c >= nc ? nc - 1 : c);
-    const float v = masks[i * nc + c];
-    out[i] = 1.0f / (1.0f + expf(-v));
+/* grid (rows, pixel chunks), 8 warps: the row's kernel column in shared memory, one warp per
+ * pixel (lanes stride over cin: coalesced 128-byte reads of the pixel's features), a fixed
+ * butterfly sum, so the result does not depend on the launch */
+__global__ void __launch_bounds__(256) mask_class_kernel(const float *__restrict__ x, int rows, int pix, int cin,
+                                                         const float *__restrict__ kernel,
+                                                         const float *__restrict__ bias, int nc,
+                                                         const int *__restrict__ cls_of, float *__restrict__ y,
+                                                         const int *__restrict__ live) {
+  extern __shared__ float col[];
+  const int r = blockIdx.x;
+  if (r >= rows || (live && r >= __ldg(live))) return;
+  int c = cls_of[r];
+  c = c < 0 ? 0 : (c >= nc ? nc - 1 : c);
+  for (int k = threadIdx.x; k < cin; k += blockDim.x) col[k] = kernel[(size_t)k * nc + c];
+  __syncthreads();
+  const float b = bias ? bias[c] : 0.0f;
+  const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+  const int per = (pix + gridDim.y - 1) / gridDim.y, p0 = blockIdx.y * per, p1 = min(pix, p0 + per);
+  for (int p = p0 + (threadIdx.x >> 5); p < p1; p += warps) {
+    const float *xp = x + ((size_t)r * pix + p) * cin;
+    float s = 0.0f;
+    for (int k = lane; k < cin; k += 32) s = fmaf(__ldg(xp + k), col[k], s);
+    for (int o = 16; o; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if (lane == 0) y[(size_t)r * pix + p] = 1.0f / (1.0f + expf(-(b + s)));
   }
 }
 
@@ -605,10 +619,14 @@ int cx_cuda_mask_pack(const float *det, const int *det_count, int n, int d, floa
   return 0;
 }
 
-int cx_cuda_mask_select(const float *masks, const int *cls_of, int rows, int nc, float *out, const int *live) {
-  if (rows <= 0) return 0;
-  mask_select_kernel<<<cx_blocks((size_t)rows * 784, 256), 256, 0, cx_cuda_stream()>>>(masks, cls_of, rows, nc, out,
-                                                                                    live);
+int cx_cuda_mask_class(const float *x, int rows, int pix, int cin, const float *kernel, const float *bias, int nc,
+                       const int *cls_of, float *y, const int *live) {
+  if (rows <= 0 || pix <= 0) return 0;
+  if (cin <= 0 || cin > 12288 || nc <= 0)
+    return CX_CUDA_FAIL("mask_class: cin %d (1..12288: the column in shared memory) or nc %d", cin, nc);
+  const dim3 grid((unsigned)rows, (unsigned)min(4, pix));
+  mask_class_kernel<<<grid, 256, (size_t)cin * sizeof(float), cx_cuda_stream()>>>(x, rows, pix, cin, kernel, bias, nc,
+                                                                                   cls_of, y, live);
   CX_CUDA_LAUNCH_CHECK();
   return 0;
 }

@@ -1,5 +1,5 @@
 /* unmold.cu — the mask part of unmold_detections (spec §13) on the device: each valid
- * detection's 28x28 mask (own class, sigmoid applied: graph_glue.cu mask_select) resampled to
+ * detection's 28x28 mask (own class, sigmoid applied: graph_glue.cu mask_class) resampled to
  * its pixel box with the scikit-image resampler of resize.cu / kernels/cpu/resize.c
  * (order 1, mode constant, clip to the input range with the cval rule, double arithmetic)
  * and thresholded at 0.5, written as 0/1 bytes [bh, bw] per mask, packed. The host pastes

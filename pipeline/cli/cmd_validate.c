@@ -498,6 +498,40 @@ static void t_sigmoid(vdev *v, size_t count) {
   free(x), free(ref), free(got);
 }
 
+/* mrcnn_mask at each row's own class (fp32 on every precision: only the summation order and
+ * expf differ); classes include -1 and nc (clamped by contract). live >= 0 (cuda only): the
+ * graph's form, cx_cuda_mask_class on the first `live` rows, the other rows' inputs NaN and
+ * their outputs left poisoned. */
+static void t_mask_class(vdev *v, int rows, int cin, int nc, int live) {
+  const int pix = 784;
+  const size_t nx = (size_t)rows * pix * cin, nk = (size_t)cin * nc, ny = (size_t)rows * pix;
+  const float sc = 1.0f / sqrtf((float)cin);
+  float *x = rand_f(nx, -1.0f, 1.0f), *kk = rand_f(nk, -sc, sc), *b = rand_f((size_t)nc, -0.5f, 0.5f);
+  NEED(x && kk && b);
+  int *cls = xmalloc((size_t)rows * sizeof(int));
+  for (int r = 0; r < rows; r++) cls[r] = r == 1 ? -1 : r == 2 ? nc : uint_below(nc);
+  float *ref = xmalloc(ny * 4), *got = xmalloc(ny * 4);
+  CPU->mask_class_sigmoid(x, rows, pix, cin, kk, b, nc, cls, ref);
+  const int nl = live < 0 ? rows : (live < rows ? live : rows);
+  for (size_t i = (size_t)nl * pix * cin; i < nx; i++) x[i] = NAN;
+  float *dx = d_in(v, x, nx * 4), *dk = d_in(v, kk, nk * 4), *db = d_in(v, b, (size_t)nc * 4);
+  int *dc = d_in(v, cls, (size_t)rows * sizeof(int));
+  float *dy = d_out(v, ny * 4);
+  int *dlive = live >= 0 ? d_in(v, &live, sizeof live) : NULL;
+  double err = NAN;
+  if (!d_error(v)) {
+    if (live >= 0) cx_cuda_mask_class(dx, rows, pix, cin, dk, db, nc, dc, dy, dlive);
+    else v->be->mask_class_sigmoid(dx, rows, pix, cin, dk, db, nc, dc, dy);
+    const size_t nly = (size_t)nl * pix;
+    if (!d_fetch(v, got, dy, ny * 4)) err = live < 0 ? rel_rms(got, ref, ny) : live_err(got, ref, nly, nly, ny, 0);
+  }
+  char shape[128];
+  snprintf(shape, sizeof shape, "%s%d rows x 28x28x%d, %d classes", live >= 0 ? "live " : "", rows, cin, nc);
+  if (live >= 0) snprintf(shape + strlen(shape), sizeof shape - strlen(shape), " (%d live)", live);
+  report(v, "mask_class", shape, "rel_rms", err, EXP_TOL);
+  free(x), free(kk), free(b), free(cls), free(ref), free(got);
+}
+
 /* live >= 0 (cuda only): cx_cuda_deconv2x2_live on the first `live` images, as conv_case */
 /* x16 (cuda, fp16/bf16): the input as 16-bit activations (rounded on the device) and the packed
  * kernel as 16-bit weights, the mask head's form under 16-bit feature maps */
@@ -1461,6 +1495,11 @@ int cx_cmd_validate(int argc, char **argv) {
     t_deconv(&v, 3, 5, 6, 20, 33, 0, -1, 0);
     if (v.is_cuda) t_deconv(&v, 8, 14, 14, 256, 256, 1, 3, 0);
     if (v.is_cuda && g_prec != CX_PREC_FP32) t_deconv(&v, 8, 14, 14, 256, 256, 1, 3, 1);
+  }
+  if (want("mask_class")) {
+    t_mask_class(&v, 100, 256, 81, -1);
+    t_mask_class(&v, 5, 300, 7, -1); /* cin past a multiple of 32, few classes */
+    if (v.is_cuda) t_mask_class(&v, 24, 256, 81, 9);
   }
   if (want("crop_and_resize")) {
     t_crop(&v, 256, 256, 256, 1000, 7);

@@ -341,6 +341,17 @@ static void run_deconv(tcase *t) {
   free(packed), free(ws), free(out), free(x.data), free(k.data), free(b.data), free(y.data);
 }
 
+static void run_mask_class(tcase *t) {
+  const int rows = geti(t, "rows"), pix = geti(t, "pix"), cin = geti(t, "cin"), nc = geti(t, "nc");
+  snprintf(t->desc, sizeof t->desc, "%dx%dx%d, %d classes", rows, pix, cin, nc);
+  npy x = load(t->name, "x"), k = load(t->name, "k"), b = load(t->name, "b"), cls = load(t->name, "cls"),
+      y = load(t->name, "y");
+  float *out = nan_buf(y.count);
+  cx_mask_class_sigmoid(F(&x, 'f'), rows, pix, cin, F(&k, 'f'), F(&b, 'f'), nc, (const int *)cls.data, out);
+  check_f32(t, NULL, out, F(&y, 'f'), y.count, gemm_tol(cin));
+  free(out), free(x.data), free(k.data), free(b.data), free(cls.data), free(y.data);
+}
+
 static void run_crop(tcase *t) {
   const int hf = geti(t, "hf"), wf = geti(t, "wf"), c = geti(t, "c"), nb = geti(t, "nb"),
             ph = geti(t, "ph"), pw = geti(t, "pw");
@@ -591,6 +602,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(t.op, "softmax")) run_softmax(&t);
     else if (!strcmp(t.op, "bn_coeffs")) run_bn(&t);
     else if (!strcmp(t.op, "crop")) run_crop(&t);
+    else if (!strcmp(t.op, "mask_class")) run_mask_class(&t);
     else if (!strcmp(t.op, "levels")) run_levels(&t);
     else if (!strcmp(t.op, "box_deltas")) run_box_deltas(&t);
     else if (!strcmp(t.op, "clip")) run_clip(&t);

@@ -69,7 +69,8 @@ def main():
 
     with tempfile.TemporaryDirectory(prefix="ctxdiff-model-") as tmp:
         t0 = time.time()
-        cmd = [a.dump_model, tmp, a.backbone, str(a.num_classes), str(a.width), str(a.height), str(a.seed),
+        # without --stages the detections come from the path users run (no intermediates)
+        cmd = [a.dump_model] + ([] if a.stages else ["--final-only"]) + [tmp, a.backbone, str(a.num_classes), str(a.width), str(a.height), str(a.seed),
                "DETECTION_MIN_CONFIDENCE=0"] + a.config
         r = subprocess.run(cmd)
         if r.returncode != 0:

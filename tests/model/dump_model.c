@@ -2,7 +2,9 @@
  * final detections as .npy files, for tests/model/compare_model.py to compare with the
  * independent reference (shared/reference/mrcnn_ref.py).
  *
- * usage: dump_model OUTDIR BACKBONE NUM_CLASSES WIDTH HEIGHT SEED [NAME=VALUE ...] */
+ * usage: dump_model [--final-only] OUTDIR BACKBONE NUM_CLASSES WIDTH HEIGHT SEED [NAME=VALUE ...]
+ * --final-only: the detections only, from the path users run (with intermediates dumped the
+ * mask head computes matterport's whole mrcnn_mask tensor instead of each detection's class) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +14,10 @@
 #include "synth.h"
 
 int main(int argc, char **argv) {
+  const int final_only = argc > 1 && !strcmp(argv[1], "--final-only");
+  if (final_only) argc--, argv++;
   if (argc < 7) {
-    fprintf(stderr, "usage: dump_model OUTDIR resnet101|resnet50 NUM_CLASSES WIDTH HEIGHT SEED [NAME=VALUE ...]\n");
+    fprintf(stderr, "usage: dump_model [--final-only] OUTDIR resnet101|resnet50 NUM_CLASSES WIDTH HEIGHT SEED [NAME=VALUE ...]\n");
     return 2;
   }
   const char *dir = argv[1];
@@ -29,7 +33,7 @@ int main(int argc, char **argv) {
   if (cx_synth_store(bb, nc, &s, &e) || cx_model_from_store(s, &cfg, &m, &e)) { fprintf(stderr, "dump_model: %s\n", e.msg); return 1; }
   uint8_t *img = cx_synth_image(w, h, seed, &e);
   if (!img) { fprintf(stderr, "dump_model: %s\n", e.msg); return 1; }
-  cx_model_set_dump_dir(m, dir);
+  if (!final_only) cx_model_set_dump_dir(m, dir);
   cx_image im = {w, h, img};
   cx_detections d;
   if (cx_detect(m, &im, 1, &d, &e)) { fprintf(stderr, "dump_model: %s\n", e.msg); return 1; }

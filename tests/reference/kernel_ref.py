@@ -180,6 +180,23 @@ deconv_case("deconv_relu", 2, 3, 4, 12, 20, True)
 deconv_case("deconv_mask_head", 6, 14, 14, 256, 256, True)
 
 
+# ---- mrcnn_mask at each row's own class (conv.c cx_mask_class_sigmoid) vs the full 1x1 conv
+# in torch, sigmoid, then the class plane; classes outside [0, nc) are clamped by contract
+def mask_class_case(name, rows, pix, cin, nc, cls):
+    x = rnd(rows, pix, cin)
+    K = (rnd(cin, nc) / np.sqrt(cin)).astype(F32)
+    b = rnd(nc)
+    full = torch.sigmoid(torch.from_numpy(x) @ torch.from_numpy(K) + torch.from_numpy(b)).numpy()
+    c = np.clip(np.array(cls, np.int64), 0, nc - 1)
+    y = full[np.arange(rows), :, c]
+    case("mask_class", name, {"x": x, "k": K, "b": b, "cls": np.array(cls, np.int32), "y": y},
+         rows=rows, pix=pix, cin=cin, nc=nc)
+
+
+mask_class_case("mask_class_head", 7, 784, 256, 81, [3, 0, 80, 3, 17, 45, 1])
+mask_class_case("mask_class_tails", 5, 49, 300, 7, [6, -1, 9, 2, 0])  # cin past one 256 block, not /16
+
+
 # ---- crop_and_resize and pyramid levels ------------------------------------------------------
 def crop_case(name, hf, wf, c, boxes, ph, pw):
     feat = rnd(hf, wf, c)
