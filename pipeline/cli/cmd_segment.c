@@ -3,10 +3,13 @@
  * reported and skipped; the exit status is 0 only when every image was processed. Batches go
  * through cx_detect_submit/collect (two in flight), so on the GPU decoding and writing
  * overlap the network. */
+#include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,9 +28,10 @@
 
 static void segment_usage(FILE *f) {
   fprintf(f,
-          "usage: ctxdiff segment [options] IMAGE...\n\n"
+          "usage: ctxdiff segment [options] IMAGE|FOLDER...\n\n"
           "Detects objects in PNG/JPEG/WebP images; writes DIR/<name>.json (boxes, classes, scores,\n"
-          "COCO RLE masks) and DIR/<name>.overlay.png for each image.\n\n"
+          "COCO RLE masks) and DIR/<name>.overlay.png for each image. A FOLDER stands for the\n"
+          ".png/.jpg/.jpeg/.webp files in it, by name (hidden files left out).\n\n"
           "  --weights FILE     converted weights (.safetensors); default: $CTXDIFF_WEIGHTS, then\n"
           "                     ./coco.safetensors, else synthetic test weights (with a warning)\n"
           "  --device D         where to run: cpu (default), cuda (GPU 0) or cuda:N (needs a CUDA build and a GPU)\n"
@@ -36,6 +40,10 @@ static void segment_usage(FILE *f) {
           "  --set NAME=VALUE   one setting, applied after --config (repeatable)\n"
           "  --out DIR          output directory (created if missing; default: .)\n"
           "  --batch N          images per inference batch (default 1)\n"
+          "  --recursive, -r    FOLDERs include their subfolders' images (symbolic links to folders\n"
+          "                     are not followed)\n"
+          "  --skip-existing    leave out images whose DIR/<name>.json exists: to continue an\n"
+          "                     interrupted run over the same inputs\n"
           "  --no-overlay       write the JSON only (encoding the overlay PNG is the largest part\n"
           "                     of the writing: for throughput)\n"
           "  --quiet            no progress output\n\n"
@@ -167,6 +175,139 @@ static void stem_of(const char *path, char *out, size_t len) {
   char *dot = strrchr(out, '.');
   if (dot && dot != out) *dot = 0;
   if (!out[0]) snprintf(out, len, "image");
+}
+
+/* ---- inputs: files, and folders expanded to their image files ------------------------- */
+
+typedef struct strlist {
+  char **v;
+  int n, cap;
+} strlist;
+
+static int sl_push(strlist *l, char *s) {
+  if (!s) return -1;
+  if (l->n == l->cap) {
+    const int cap = l->cap ? 2 * l->cap : 64;
+    char **v = realloc(l->v, (size_t)cap * sizeof *v);
+    if (!v) {
+      free(s);
+      return -1;
+    }
+    l->v = v;
+    l->cap = cap;
+  }
+  l->v[l->n++] = s;
+  return 0;
+}
+
+static void sl_free(strlist *l) {
+  for (int i = 0; i < l->n; i++) free(l->v[i]);
+  free(l->v);
+  memset(l, 0, sizeof *l);
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int image_ext(const char *name) {
+  const char *dot = strrchr(name, '.');
+  if (!dot) return 0;
+  return !strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") ||
+         !strcasecmp(dot, ".webp");
+}
+
+static char *path_join(const char *dir, const char *name) {
+  const size_t dl = strlen(dir), len = dl + strlen(name) + 2;
+  char *p = malloc(len);
+  if (p) snprintf(p, len, "%s%s%s", dir, dl && dir[dl - 1] == '/' ? "" : "/", name);
+  return p;
+}
+
+/* Appends the image files of folder `dir` to out, sorted by name, then (recursive) those of its
+ * subfolders, each sorted by name: the same order on every run. Hidden entries are skipped;
+ * symbolic links to files count, links to folders are not followed (no cycles). */
+static int expand_dir(const char *dir, int recursive, int depth, strlist *out, int *subdirs_seen, cx_err *e) {
+  if (depth > 64) return cx_fail(e, "'%s': folders nested more than 64 deep", dir);
+  DIR *d = opendir(dir);
+  if (!d) return cx_fail(e, "cannot read folder '%s': %s", dir, strerror(errno));
+  strlist files = {0}, subs = {0};
+  int rc = 0;
+  struct dirent *de;
+  while (!rc && (de = readdir(d))) {
+    if (de->d_name[0] == '.') continue;
+    char *p = path_join(dir, de->d_name);
+    struct stat st;
+    if (!p) {
+      rc = cx_fail(e, "out of memory listing '%s'", dir);
+    } else if (lstat(p, &st)) {
+      free(p); /* vanished meanwhile */
+    } else if (S_ISDIR(st.st_mode)) {
+      *subdirs_seen = 1;
+      if (recursive) rc = sl_push(&subs, p) ? cx_fail(e, "out of memory listing '%s'", dir) : 0;
+      else free(p);
+    } else if (image_ext(de->d_name) && !stat(p, &st) && S_ISREG(st.st_mode)) {
+      rc = sl_push(&files, p) ? cx_fail(e, "out of memory listing '%s'", dir) : 0;
+    } else {
+      free(p);
+    }
+  }
+  closedir(d);
+  if (files.n) qsort(files.v, (size_t)files.n, sizeof *files.v, cmp_str);
+  if (subs.n) qsort(subs.v, (size_t)subs.n, sizeof *subs.v, cmp_str);
+  for (int i = 0; i < files.n && !rc; i++) {
+    rc = sl_push(out, files.v[i]) ? cx_fail(e, "out of memory listing '%s'", dir) : 0;
+    files.v[i] = NULL;
+  }
+  for (int i = 0; i < subs.n && !rc; i++) rc = expand_dir(subs.v[i], 1, depth + 1, out, subdirs_seen, e);
+  sl_free(&files);
+  sl_free(&subs);
+  return rc;
+}
+
+/* The inputs as given, each folder replaced by its image files. A folder without any is an
+ * error (its path named), as is an input that does not exist. */
+static int collect_inputs(const char *const *args, int nargs, int recursive, strlist *out, cx_err *e) {
+  for (int i = 0; i < nargs; i++) {
+    struct stat st;
+    if (stat(args[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+      const int before = out->n;
+      int subdirs = 0;
+      if (expand_dir(args[i], recursive, 0, out, &subdirs, e)) return -1;
+      if (out->n == before)
+        return cx_fail(e, "no .png/.jpg/.jpeg/.webp files in folder '%s'%s", args[i],
+                       subdirs && !recursive ? " (it has subfolders: add --recursive to include them)" : "");
+    } else if (sl_push(out, strdup(args[i]))) {
+      return cx_fail(e, "out of memory");
+    }
+  }
+  return 0;
+}
+
+/* stems[i]: the file stem of paths[i], made unique when an earlier input has it (name-2,
+ * name-3, ...); a hash set keeps this linear for folders of many thousands of images */
+static int unique_stems(char *const *paths, int n, char (*stems)[256]) {
+  size_t cap = 64;
+  while (cap < 2 * (size_t)n + 2) cap <<= 1;
+  int *tab = malloc(cap * sizeof *tab);
+  if (!tab) return -1;
+  for (size_t i = 0; i < cap; i++) tab[i] = -1;
+  for (int i = 0; i < n; i++) {
+    char base[240];
+    stem_of(paths[i], base, sizeof base);
+    snprintf(stems[i], sizeof stems[i], "%s", base);
+    for (int k = 2;; k++) {
+      uint64_t h = 1469598103934665603ULL;
+      for (const char *c = stems[i]; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+      size_t slot = (size_t)h & (cap - 1);
+      while (tab[slot] >= 0 && strcmp(stems[tab[slot]], stems[i])) slot = (slot + 1) & (cap - 1);
+      if (tab[slot] < 0) {
+        tab[slot] = i;
+        break;
+      }
+      snprintf(stems[i], sizeof stems[i], "%s-%d", base, k);
+    }
+  }
+  free(tab);
+  return 0;
 }
 
 typedef struct job {
@@ -397,7 +538,9 @@ static void submit_batch(run_ctx *rc, job *jobs, pqueue *q, const int *idx, int 
 
 int cx_cmd_segment(int argc, char **argv) {
   const char *weights = NULL, *config_file = NULL, *out_dir = ".", *device = "cpu", *precision = NULL;
-  int batch = 1, quiet = 0, no_overlay = 0;
+  int batch = 1, quiet = 0, no_overlay = 0, recursive = 0, skip_existing = 0;
+  strlist inputs = {0};
+  char (*stems)[256] = NULL;
   const char **sets = calloc((size_t)argc + 1, sizeof *sets);
   const char **images = calloc((size_t)argc + 1, sizeof *images);
   int nsets = 0, nimages = 0, status = 1;
@@ -455,6 +598,10 @@ int cx_cmd_segment(int argc, char **argv) {
       quiet = 1;
     } else if (!strcmp(a, "--no-overlay")) {
       no_overlay = 1;
+    } else if (!strcmp(a, "--recursive") || !strcmp(a, "-r")) {
+      recursive = 1;
+    } else if (!strcmp(a, "--skip-existing")) {
+      skip_existing = 1;
     } else if (a[0] == '-' && a[1]) {
       fprintf(stderr, "ctxdiff segment: unknown option '%s'\n\n", a);
       segment_usage(stderr);
@@ -469,6 +616,51 @@ int cx_cmd_segment(int argc, char **argv) {
     segment_usage(stderr);
     status = 2;
     goto out;
+  }
+  /* Inputs: folders expanded, output names fixed (the same for the same inputs, so that
+   * --skip-existing can continue a run), finished images left out with --skip-existing. */
+  int ninputs = 0, nskipped = 0;
+  {
+    cx_err ie = {{0}};
+    if (collect_inputs(images, nimages, recursive, &inputs, &ie)) {
+      fprintf(stderr, "ctxdiff segment: %s\n", ie.msg);
+      status = 2;
+      goto out;
+    }
+    ninputs = inputs.n;
+    stems = calloc((size_t)ninputs, sizeof *stems);
+    jobs = calloc((size_t)ninputs, sizeof *jobs);
+    if (!stems || !jobs || unique_stems(inputs.v, ninputs, stems)) {
+      fprintf(stderr, "ctxdiff segment: out of memory\n");
+      goto out;
+    }
+    nimages = 0;
+    for (int i = 0; i < ninputs; i++) {
+      if (skip_existing) {
+        char *jp = malloc(strlen(out_dir) + strlen(stems[i]) + 8);
+        if (!jp) {
+          fprintf(stderr, "ctxdiff segment: out of memory\n");
+          goto out;
+        }
+        sprintf(jp, "%s/%s.json", out_dir, stems[i]);
+        const int done = access(jp, F_OK) == 0;
+        free(jp);
+        if (done) {
+          nskipped++;
+          continue;
+        }
+      }
+      jobs[nimages].path = inputs.v[i];
+      memcpy(jobs[nimages].stem, stems[i], sizeof jobs[nimages].stem);
+      nimages++;
+    }
+    if (nskipped && !quiet)
+      fprintf(stderr, "ctxdiff segment: %d of %d images skipped: their results are already in %s (--skip-existing)\n",
+              nskipped, ninputs, out_dir);
+    if (!nimages) {
+      status = 0;
+      goto out;
+    }
   }
   {
     int idx;
@@ -563,24 +755,6 @@ int cx_cmd_segment(int argc, char **argv) {
 
   run_ctx rc = {model, out_dir, weights, synthetic, settings, nsettings, class_names, nclass, nimages, 0, quiet, 0,
                 no_overlay};
-  jobs = calloc((size_t)nimages, sizeof *jobs);
-  if (!jobs) {
-    fprintf(stderr, "ctxdiff segment: out of memory\n");
-    goto out;
-  }
-  /* Output names: the file stem, made unique when two inputs share one. */
-  for (int i = 0; i < nimages; i++) {
-    jobs[i].path = images[i];
-    char base[240];
-    stem_of(images[i], base, sizeof base);
-    snprintf(jobs[i].stem, sizeof jobs[i].stem, "%s", base);
-    for (int k = 2;; k++) {
-      int clash = 0;
-      for (int p = 0; p < i && !clash; p++) clash = !strcmp(jobs[p].stem, jobs[i].stem);
-      if (!clash) break;
-      snprintf(jobs[i].stem, sizeof jobs[i].stem, "%s-%d", base, k);
-    }
-  }
 
   const double t_start = now_ms();
   rc.t_start = t_start;
@@ -628,6 +802,8 @@ out:
   if (jobs)
     for (int i = 0; i < nimages; i++) cx_rgb_image_free(&jobs[i].img);
   free(jobs);
+  free(stems);
+  sl_free(&inputs);
   free(settings);
   free(setting_vals);
   free(class_names);

@@ -227,6 +227,54 @@ else:
         fail("--quiet still prints progress: %r" % r.stderr)
     print("ok: --config + --set, --quiet")
 
+# --- folders as inputs: their image files by name (hidden entries, other files and, without
+# --recursive, subfolders left out; links to folders never followed); --skip-existing
+# continues a run without touching what it wrote
+fold = os.path.join(W, "folder")
+os.makedirs(os.path.join(fold, "sub", "deeper"))
+os.makedirs(os.path.join(fold, ".hidden"))
+for rel in ("b.png", "a.PNG", "sub/b.png", "sub/deeper/c.png", ".hidden/x.png", ".dot.png"):
+    shutil.copy(img, os.path.join(fold, rel))
+with open(os.path.join(fold, "notes.txt"), "w") as f:
+    f.write("not an image")
+os.symlink("..", os.path.join(fold, "sub", "loop"))
+out5 = os.path.join(W, "out_folder")
+r = run("segment", *FAST, "--no-overlay", "--out", out5, fold)
+got = sorted(f for f in os.listdir(out5)) if os.path.isdir(out5) else []
+if r.returncode != 0 or got != ["a.json", "b.json"]:
+    fail("folder: status %d, outputs %s, stderr %r" % (r.returncode, got, r.stderr))
+elif load(out5, "a")["detections"] != dets or load(out5, "b")["image"]["file"] != os.path.join(fold, "b.png"):
+    fail("folder: detections or image path differ from the single-image run")
+else:
+    print("ok: folder -> %s" % got)
+r = run("segment", *FAST, "--no-overlay", "--recursive", "--out", out5, fold)
+got = sorted(f for f in os.listdir(out5))
+if r.returncode != 0 or got != ["a.json", "b-2.json", "b.json", "c.json"] or "[4/4]" not in r.stderr:
+    fail("--recursive: status %d, outputs %s, stderr %r" % (r.returncode, got, r.stderr))
+elif load(out5, "b-2")["image"]["file"] != os.path.join(fold, "sub", "b.png"):
+    fail("--recursive: b-2.json is not sub/b.png (order: the folder's files, then its subfolders)")
+else:
+    print("ok: --recursive -> %s" % got)
+os.remove(os.path.join(out5, "c.json"))
+stamp = {f: os.stat(os.path.join(out5, f)).st_mtime_ns for f in os.listdir(out5)}
+r = run("segment", *FAST, "--no-overlay", "-r", "--skip-existing", "--out", out5, fold)
+again = {f: os.stat(os.path.join(out5, f)).st_mtime_ns for f in os.listdir(out5) if f in stamp}
+if r.returncode != 0 or not os.path.exists(os.path.join(out5, "c.json")) or again != stamp \
+        or "3 of 4 images skipped" not in r.stderr:
+    fail("--skip-existing: status %d, c.json %s, untouched %s, stderr %r" % (
+        r.returncode, os.path.exists(os.path.join(out5, "c.json")), again == stamp, r.stderr))
+else:
+    print("ok: --skip-existing: only the missing result computed")
+empty = os.path.join(W, "empty_folder")
+os.makedirs(os.path.join(empty, "only_sub"))
+r = run("segment", *FAST, "--out", os.path.join(W, "out_empty"), empty)
+if r.returncode != 2 or "empty_folder" not in r.stderr or "--recursive" not in r.stderr:
+    fail("folder without images: status %d, message %r" % (r.returncode, r.stderr))
+elif os.path.exists(os.path.join(W, "out_empty")):
+    fail("folder without images: output folder created")
+else:
+    print("ok: folder without images -> %s" % r.stderr.strip().splitlines()[-1])
+
 # --- settings errors name the setting (exit 2, nothing written)
 for label, extra, words in [
         ("unknown setting", ["--set", "NO_SUCH_SETTING=1"], ["NO_SUCH_SETTING"]),
