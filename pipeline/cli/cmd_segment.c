@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "coco_classes.h"
 #include "commands.h"
 #include "config.h"
 #include "image_io.h"
@@ -44,6 +45,10 @@ static void segment_usage(FILE *f) {
           "                     are not followed)\n"
           "  --skip-existing    leave out images whose DIR/<name>.json exists: to continue an\n"
           "                     interrupted run over the same inputs\n"
+          "  --coco-results F   also write F: every input's detections (from DIR/<name>.json, skipped\n"
+          "                     ones included) as one COCO results list for pycocotools' loadRes /\n"
+          "                     COCOeval; image_id = the file name's number (COCO's 000000397133.jpg\n"
+          "                     -> 397133), category_id = the COCO id for COCO weights, else the class id\n"
           "  --no-overlay       write the JSON only (encoding the overlay PNG is the largest part\n"
           "                     of the writing: for throughput)\n"
           "  --quiet            no progress output\n\n"
@@ -310,6 +315,132 @@ static int unique_stems(char *const *paths, int n, char (*stems)[256]) {
   return 0;
 }
 
+/* ---- --coco-results ---------------------------------------------------------------------- */
+
+static char *read_text(const char *path, size_t *len, cx_err *e) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    cx_fail(e, "cannot open '%s': %s", path, strerror(errno));
+    return NULL;
+  }
+  char *t = NULL;
+  size_t n = 0, cap = 0;
+  for (;;) {
+    if (n == cap) {
+      if (cap >= ((size_t)1 << 30)) {
+        cx_fail(e, "'%s' is larger than 1 GB", path);
+        break;
+      }
+      cap = cap ? 2 * cap : 65536;
+      char *nt = realloc(t, cap);
+      if (!nt) {
+        cx_fail(e, "out of memory reading '%s'", path);
+        break;
+      }
+      t = nt;
+    }
+    const size_t r = fread(t + n, 1, cap - n, f);
+    if (r == 0) {
+      fclose(f);
+      *len = n;
+      return t;
+    }
+    n += r;
+  }
+  fclose(f);
+  free(t);
+  return NULL;
+}
+
+static int all_digits(const char *s) {
+  if (!*s) return 0;
+  for (; *s; s++)
+    if (*s < '0' || *s > '9') return 0;
+  return 1;
+}
+
+/* One image's detections (its DIR/<stem>.json) appended to the COCO results list as matterport's
+ * build_coco_results writes them: image_id, category_id, bbox [x, y, w, h], score,
+ * segmentation (the same compressed RLE). Numbers are copied as written. */
+static int coco_append(FILE *o, const char *json_path, long long image_id, const char *file_name, const int *cat_of,
+                       int ncat, int *first, int *count, cx_err *e) {
+  size_t len = 0;
+  char *text = read_text(json_path, &len, e);
+  if (!text) return -1;
+  cx_json *j = cx_json_parse(text, len, json_path, e);
+  int rc = 0;
+  const cx_json *dets = j ? cx_json_get(j, "detections") : NULL;
+  if (!j) rc = -1;
+  else if (!dets || dets->type != CX_JSON_ARRAY) rc = cx_fail(e, "'%s' has no detections list", json_path);
+  for (const cx_json *d = dets ? dets->child : NULL; d && !rc; d = d->next) {
+    const cx_json *cid = cx_json_get(d, "class_id"), *sc = cx_json_get(d, "score"), *bb = cx_json_get(d, "bbox"),
+                  *mk = cx_json_get(d, "mask");
+    const cx_json *sz = mk ? cx_json_get(mk, "size") : NULL, *cn = mk ? cx_json_get(mk, "counts") : NULL;
+    if (!cid || cid->type != CX_JSON_NUMBER || !sc || sc->type != CX_JSON_NUMBER || !bb ||
+        bb->type != CX_JSON_ARRAY || cx_json_count(bb) != 4 || !sz || sz->type != CX_JSON_ARRAY || !cn ||
+        cn->type != CX_JSON_STRING) {
+      rc = cx_fail(e, "'%s': a detection without class_id, score, bbox or mask", json_path);
+      break;
+    }
+    const int c = (int)cid->number;
+    fprintf(o, "%s\n{\"image_id\": %lld, \"category_id\": %d, \"bbox\": %.*s, \"score\": %.*s, \"segmentation\": "
+               "{\"size\": %.*s, \"counts\": ",
+            *first ? "" : ",", image_id, (cat_of && c >= 0 && c < ncat) ? cat_of[c] : c, (int)bb->raw_len, bb->raw,
+            (int)sc->raw_len, sc->raw, (int)sz->raw_len, sz->raw);
+    cx_json_write_string(o, cn->string);
+    fputc('}', o);
+    if (file_name) {
+      fputs(", \"file_name\": ", o);
+      cx_json_write_string(o, file_name);
+    }
+    fputc('}', o);
+    *first = 0;
+    (*count)++;
+  }
+  cx_json_free(j);
+  free(text);
+  return rc;
+}
+
+/* Writes `path` (atomically) from the results of every input that has one in out_dir. */
+static int write_coco_results(const char *path, const char *out_dir, char *const *inputs, char (*stems)[256], int n,
+                              const char *const *class_names, int nclass, int quiet, cx_err *e) {
+  int numeric = 1, coco = nclass == CX_COCO_NUM_CLASSES;
+  for (int i = 0; i < n && numeric; i++) numeric = all_digits(stems[i]) && strlen(stems[i]) <= 15;
+  for (int i = 0; i < nclass && coco; i++) coco = class_names[i] && !strcmp(class_names[i], cx_coco_class_names[i]);
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *o = open_memstream(&buf, &len);
+  if (!o) return cx_fail(e, "out of memory");
+  fputc('[', o);
+  int first = 1, count = 0, images = 0, rc = 0;
+  for (int i = 0; i < n && !rc; i++) {
+    char *jp = malloc(strlen(out_dir) + strlen(stems[i]) + 8);
+    if (!jp) {
+      rc = cx_fail(e, "out of memory");
+      break;
+    }
+    sprintf(jp, "%s/%s.json", out_dir, stems[i]);
+    if (access(jp, F_OK) == 0) { /* no JSON: the image failed, and was reported */
+      const long long id = numeric ? strtoll(stems[i], NULL, 10) : i + 1;
+      rc = coco_append(o, jp, id, numeric ? NULL : inputs[i], coco ? cx_coco_category_ids : NULL, nclass, &first,
+                       &count, e);
+      images++;
+    }
+    free(jp);
+  }
+  fputs("\n]\n", o);
+  fclose(o);
+  if (!rc) rc = cx_write_file_atomic(path, buf, len, e);
+  free(buf);
+  if (rc) return cx_failctx(e, "--coco-results %s", path);
+  if (!quiet)
+    fprintf(stderr, "ctxdiff segment: %s: %d detections of %d images (image_id: %s; category_id: %s)\n", path, count,
+            images, numeric ? "the file names' numbers" : "input positions from 1, file_name added",
+            coco ? "COCO's ids" : "class ids");
+  return 0;
+}
+
 typedef struct job {
   const char *path;
   char stem[256];
@@ -539,6 +670,7 @@ static void submit_batch(run_ctx *rc, job *jobs, pqueue *q, const int *idx, int 
 int cx_cmd_segment(int argc, char **argv) {
   const char *weights = NULL, *config_file = NULL, *out_dir = ".", *device = "cpu", *precision = NULL;
   int batch = 1, quiet = 0, no_overlay = 0, recursive = 0, skip_existing = 0;
+  const char *coco_results = NULL;
   strlist inputs = {0};
   char (*stems)[256] = NULL;
   const char **sets = calloc((size_t)argc + 1, sizeof *sets);
@@ -602,6 +734,9 @@ int cx_cmd_segment(int argc, char **argv) {
       recursive = 1;
     } else if (!strcmp(a, "--skip-existing")) {
       skip_existing = 1;
+    } else if (!strcmp(a, "--coco-results")) {
+      NEED_ARG();
+      coco_results = argv[++i];
     } else if (a[0] == '-' && a[1]) {
       fprintf(stderr, "ctxdiff segment: unknown option '%s'\n\n", a);
       segment_usage(stderr);
@@ -657,7 +792,7 @@ int cx_cmd_segment(int argc, char **argv) {
     if (nskipped && !quiet)
       fprintf(stderr, "ctxdiff segment: %d of %d images skipped: their results are already in %s (--skip-existing)\n",
               nskipped, ninputs, out_dir);
-    if (!nimages) {
+    if (!nimages && !coco_results) {
       status = 0;
       goto out;
     }
@@ -798,6 +933,13 @@ int cx_cmd_segment(int argc, char **argv) {
             s > 0 ? nimages / s : 0.0, out_dir);
   }
   status = failed ? 1 : 0;
+  if (coco_results) {
+    cx_err ce = {{0}};
+    if (write_coco_results(coco_results, out_dir, inputs.v, stems, ninputs, class_names, nclass, quiet, &ce)) {
+      fprintf(stderr, "ctxdiff segment: %s\n", ce.msg);
+      status = 1;
+    }
+  }
 out:
   if (jobs)
     for (int i = 0; i < nimages; i++) cx_rgb_image_free(&jobs[i].img);

@@ -275,6 +275,46 @@ elif os.path.exists(os.path.join(W, "out_empty")):
 else:
     print("ok: folder without images -> %s" % r.stderr.strip().splitlines()[-1])
 
+# --- --coco-results: one COCO results list over all inputs (skipped ones read back), ids from
+# the file names, COCO category ids from the spec's table (section 15), the per-image JSON's
+# boxes, scores and RLE strings
+import re  # noqa: E402
+spec = os.path.join(os.path.dirname(os.path.abspath(args.reference)), "spec", "maskrcnn-matterport.md")
+cat_of = {}
+with open(spec) as f:
+    for line in f:
+        for cid, name, cat in re.findall(r"\|\s*(\d+)\s*\|\s*([a-z][a-z ]*?)\s*\|\s*(\d+)\s*(?=\|)", line):
+            cat_of[int(cid)] = int(cat)
+if len(cat_of) != 80:
+    fail("could not read the 80 COCO category ids from %s (%d)" % (spec, len(cat_of)))
+cfold = os.path.join(W, "coco_folder")
+os.makedirs(cfold)
+shutil.copy(img, os.path.join(cfold, "000000000139.png"))
+shutil.copy(img, os.path.join(cfold, "000000397133.png"))
+out6 = os.path.join(W, "out_coco")
+os.makedirs(out6)
+shutil.copy(os.path.join(out1, "synth.json"), os.path.join(out6, "000000000139.json"))  # as if from an earlier run
+res_path = os.path.join(W, "results.json")
+r = run("segment", *FAST, "--no-overlay", "--skip-existing", "--coco-results", res_path, "--out", out6, cfold)
+try:
+    with open(res_path) as f:
+        res = json.load(f)
+except (OSError, ValueError) as ex:
+    res = None
+    fail("--coco-results: status %d, no results list (%s), stderr %r" % (r.returncode, ex, r.stderr))
+if res is not None:
+    want = []
+    for iid, stem in ((139, "000000000139"), (397133, "000000397133")):
+        for d in load(out6, stem)["detections"]:
+            want.append({"image_id": iid, "category_id": cat_of.get(d["class_id"]), "bbox": d["bbox"],
+                         "score": d["score"], "segmentation": d["mask"]})
+    if r.returncode != 0 or "1 of 2 images skipped" not in r.stderr:
+        fail("--coco-results: status %d, stderr %r" % (r.returncode, r.stderr))
+    elif res != want:
+        fail("--coco-results: %d entries, expected %d; first %r vs %r" % (len(res), len(want), res[:1], want[:1]))
+    else:
+        print("ok: --coco-results: %d detections of 2 images, ids from the names, COCO categories" % len(res))
+
 # --- settings errors name the setting (exit 2, nothing written)
 for label, extra, words in [
         ("unknown setting", ["--set", "NO_SUCH_SETTING=1"], ["NO_SUCH_SETTING"]),
