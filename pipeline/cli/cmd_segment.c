@@ -402,6 +402,20 @@ static int coco_append(FILE *o, const char *json_path, long long image_id, const
   return rc;
 }
 
+/* Before hours of work: the results file can be created where it is asked for. */
+static int check_results_path(const char *path, cx_err *e) {
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return cx_fail(e, "--coco-results %s: is a folder", path);
+  const char *slash = strrchr(path, '/');
+  char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+  if (!dir) return cx_fail(e, "out of memory");
+  int rc = 0;
+  if (stat(dir, &st) || !S_ISDIR(st.st_mode)) rc = cx_fail(e, "--coco-results %s: no folder '%s'", path, dir);
+  else if (access(dir, W_OK | X_OK)) rc = cx_fail(e, "--coco-results %s: folder '%s' is not writable", path, dir);
+  free(dir);
+  return rc;
+}
+
 /* Writes `path` (atomically) from the results of every input that has one in out_dir. */
 static int write_coco_results(const char *path, const char *out_dir, char *const *inputs, char (*stems)[256], int n,
                               const char *const *class_names, int nclass, int quiet, cx_err *e) {
@@ -833,7 +847,7 @@ int cx_cmd_segment(int argc, char **argv) {
     status = 2;
     goto out;
   }
-  if (make_dirs(out_dir, &e)) {
+  if (make_dirs(out_dir, &e) || (coco_results && check_results_path(coco_results, &e))) {
     fprintf(stderr, "ctxdiff segment: %s\n", e.msg);
     goto out;
   }

@@ -323,7 +323,8 @@ for label, extra, words in [
         ("missing config", ["--config", os.path.join(W, "none.json")], ["none.json"]),
         ("bad batch", ["--batch", "0"], ["--batch"]),
         ("bad device", ["--device", "tpu"], ["tpu"]),
-        ("bad device index", ["--device", "cuda:-1"], ["cuda:-1", "cuda:N"])]:
+        ("bad device index", ["--device", "cuda:-1"], ["cuda:-1", "cuda:N"]),
+        ("results file in a missing folder", ["--coco-results", os.path.join(W, "no_such", "r.json")], ["no_such"])]:
     with open(cfg + ".bad", "w") as f:
         f.write('{"DETECTION_NMS_THRESHOLD": "high"}')
     out = os.path.join(W, "out_err")
