@@ -126,13 +126,14 @@ static void print_profile(const cx_op_time *ops, int n, const char *title, int c
 static void usage(void) {
   printf("usage: ctxdiff bench [--device cpu|cuda|cuda:N] [--precision fp32|fp16|bf16] [--backbone resnet101|resnet50|both] [--size N[,N...]]\n"
          "                    [--batch B[,B...]] [--iters N] [--warmup N] [--num-classes N] [--set NAME=VALUE]...\n"
-         "                    [--gemm blas|own] [--conv winograd4|winograd2|im2col] [--profile]\n\n"
+         "                    [--gemm blas|own] [--conv winograd4|winograd2|im2col] [--threads N] [--profile]\n\n"
          "Times the whole segmentation (preprocessing through full-size masks) on synthetic weights\n"
          "and the synthetic image (size x size, so no resize), DETECTION_MIN_CONFIDENCE = 0.\n"
          "Prints one JSON line per configuration: images/s and per-stage milliseconds per batch\n"
          "(median of --iters runs after --warmup runs). Defaults: resnet101, 1024, batch 1, 3 iters, 1 warmup.\n"
          "--gemm and --conv pick the CPU GEMM (OpenBLAS or our own) and the 3x3 convolution path\n"
-         "(Winograd F(4x4,3x3), F(2x2,3x3) or im2col) so they can be compared.\n"
+         "(Winograd F(4x4,3x3), F(2x2,3x3) or im2col) so they can be compared; --threads N the CPU\n"
+         "threads (default: OMP_NUM_THREADS, else every core; the JSON line's \"threads\").\n"
          "--device cuda runs the GPU graph (--precision: GEMM arithmetic, default fp32 strict); it exits\n"
          "with status 77 and a message when this machine has no CUDA device or the build has no CUDA.\n"
          "Each line also gives gflop_per_batch (convolutions and dense layers, counted from the layer\n"
@@ -194,6 +195,8 @@ int cx_cmd_bench(int argc, char **argv) {
       if (cx_gemm_select(v)) { fprintf(stderr, "ctxdiff bench: --gemm must be blas or own (blas only when built with OpenBLAS)\n"); return 2; }
     } else if (!strcmp(a, "--conv")) {
       if (cx_conv_select(v)) { fprintf(stderr, "ctxdiff bench: --conv must be winograd4, winograd2 or im2col\n"); return 2; }
+    } else if (!strcmp(a, "--threads")) {
+      if (cx_cli_threads("bench", v)) return 2;
     } else if (!strcmp(a, "--set")) {
       if (nsets == 64) { fprintf(stderr, "ctxdiff bench: too many --set options\n"); return 2; }
       sets[nsets++] = v;
@@ -303,7 +306,8 @@ int cx_cmd_bench(int argc, char **argv) {
                  "\"gpu_mem_used_mb\":%.0f,%s",
                  precision ? precision : "fp32", gpu_name, pips, mem_mb, tac);
         } else
-          printf("{\"device\":\"cpu\",\"gemm\":\"%s\",\"conv3x3\":\"%s\",", cx_gemm_name(), cx_conv_name());
+          printf("{\"device\":\"cpu\",\"gemm\":\"%s\",\"conv3x3\":\"%s\",\"threads\":%d,", cx_gemm_name(), cx_conv_name(),
+                 cx_threads());
         printf("\"backbone\":\"%s\",\"size\":%d,\"batch\":%d,\"iters\":%d,\"num_classes\":%d,"
                "\"detections_per_image\":%d,\"images_per_s\":%.4f,\"ms_per_batch\":%.1f,"
                "\"stages_ms\":{\"preprocess\":%.2f,\"backbone_fpn\":%.2f,\"rpn_proposals\":%.2f,"

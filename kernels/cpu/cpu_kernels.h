@@ -17,6 +17,10 @@
 void cx_sgemm(int M, int N, int K, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
 int cx_gemm_select(const char *name); /* "blas" or "own"; -1 when not available */
 const char *cx_gemm_name(void);
+/* Threads of the CPU kernels and of OpenBLAS (one pool in its OpenMP flavour): n >= 1. Default:
+ * OpenMP's (OMP_NUM_THREADS, else every core). cx_threads: the count in force. */
+void cx_set_threads(int n);
+int cx_threads(void);
 
 /* ---- conv.c: 2-D convolution (cross-correlation), implicit-im2col GEMM ----------------
  * x [n, h, w, cin]; kernel in Keras layout (kh, kw, cin, cout), which is the row-major

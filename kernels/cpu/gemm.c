@@ -6,6 +6,7 @@
  * 32 columns, 6x32 register tiles written so the compiler vectorises them) used when no
  * BLAS is present and selectable at run time so `ctxdiff bench --gemm` can compare them.
  * Validated by tests/test_kernels (conv and dense cases run through both). */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,16 @@ int cx_gemm_select(const char *name) {
 }
 
 const char *cx_gemm_name(void) { return use_blas ? "openblas" : "own"; }
+
+void cx_set_threads(int n) {
+  if (n < 1) return;
+  omp_set_num_threads(n);
+#ifdef CX_HAVE_BLAS
+  openblas_set_num_threads(n); /* the pthread flavour keeps its own pool */
+#endif
+}
+
+int cx_threads(void) { return omp_get_max_threads(); }
 
 #define NR 32  /* columns per packed panel / register tile */
 #define MR 6   /* rows per register tile */

@@ -43,6 +43,7 @@ static void usage(FILE *f) {
           "  --config FILE.json       {\"sd\":{...}, \"llm\":{...}, \"segmentation\":{...}, \"run\":{...}}\n"
           "  --out DIR                output directory, new or empty (default ./ctxdiff-run-DATE-TIME)\n"
           "  --resume DIR             continue an interrupted run from its last completed step\n"
+          "  --threads N              CPU threads for segmentation (default: OMP_NUM_THREADS, else every core)\n"
           "  --quiet                  no progress on stderr\n\n"
           "Ctrl-C interrupts the running generation (/sdapi/v1/interrupt) and saves the state for --resume.\n");
 }
@@ -93,6 +94,9 @@ int cx_cmd_run(int argc, char **argv) {
         return 2;
       }
       sets[nsets++] = v, i++;
+    } else if (!strcmp(a, "--threads") && v) {
+      if (cx_cli_threads("run", v)) return 2;
+      i++;
     } else if (!strcmp(a, "--per-instance")) {
       per_instance = 1;
     } else if (!strcmp(a, "--quiet") || !strcmp(a, "-q")) {
@@ -110,7 +114,7 @@ int cx_cmd_run(int argc, char **argv) {
   if (resume) {
     if (prompt || config || nsets || iterations || have_seed || per_instance || negative) {
       fprintf(stderr, "ctxdiff run: --resume continues with the stored settings; only --sd-url, --sd-auth, "
-                      "--llm-url, --llm-model, --weights, --device, --precision and --quiet may be given with it\n");
+                      "--llm-url, --llm-model, --weights, --device, --precision, --threads and --quiet may be given with it\n");
       return 2;
     }
     if (cx_run_load_settings(resume, &o, &e)) {

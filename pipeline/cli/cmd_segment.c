@@ -51,6 +51,7 @@ static void segment_usage(FILE *f) {
           "                     -> 397133), category_id = the COCO id for COCO weights, else the class id\n"
           "  --no-overlay       write the JSON only (encoding the overlay PNG is the largest part\n"
           "                     of the writing: for throughput)\n"
+          "  --threads N        CPU threads (default: OMP_NUM_THREADS, else every core)\n"
           "  --quiet            no progress output\n\n"
           "On cuda two batches are in flight: the next batch is decoded and submitted, and the\n"
           "previous one written, while the GPU runs the current one.\n");
@@ -748,6 +749,10 @@ int cx_cmd_segment(int argc, char **argv) {
       recursive = 1;
     } else if (!strcmp(a, "--skip-existing")) {
       skip_existing = 1;
+    } else if (!strcmp(a, "--threads")) {
+      NEED_ARG();
+      if ((status = cx_cli_threads("segment", argv[++i]))) goto out;
+      status = 1;
     } else if (!strcmp(a, "--coco-results")) {
       NEED_ARG();
       coco_results = argv[++i];

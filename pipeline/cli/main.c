@@ -1,8 +1,21 @@
 /* ctxdiff: contextual diffusion with a native Mask R-CNN runtime. Dispatches subcommands. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "commands.h"
+#include "cpu_kernels.h"
+
+int cx_cli_threads(const char *cmd, const char *value) {
+  char *end = NULL;
+  const long n = value ? strtol(value, &end, 10) : 0;
+  if (!value || !*value || *end || n < 1 || n > 4096) {
+    fprintf(stderr, "ctxdiff %s: --threads must be an integer from 1 to 4096, got '%s'\n", cmd, value ? value : "");
+    return 2;
+  }
+  cx_set_threads((int)n);
+  return 0;
+}
 
 typedef struct {
   const char *name;

@@ -315,6 +315,14 @@ if res is not None:
     else:
         print("ok: --coco-results: %d detections of 2 images, ids from the names, COCO categories" % len(res))
 
+# --- --threads 1: the same detections as every core (no kernel's arithmetic depends on it)
+out7 = os.path.join(W, "out_threads")
+r = run("segment", *FAST, "--no-overlay", "--threads", "1", "--out", out7, img)
+if r.returncode != 0 or load(out7, "synth")["detections"] != dets:
+    fail("--threads 1: status %d, detections differ: %s" % (r.returncode, r.stderr))
+else:
+    print("ok: --threads 1 gives the same detections")
+
 # --- settings errors name the setting (exit 2, nothing written)
 for label, extra, words in [
         ("unknown setting", ["--set", "NO_SUCH_SETTING=1"], ["NO_SUCH_SETTING"]),
@@ -324,6 +332,7 @@ for label, extra, words in [
         ("bad batch", ["--batch", "0"], ["--batch"]),
         ("bad device", ["--device", "tpu"], ["tpu"]),
         ("bad device index", ["--device", "cuda:-1"], ["cuda:-1", "cuda:N"]),
+        ("bad threads", ["--threads", "0"], ["--threads"]),
         ("results file in a missing folder", ["--coco-results", os.path.join(W, "no_such", "r.json")], ["no_such"])]:
     with open(cfg + ".bad", "w") as f:
         f.write('{"DETECTION_NMS_THRESHOLD": "high"}')
