@@ -288,32 +288,34 @@ static int collect_inputs(const char *const *args, int nargs, int recursive, str
   return 0;
 }
 
-/* stems[i]: the file stem of paths[i], made unique when an earlier input has it (name-2,
+/* stems->v[i]: the file stem of paths[i], made unique when an earlier input has it (name-2,
  * name-3, ...); a hash set keeps this linear for folders of many thousands of images */
-static int unique_stems(char *const *paths, int n, char (*stems)[256]) {
+static int unique_stems(char *const *paths, int n, strlist *stems) {
   size_t cap = 64;
   while (cap < 2 * (size_t)n + 2) cap <<= 1;
   int *tab = malloc(cap * sizeof *tab);
   if (!tab) return -1;
   for (size_t i = 0; i < cap; i++) tab[i] = -1;
-  for (int i = 0; i < n; i++) {
-    char base[240];
+  int rc = 0;
+  for (int i = 0; i < n && !rc; i++) {
+    char base[240], cand[256];
     stem_of(paths[i], base, sizeof base);
-    snprintf(stems[i], sizeof stems[i], "%s", base);
+    snprintf(cand, sizeof cand, "%s", base);
     for (int k = 2;; k++) {
       uint64_t h = 1469598103934665603ULL;
-      for (const char *c = stems[i]; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ULL;
+      for (const char *c = cand; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ULL;
       size_t slot = (size_t)h & (cap - 1);
-      while (tab[slot] >= 0 && strcmp(stems[tab[slot]], stems[i])) slot = (slot + 1) & (cap - 1);
+      while (tab[slot] >= 0 && strcmp(stems->v[tab[slot]], cand)) slot = (slot + 1) & (cap - 1);
       if (tab[slot] < 0) {
-        tab[slot] = i;
+        if (sl_push(stems, strdup(cand))) rc = -1;
+        else tab[slot] = i;
         break;
       }
-      snprintf(stems[i], sizeof stems[i], "%s-%d", base, k);
+      snprintf(cand, sizeof cand, "%s-%d", base, k);
     }
   }
   free(tab);
-  return 0;
+  return rc;
 }
 
 /* ---- --coco-results ---------------------------------------------------------------------- */
@@ -418,7 +420,7 @@ static int check_results_path(const char *path, cx_err *e) {
 }
 
 /* Writes `path` (atomically) from the results of every input that has one in out_dir. */
-static int write_coco_results(const char *path, const char *out_dir, char *const *inputs, char (*stems)[256], int n,
+static int write_coco_results(const char *path, const char *out_dir, char *const *inputs, char *const *stems, int n,
                               const char *const *class_names, int nclass, int quiet, cx_err *e) {
   int numeric = 1, coco = nclass == CX_COCO_NUM_CLASSES;
   for (int i = 0; i < n && numeric; i++) numeric = all_digits(stems[i]) && strlen(stems[i]) <= 15;
@@ -456,14 +458,23 @@ static int write_coco_results(const char *path, const char *out_dir, char *const
   return 0;
 }
 
+/* Per input (folders can hold hundreds of thousands): the message only when it fails */
 typedef struct job {
-  const char *path;
-  char stem[256];
+  const char *path, *stem;
   cx_rgb_image img;
   double decode_ms;
-  int ok;
-  char err[1200];
+  int ok, failed;
+  char *err; /* NULL when failed without memory for the message */
 } job;
+
+static void job_fail(job *jb, const char *prefix, const char *msg) {
+  jb->failed = 1;
+  free(jb->err);
+  jb->err = malloc(strlen(prefix) + strlen(msg) + 1);
+  if (jb->err) sprintf(jb->err, "%s%s", prefix, msg);
+}
+
+static const char *job_err(const job *jb) { return jb->err ? jb->err : "out of memory"; }
 
 typedef struct run_ctx {
   cx_model *model;
@@ -489,9 +500,9 @@ static void report_job(run_ctx *rc, job *jb) {
       fprintf(stderr, "[%d/%d] %s -> %s/%s.json (%.2f images/s)\n", rc->done, rc->nimages, jb->path, rc->out_dir,
               jb->stem, s > 0 ? rc->done / s : 0.0);
     else
-      fprintf(stderr, "[%d/%d] %s FAILED: %s\n", rc->done, rc->nimages, jb->path, jb->err);
+      fprintf(stderr, "[%d/%d] %s FAILED: %s\n", rc->done, rc->nimages, jb->path, job_err(jb));
   } else if (!jb->ok && rc->nimages == 1) {
-    fprintf(stderr, "ctxdiff segment: %s\n", jb->err);
+    fprintf(stderr, "ctxdiff segment: %s\n", job_err(jb));
   }
   cx_rgb_image_free(&jb->img);
 }
@@ -581,7 +592,7 @@ static void write_batch(run_ctx *rc, job *jobs, const int *idx, int n, cx_detect
     job *jb = &jobs[idx[k]];
     cx_err we = {{0}};
     if (write_outputs(rc, jb, &dets[k], &t, n, &we))
-      snprintf(jb->err, sizeof jb->err, "%s", we.msg);
+      job_fail(jb, "", we.msg);
     else
       jb->ok = 1;
   }
@@ -609,7 +620,7 @@ static void run_batch(run_ctx *rc, job *jobs, const int *idx, int n) {
       for (int k = 0; k < n; k++) run_batch(rc, jobs, &idx[k], 1);
       return;
     }
-    snprintf(jobs[idx[0]].err, sizeof jobs[idx[0]].err, "detection failed: %s", e.msg);
+    job_fail(&jobs[idx[0]], "detection failed: ", e.msg);
     report_job(rc, &jobs[idx[0]]);
     return;
   }
@@ -687,7 +698,7 @@ int cx_cmd_segment(int argc, char **argv) {
   int batch = 1, quiet = 0, no_overlay = 0, recursive = 0, skip_existing = 0;
   const char *coco_results = NULL;
   strlist inputs = {0};
-  char (*stems)[256] = NULL;
+  strlist stems = {0};
   const char **sets = calloc((size_t)argc + 1, sizeof *sets);
   const char **images = calloc((size_t)argc + 1, sizeof *images);
   int nsets = 0, nimages = 0, status = 1;
@@ -782,21 +793,20 @@ int cx_cmd_segment(int argc, char **argv) {
       goto out;
     }
     ninputs = inputs.n;
-    stems = calloc((size_t)ninputs, sizeof *stems);
     jobs = calloc((size_t)ninputs, sizeof *jobs);
-    if (!stems || !jobs || unique_stems(inputs.v, ninputs, stems)) {
+    if (!jobs || unique_stems(inputs.v, ninputs, &stems)) {
       fprintf(stderr, "ctxdiff segment: out of memory\n");
       goto out;
     }
     nimages = 0;
     for (int i = 0; i < ninputs; i++) {
       if (skip_existing) {
-        char *jp = malloc(strlen(out_dir) + strlen(stems[i]) + 8);
+        char *jp = malloc(strlen(out_dir) + strlen(stems.v[i]) + 8);
         if (!jp) {
           fprintf(stderr, "ctxdiff segment: out of memory\n");
           goto out;
         }
-        sprintf(jp, "%s/%s.json", out_dir, stems[i]);
+        sprintf(jp, "%s/%s.json", out_dir, stems.v[i]);
         const int done = access(jp, F_OK) == 0;
         free(jp);
         if (done) {
@@ -805,7 +815,7 @@ int cx_cmd_segment(int argc, char **argv) {
         }
       }
       jobs[nimages].path = inputs.v[i];
-      memcpy(jobs[nimages].stem, stems[i], sizeof jobs[nimages].stem);
+      jobs[nimages].stem = stems.v[i];
       nimages++;
     }
     if (nskipped && !quiet)
@@ -926,12 +936,12 @@ int cx_cmd_segment(int argc, char **argv) {
         cx_err le = {{0}};
         const double t0 = now_ms();
         if (cx_image_load(jb->path, &jb->img, &le))
-          snprintf(jb->err, sizeof jb->err, "%s", le.msg[0] ? le.msg : "cannot load the image");
+          job_fail(jb, "", le.msg[0] ? le.msg : "cannot load the image");
         else
           jb->decode_ms = now_ms() - t0;
       }
       for (int k = 0; k < m; k++, i++) {
-        if (jobs[i].err[0])
+        if (jobs[i].failed)
           report_job(&rc, &jobs[i]);
         else
           idx[n++] = i;
@@ -945,7 +955,7 @@ int cx_cmd_segment(int argc, char **argv) {
   if (failed && nimages > 1) {
     fprintf(stderr, "ctxdiff segment: %d of %d images failed:\n", failed, nimages);
     for (int i = 0; i < nimages; i++)
-      if (!jobs[i].ok) fprintf(stderr, "  %s: %s\n", jobs[i].path, jobs[i].err);
+      if (!jobs[i].ok) fprintf(stderr, "  %s: %s\n", jobs[i].path, job_err(&jobs[i]));
   } else if (!quiet && nimages > 1) {
     double s = (now_ms() - t_start) / 1e3;
     fprintf(stderr, "ctxdiff segment: %d images in %.1f s (%.2f images/s), results in %s\n", nimages, s,
@@ -954,16 +964,19 @@ int cx_cmd_segment(int argc, char **argv) {
   status = failed ? 1 : 0;
   if (coco_results) {
     cx_err ce = {{0}};
-    if (write_coco_results(coco_results, out_dir, inputs.v, stems, ninputs, class_names, nclass, quiet, &ce)) {
+    if (write_coco_results(coco_results, out_dir, inputs.v, stems.v, ninputs, class_names, nclass, quiet, &ce)) {
       fprintf(stderr, "ctxdiff segment: %s\n", ce.msg);
       status = 1;
     }
   }
 out:
   if (jobs)
-    for (int i = 0; i < nimages; i++) cx_rgb_image_free(&jobs[i].img);
+    for (int i = 0; i < nimages; i++) {
+      cx_rgb_image_free(&jobs[i].img);
+      free(jobs[i].err);
+    }
   free(jobs);
-  free(stems);
+  sl_free(&stems);
   sl_free(&inputs);
   free(settings);
   free(setting_vals);
