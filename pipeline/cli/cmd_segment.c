@@ -495,10 +495,16 @@ typedef struct run_ctx {
 static void report_job(run_ctx *rc, job *jb) {
   rc->done++;
   if (!rc->quiet && rc->nimages > 1) {
-    double s = (now_ms() - rc->t_start) / 1e3;
+    const double s = (now_ms() - rc->t_start) / 1e3, rate = s > 0 ? rc->done / s : 0.0;
+    char eta[48] = "";
+    if (rc->done < rc->nimages && rate > 0) { /* time left at the rate so far */
+      const long left = (long)((rc->nimages - rc->done) / rate + 0.5);
+      if (left >= 3600) snprintf(eta, sizeof eta, ", %ldh%02ldm left", left / 3600, left / 60 % 60);
+      else snprintf(eta, sizeof eta, ", %ldm%02lds left", left / 60, left % 60);
+    }
     if (jb->ok)
-      fprintf(stderr, "[%d/%d] %s -> %s/%s.json (%.2f images/s)\n", rc->done, rc->nimages, jb->path, rc->out_dir,
-              jb->stem, s > 0 ? rc->done / s : 0.0);
+      fprintf(stderr, "[%d/%d] %s -> %s/%s.json (%.2f images/s%s)\n", rc->done, rc->nimages, jb->path, rc->out_dir,
+              jb->stem, rate, eta);
     else
       fprintf(stderr, "[%d/%d] %s FAILED: %s\n", rc->done, rc->nimages, jb->path, job_err(jb));
   } else if (!jb->ok && rc->nimages == 1) {
