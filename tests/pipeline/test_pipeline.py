@@ -723,8 +723,9 @@ def run_resume():
     done = [st for it in rj["iterations"] for st in it.get("steps", []) if st.get("completed")]
     check(len(done) == 1 and not os.path.exists(os.path.join(out, "final.png")), f"{len(done)} completed steps")
     n_t2i = len(posts(sd, "/sdapi/v1/txt2img"))
-    p = run([ARGS.ctxdiff, "run", "--resume", out, "--sd-url", sd.url], env_extra={"OPENAI_API_KEY": SECRET},
-            timeout=200)
+    # --threads is allowed with --resume and changes no result (the files are compared below)
+    p = run([ARGS.ctxdiff, "run", "--resume", out, "--sd-url", sd.url, "--threads", "1"],
+            env_extra={"OPENAI_API_KEY": SECRET}, timeout=200)
     check(len(posts(sd, "/sdapi/v1/txt2img")) == n_t2i, "resume does not regenerate the initial image")
     rj = check_run_outputs(out, sd, drop=(1,), per_instance=True)
     check([len(it["steps"]) for it in rj["iterations"]] == [3, 3], "per-instance: one step per detection")
