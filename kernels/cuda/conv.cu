@@ -1792,20 +1792,28 @@ static int conv_direct(const cx_conv2d_desc *d, const void *x, bool x16, int n, 
     const int had_err = cx_cuda_has_error(); /* the launchers record their own failures */
     int ver = conv_version();
     if (ver == CONV_TUNE) {
-      /* Candidates: the heuristic configuration; unsplit where it splits K; the 128-wide tile
-       * where it takes 64 for an under-filled grid; v4, v5, v6 on the unsplit 128-wide tile. A
-       * forced split-K setting stays forced. Rerunning must not change y: no tuning where y is
-       * also an input. */
+      /* Candidates: the heuristic configuration; where it splits K, unsplit and half and twice
+       * its slice count (within pick_splits' bounds: slices of >= 512 columns, <= 16); the
+       * 128-wide tile where it takes 64 for an under-filled grid; v4, v5, v6 on the unsplit
+       * 128-wide tile. A forced split-K setting stays forced. Rerunning must not change y: no
+       * tuning where y is also an input. */
       struct cfg {
         int s;
         bool wide;
         int ver;
-      } cand[6];
+      } cand[8];
       int nc = 0;
       const bool rule_narrow = !only64 && (long long)mt * ((g.cout + 127) / 128) < sm_count();
       cand[nc++] = {splits_h, false, 0};
       const bool split_auto = splitk_setting() == 0; /* CTXDIFF_CUDA_SPLITK / cx_cuda_set_splitk win */
-      if (split_auto && splits_h > 1) cand[nc++] = {1, false, 0};
+      if (split_auto && splits_h > 1) {
+        cand[nc++] = {1, false, 0};
+        int twice = 2 * splits_h;
+        if (twice > g.k / 512) twice = g.k / 512;
+        if (twice > 16) twice = 16;
+        if (splits_h / 2 >= 2) cand[nc++] = {splits_h / 2, false, 0};
+        if (twice > splits_h) cand[nc++] = {twice, false, 0};
+      }
       if (rule_narrow && (split_auto || splits_h == 1)) cand[nc++] = {1, true, 0};
       if (a.v3 && !only64 && (split_auto || splits_h == 1)) { /* v3 on the unsplit 128-wide tile is above */
         cand[nc++] = {1, true, 4};
