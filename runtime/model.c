@@ -604,7 +604,7 @@ static int mask_head(cx_model *m) {
   if (p->mask_ch == 1) {
     /* unmolding reads one class per detection: that column only (matterport computes all) */
     const cx_conv2d_desc *d = &m->mask_out.d;
-    cmark(m, 2.0 * total * 784 * d->cin, NULL, "mrcnn_mask (own class) + sigmoid");
+    cmark(m, cx_mask_class_flops(m, total), NULL, "mrcnn_mask (own class) + sigmoid");
     cmark_kernel(m, "1x1 conv, own class column");
     m->be->mask_class_sigmoid(p->deconv, total, 784, d->cin, d->kernel, d->bias, d->cout, p->mask_cls, p->masks);
     return total;

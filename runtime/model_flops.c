@@ -53,7 +53,7 @@ double cx_model_flops(const cx_model *m, int H, int W, int n, int mask_rows) {
   if (mask_rows > 0) {
     for (int k = 0; k < 4; k++) f += layer_flops(&m->mask_conv[k], mask_rows, 14, 14, NULL, NULL);
     f += 2.0 * mask_rows * 196 * 256 * 4 * 256; /* deconv 2x2/2 as a GEMM */
-    f += 2.0 * mask_rows * 784 * m->mask_out.d.cin; /* mrcnn_mask at the row's own class only */
+    f += cx_mask_class_flops(m, mask_rows);
   }
   return f;
 }

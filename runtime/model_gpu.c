@@ -843,7 +843,7 @@ static void mask_head(cx_model *m, const cx_backend *be) {
                          g->deconv_bias, FEAT, 1, p->deconv, p->deconv_ws, live);
   /* unmolding reads one class per detection: that column only (matterport computes all nc) */
   const cx_conv2d_desc *dout = &m->mask_out.d;
-  mark(g, 2.0 * 784 * dout->cin, MARK_ROWS, "mrcnn_mask (own class) + sigmoid");
+  mark(g, cx_mask_class_flops(m, 1), MARK_ROWS, "mrcnn_mask (own class) + sigmoid");
   mark_kernel(g, "1x1 conv, own class column");
   cx_cuda_mask_class(p->deconv, rows, 784, dout->cin, g->mask_out_k, g->mask_out_b, dout->cout, p->mcls,
                      p->slot[p->cur].mask_sel, live);

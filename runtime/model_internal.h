@@ -185,4 +185,10 @@ struct cx_model {
   cx_cpu_prof cprof;
 };
 
+/* FLOPs of mrcnn_mask at each row's own class (the one column unmolding reads), for the FLOP
+ * count and both profiles */
+static inline double cx_mask_class_flops(const cx_model *m, double rows) {
+  return 2.0 * rows * 784 * m->mask_out.d.cin;
+}
+
 #endif

@@ -87,33 +87,54 @@ static int json_value_text(const cx_json *v, FILE *out) {
   }
 }
 
-static int load_config_file(cx_config *cfg, const char *path, cx_err *e) {
+/* The whole of file `path` (what: "config file " etc., for the messages), at most max_mb MB */
+static char *read_text(const char *path, const char *what, size_t max_mb, size_t *len, cx_err *e) {
   FILE *f = fopen(path, "rb");
-  if (!f) return cx_fail(e, "cannot open config file '%s': %s", path, strerror(errno));
-  char *text = NULL;
-  size_t len = 0, cap = 0;
+  if (!f) {
+    cx_fail(e, "cannot open %s'%s': %s", what, path, strerror(errno));
+    return NULL;
+  }
+  char *t = NULL;
+  size_t n = 0, cap = 0;
   for (;;) {
-    if (len == cap) {
-      if (cap >= (1u << 20)) {
-        free(text);
-        fclose(f);
-        return cx_fail(e, "config file '%s' is larger than 1 MB", path);
+    if (n == cap) {
+      if (cap >= max_mb << 20) {
+        cx_fail(e, "%s'%s' is larger than %zu MB", what, path, max_mb);
+        break;
       }
-      cap = cap ? cap * 2 : 4096;
-      char *nt = realloc(text, cap);
+      cap = cap ? 2 * cap : 4096;
+      char *nt = realloc(t, cap);
       if (!nt) {
-        free(text);
-        fclose(f);
-        return cx_fail(e, "out of memory reading '%s'", path);
+        cx_fail(e, "out of memory reading '%s'", path);
+        break;
       }
-      text = nt;
+      t = nt;
     }
-    size_t n = fread(text + len, 1, cap - len, f);
-    if (n == 0) break;
-    len += n;
+    const size_t r = fread(t + n, 1, cap - n, f);
+    if (r == 0) {
+      fclose(f);
+      *len = n;
+      return t ? t : calloc(1, 1);
+    }
+    n += r;
   }
   fclose(f);
-  cx_json *j = cx_json_parse(text ? text : "", len, path, e);
+  free(t);
+  return NULL;
+}
+
+/* DIR/<stem>.json (malloc'd) */
+static char *json_path_of(const char *dir, const char *stem) {
+  char *p = malloc(strlen(dir) + strlen(stem) + 8);
+  if (p) sprintf(p, "%s/%s.json", dir, stem);
+  return p;
+}
+
+static int load_config_file(cx_config *cfg, const char *path, cx_err *e) {
+  size_t len = 0;
+  char *text = read_text(path, "config file ", 1, &len, e);
+  if (!text) return -1;
+  cx_json *j = cx_json_parse(text, len, path, e);
   if (!j) {
     free(text);
     return cx_failctx(e, "config file '%s'", path);
@@ -320,41 +341,6 @@ static int unique_stems(char *const *paths, int n, strlist *stems) {
 
 /* ---- --coco-results ---------------------------------------------------------------------- */
 
-static char *read_text(const char *path, size_t *len, cx_err *e) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    cx_fail(e, "cannot open '%s': %s", path, strerror(errno));
-    return NULL;
-  }
-  char *t = NULL;
-  size_t n = 0, cap = 0;
-  for (;;) {
-    if (n == cap) {
-      if (cap >= ((size_t)1 << 30)) {
-        cx_fail(e, "'%s' is larger than 1 GB", path);
-        break;
-      }
-      cap = cap ? 2 * cap : 65536;
-      char *nt = realloc(t, cap);
-      if (!nt) {
-        cx_fail(e, "out of memory reading '%s'", path);
-        break;
-      }
-      t = nt;
-    }
-    const size_t r = fread(t + n, 1, cap - n, f);
-    if (r == 0) {
-      fclose(f);
-      *len = n;
-      return t;
-    }
-    n += r;
-  }
-  fclose(f);
-  free(t);
-  return NULL;
-}
-
 static int all_digits(const char *s) {
   if (!*s) return 0;
   for (; *s; s++)
@@ -368,7 +354,7 @@ static int all_digits(const char *s) {
 static int coco_append(FILE *o, const char *json_path, long long image_id, const char *file_name, const int *cat_of,
                        int ncat, int *first, int *count, cx_err *e) {
   size_t len = 0;
-  char *text = read_text(json_path, &len, e);
+  char *text = read_text(json_path, "", 1024, &len, e);
   if (!text) return -1;
   cx_json *j = cx_json_parse(text, len, json_path, e);
   int rc = 0;
@@ -432,12 +418,11 @@ static int write_coco_results(const char *path, const char *out_dir, char *const
   fputc('[', o);
   int first = 1, count = 0, images = 0, rc = 0;
   for (int i = 0; i < n && !rc; i++) {
-    char *jp = malloc(strlen(out_dir) + strlen(stems[i]) + 8);
+    char *jp = json_path_of(out_dir, stems[i]);
     if (!jp) {
       rc = cx_fail(e, "out of memory");
       break;
     }
-    sprintf(jp, "%s/%s.json", out_dir, stems[i]);
     if (access(jp, F_OK) == 0) { /* no JSON: the image failed, and was reported */
       const long long id = numeric ? strtoll(stems[i], NULL, 10) : i + 1;
       rc = coco_append(o, jp, id, numeric ? NULL : inputs[i], coco ? cx_coco_category_ids : NULL, nclass, &first,
@@ -818,12 +803,11 @@ int cx_cmd_segment(int argc, char **argv) {
     nimages = 0;
     for (int i = 0; i < ninputs; i++) {
       if (skip_existing) {
-        char *jp = malloc(strlen(out_dir) + strlen(stems.v[i]) + 8);
+        char *jp = json_path_of(out_dir, stems.v[i]);
         if (!jp) {
           fprintf(stderr, "ctxdiff segment: out of memory\n");
           goto out;
         }
-        sprintf(jp, "%s/%s.json", out_dir, stems.v[i]);
         const int done = access(jp, F_OK) == 0;
         free(jp);
         if (done) {
